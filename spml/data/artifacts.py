@@ -1,0 +1,52 @@
+"""What a model file says about itself, in one schema shared by the exporter (which writes it into ONNX
+metadata_props) and the labeler and evaluator (which read it back): categories with their COCO ids, arch,
+input size, normalisation and where the training data was. Values are JSON-encoded strings."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from spml.data.images import Preprocess
+
+PREFIX = "spml."
+ONNX_INPUT = "images"
+ONNX_OUTPUT = "probabilities"
+
+
+@dataclass
+class ModelInfo:
+    categories: list[dict]  # [{"id": coco id, "name": ...}] in output order
+    arch: str
+    image_size: int
+    mean: list[float]
+    std: list[float]
+    train_ann: str | None = None
+    train_images: str | None = None
+    format_version: int = 1
+    extra: dict = field(default_factory=dict)  # the training config, the source checkpoint's sha256, precision...
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return Preprocess(self.image_size, tuple(self.mean), tuple(self.std))
+
+    def to_props(self) -> dict[str, str]:
+        return {PREFIX + k: json.dumps(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_props(cls, props: dict[str, str]) -> "ModelInfo":
+        values = {k[len(PREFIX):]: json.loads(v) for k, v in props.items() if k.startswith(PREFIX)}
+        missing = [k for k in ("categories", "arch", "image_size", "mean", "std") if k not in values]
+        if missing:
+            raise KeyError(f"no spml metadata ({', '.join(missing)})")
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict) -> "ModelInfo":
+        pre = ckpt["preprocess"]
+        data = ckpt.get("data") or {}
+        return cls(categories=ckpt["categories"], arch=ckpt["config"]["arch"], image_size=pre["image_size"],
+                   mean=pre["mean"], std=pre["std"], train_ann=data.get("train_ann"),
+                   train_images=data.get("train_images"), format_version=ckpt["format_version"],
+                   extra={"config": ckpt["config"], "best_metric": ckpt.get("best_metric"), "epoch": ckpt.get("epoch")})

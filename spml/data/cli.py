@@ -1,0 +1,52 @@
+"""spml-data: the built-in dataset and the single-positive protocol."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """Datasets for spml.
+
+    \b
+      spml-data demo data/                       # the built-in dataset
+      spml-data single-positive data/instances_train.json --out data/sp.json
+    """
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--seed", default=0, show_default=True, help="Seed of the generator.")
+@click.option("--num-train", default=1600, show_default=True, type=click.IntRange(5),
+              help="Images of the official train split (80% train, 20% val).")
+@click.option("--num-test", default=800, show_default=True, type=click.IntRange(1), help="Test images.")
+def demo(directory, seed, num_train, num_test):
+    """Write the built-in dataset to DIRECTORY: JPEG images and instances_{train,val,test}.json (full labels,
+    bboxes, gappy category ids)."""
+    from spml.data.demo import DemoConfig, make_demo
+
+    paths = make_demo(directory, DemoConfig(num_train=num_train, num_test=num_test, seed=seed))
+    for split, path in paths.items():
+        click.echo(f"{split}: {path}")
+    click.echo(f"next: spml-data single-positive {paths['train']} --out {paths['train'].with_name('sp_train.json')}")
+
+
+@main.command("single-positive")
+@click.argument("instances", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Single-positive COCO file to write.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random choice of the kept positive.")
+@click.option("--images", type=click.Path(file_okay=False), default=None,
+              help="Images folder (default: recorded in INSTANCES, else its folder); recorded in the output.")
+def single_positive_cmd(instances, out, seed, images):
+    """Keep one positive label per image of INSTANCES, chosen uniformly at random (Cole et al. 2021); images
+    without a positive are dropped."""
+    from spml.data.coco import load_coco
+    from spml.data.single_positive import single_positive
+    from spml.files import write_json
+
+    dataset = load_coco(instances, images)
+    coco, dropped = single_positive(dataset, seed)
+    write_json(out, coco)
+    click.echo(f"wrote {out}: {len(coco['images'])} images, one positive each"
+               + (f"; {dropped} images without a positive dropped" if dropped else ""))

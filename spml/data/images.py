@@ -1,0 +1,104 @@
+"""Image decoding and the one preprocessing used by train, label and eval, on the torch and onnxruntime paths
+alike (numpy and Pillow only, so the labeler never needs torch)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ImageError(Exception):
+    """An image that cannot be used; the message is the reason written to the failures list."""
+
+
+def image_path(images_dir: Path, file_name: str, allow_outside: bool = False) -> Path:
+    """The file an annotation's `file_name` names, refusing one that escapes `images_dir` (`../`, an absolute
+    path, a symlink pointing out) unless the user allowed it."""
+    path = Path(images_dir) / file_name
+    if allow_outside:
+        return path
+    root = Path(images_dir).resolve()
+    real = path.resolve()
+    if real != root and root not in real.parents:
+        raise ImageError(f"file_name escapes the images folder: {file_name}")
+    return path
+
+
+def decode_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow image as upright 8-bit RGB: EXIF rotation applied, 16-bit scaled (not clipped) to 8 bits,
+    CMYK, palette, grayscale and alpha converted."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        # "I" holds 16-bit PNGs too; treat anything above 8-bit range as 16-bit
+        scale = 257.0 if arr.size and arr.max() > 255 or img.mode.startswith("I;16") else 1.0
+        arr = np.clip(np.rint(arr / scale), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return img
+
+
+def load_image(path: str | os.PathLike, target: int | None = None) -> Image.Image:
+    """Open and decode an image file to upright RGB. With `target`, a JPEG is decoded at a reduced scale
+    (libjpeg's DCT scaling) no smaller than target x target, which is several times faster for big photos."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if target is not None and img.format == "JPEG":
+                    img.draft("RGB", (target, target))
+                img.load()
+                return decode_rgb(img)
+    except FileNotFoundError:
+        raise ImageError("missing file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"image too large ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:  # Pillow's errors for corrupt, truncated, empty files
+        raise ImageError(f"cannot decode ({e})") from None
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize to size x size (the reference codebases' square resize) and normalise; CHW float32."""
+
+    size: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    _scale: np.ndarray = field(init=False, repr=False, compare=False)
+    _shift: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        std = np.asarray(self.std, dtype=np.float32)
+        object.__setattr__(self, "_scale", (1.0 / (255.0 * std)).reshape(3, 1, 1))
+        object.__setattr__(self, "_shift", (np.asarray(self.mean, dtype=np.float32) / std).reshape(3, 1, 1))
+
+    def resize(self, img: Image.Image) -> np.ndarray:
+        """HWC uint8 at the model's size."""
+        if img.size != (self.size, self.size):
+            img = img.resize((self.size, self.size), Image.BILINEAR)
+        return np.asarray(img, dtype=np.uint8)
+
+    def normalize(self, hwc_uint8: np.ndarray) -> np.ndarray:
+        """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 normalised; works on one image or a batch."""
+        chw = np.moveaxis(hwc_uint8, -1, -3).astype(np.float32)
+        return chw * self._scale - self._shift
+
+    def __call__(self, path: str | os.PathLike) -> np.ndarray:
+        return self.normalize(self.resize(load_image(path, self.size)))
+
+    def to_dict(self) -> dict:
+        return {"image_size": self.size, "mean": list(self.mean), "std": list(self.std)}

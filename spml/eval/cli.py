@@ -1,0 +1,45 @@
+"""spml-eval: the click command over `evaluate_model` and `evaluate_labels`."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("target", type=click.Path(dir_okay=False))
+@click.option("--ann", type=click.Path(dir_okay=False), required=True, help="Ground truth (COCO, full labels).")
+@click.option("--images", type=click.Path(file_okay=False), default=None,
+              help="Images folder of --ann (models only). Default: recorded in --ann, else its folder.")
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the report as JSON.")
+def main(target, ann, images, batch_size, json_out):
+    """Evaluate TARGET against the ground truth in --ann.
+
+    \b
+    TARGET is a model (.pt or .onnx): mAP and per-class AP on the images of --ann;
+    or a labels file (.json, from spml-label): precision, recall, F1 and positives per image of its labels.
+      spml-eval student.pt --ann test.json --json report.json
+      spml-eval labels.json --ann instances_train.json
+    """
+    from spml.errors import SpmlError
+    from spml.eval.evaluate import evaluate_labels, evaluate_model
+    from spml.files import write_json
+
+    if target.lower().endswith(".json"):
+        report = evaluate_labels(target, ann)
+    elif target.lower().endswith((".pt", ".pth", ".onnx")):
+        report = evaluate_model(target, ann, images, batch_size, progress=True)
+    else:
+        raise SpmlError(f"{target}: expected a model (.pt, .onnx) or a labels file (.json)") from None
+    width = max([len(k) for k in report["ap"]] + [8])
+    for name, ap in report["ap"].items():
+        click.echo(f"  {name:<{width}} {'-' if ap is None else f'{ap:6.2f}'}")
+    line = f"mAP {report['map']:.2f} over {report['num_images']} images"
+    if "precision" in report:
+        line += (f"; precision {report['precision']:.3f}, recall {report['recall']:.3f}, F1 {report['f1']:.3f}, "
+                 f"{report['positives_per_image']:.2f} positives per image (truth {report['true_positives_per_image']:.2f})")
+    if report.get("classes_without_positives"):
+        line += f"; no positives (skipped): {', '.join(report['classes_without_positives'])}"
+    click.echo(line)
+    if json_out:
+        write_json(json_out, report)

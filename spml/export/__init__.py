@@ -1,0 +1,1 @@
+"""Stage 2: a trained checkpoint as a self-describing ONNX model (probabilities out, dynamic batch)."""

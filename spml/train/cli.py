@@ -1,0 +1,50 @@
+"""spml-train: the click command over `spml.train.trainer.train`."""
+
+from __future__ import annotations
+
+import click
+
+from spml.train.losses import LOSSES
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--ann", type=click.Path(dir_okay=False), default=None,
+              help="Training labels (COCO): single positives, full labels or a labels.json. Default: the built-in dataset.")
+@click.option("--images", type=click.Path(file_okay=False), default=None,
+              help="Images folder. Default: the one recorded in --ann, else the folder of --ann.")
+@click.option("--val-ann", type=click.Path(dir_okay=False), default=None,
+              help="Fully labelled validation set; the best epoch by its mAP is kept. Default: none (last epoch).")
+@click.option("--val-images", type=click.Path(file_okay=False), default=None, help="Images folder of --val-ann.")
+@click.option("--loss", type=click.Choice(list(LOSSES)), default=None,
+              help="Default: em when every image has exactly one positive, else bce.")
+@click.option("--arch", default=None, help="Any torchvision classifier. Default: resnet50 (built-in dataset: resnet18).")
+@click.option("--pretrained/--no-pretrained", default=None,
+              help="Start from torchvision's ImageNet weights (downloaded once). Default: only if already cached.")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="Start from a local state dict of --arch (ImageNet weights from elsewhere).")
+@click.option("--image-size", type=int, default=None, help="Square input size. Default: 448 (built-in dataset: 64).")
+@click.option("--epochs", type=int, default=None, help="Default: 10 (built-in dataset: 8).")
+@click.option("--batch-size", type=int, default=None, help="Default: 8 (built-in dataset: 32).")
+@click.option("--lr", type=float, default=None, help="Adam learning rate. Default: 1e-5 with ImageNet weights, 1e-3 from scratch.")
+@click.option("--alpha", type=float, default=0.1, show_default=True, help="em: weight of the entropy term.")
+@click.option("--expected-positives", type=float, default=2.9, show_default=True, help="epr: expected positives per image.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers. Default: 0 on CPU, 8 on CUDA.")
+@click.option("--out", type=click.Path(dir_okay=False), default="teacher.pt", show_default=True,
+              help="Checkpoint of the best epoch; <out>.last.pt holds the latest epoch for --resume.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from <out>.last.pt.")
+@click.option("--allow-outside", is_flag=True, help="Open image file_names that point outside the images folder.")
+def main(**options):
+    """Train a multi-label classifier.
+
+    \b
+    A teacher on single positive labels (loss em), then a student on its pseudo labels (loss bce):
+      spml-train                                   # built-in dataset -> teacher.pt
+      spml-train --ann sp.json --images imgs/ --val-ann val.json --arch resnet50 --pretrained
+      spml-train --ann labels.json --loss bce --out student.pt
+    """
+    from spml.train.trainer import TrainConfig, train
+
+    out = train(TrainConfig(**options), log=click.echo)
+    click.echo(f"next: spml-export {out}")

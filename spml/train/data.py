@@ -1,0 +1,44 @@
+"""The training set as a torch Dataset over spml's shared preprocessing."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from spml.data.coco import CocoDataset
+from spml.data.images import ImageError, Preprocess, image_path, load_image
+
+
+class ImageLabels(Dataset):
+    """(image tensor, targets, known mask, row) for each image. Horizontal flips, when on, are decided by
+    (seed, epoch, row), so an epoch sees the same augmentation whether or not training was resumed."""
+
+    def __init__(self, dataset: CocoDataset, targets: np.ndarray, known: np.ndarray | None, preprocess: Preprocess,
+                 flip: bool = False, seed: int = 0, allow_outside: bool = False):
+        self.dataset = dataset
+        self.targets = torch.as_tensor(targets, dtype=torch.float32)
+        self.known = None if known is None else torch.as_tensor(known, dtype=torch.bool)
+        self.preprocess = preprocess
+        self.flip = flip
+        self.seed = seed
+        self.epoch = 0
+        self.allow_outside = allow_outside
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, row: int):
+        im = self.dataset.images[row]
+        try:
+            path = image_path(self.dataset.images_dir, im["file_name"], self.allow_outside)
+            pixels = self.preprocess.resize(load_image(path, self.preprocess.size))
+        except ImageError as e:
+            raise ImageError(f"{im['file_name']}: {e}") from None
+        if self.flip and zlib.crc32(f"{self.seed}/{self.epoch}/{row}".encode()) & 1:
+            pixels = pixels[:, ::-1]
+        x = torch.from_numpy(np.ascontiguousarray(self.preprocess.normalize(pixels)))
+        known = self.known[row] if self.known is not None else torch.ones_like(self.targets[row], dtype=torch.bool)
+        return x, self.targets[row], known, row

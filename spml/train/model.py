@@ -1,0 +1,132 @@
+"""torchvision classifiers by name, with the head replaced by one output per category, and the checkpoint
+format that carries everything later stages need."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from spml.errors import SpmlError
+
+FORMAT_VERSION = 1
+
+
+def available_archs() -> list[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def check_arch(arch: str) -> str:
+    archs = available_archs()
+    if arch not in archs:
+        close = difflib.get_close_matches(arch, archs, n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise SpmlError(f"unknown arch {arch!r}: {hint}valid: {', '.join(archs)}") from None
+    return arch
+
+
+def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
+    """Swap the last Linear layer (resnet's fc, mobilenet/efficientnet/convnext's classifier[-1], vit's head)
+    for a fresh one with `num_classes` outputs."""
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = name
+    if last is None:
+        raise SpmlError(f"{type(model).__name__} has no Linear classification head to replace") from None
+    parent_name, _, child = last.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    old = getattr(parent, child)
+    setattr(parent, child, nn.Linear(old.in_features, num_classes))
+    return model
+
+
+def pretrained_weights_cached(arch: str) -> bool:
+    """Whether torchvision's default weights for `arch` are already on disk (so using them costs no download)."""
+    import torchvision
+
+    try:
+        weights = torchvision.models.get_model_weights(arch).DEFAULT
+    except (ValueError, KeyError, AttributeError):
+        return False
+    filename = os.path.basename(weights.url)
+    return (Path(torch.hub.get_dir()) / "checkpoints" / filename).exists()
+
+
+def create_model(arch: str, num_classes: int, pretrained: bool = False, weights: str | os.PathLike | None = None) -> nn.Module:
+    """`arch` from torchvision with `num_classes` outputs (logits). `pretrained` loads torchvision's ImageNet
+    weights (downloaded once into torch's cache); `weights` loads a local state dict (an ImageNet checkpoint of
+    the same arch; its head is dropped)."""
+    import torchvision
+
+    check_arch(arch)
+    if weights is not None:
+        model = torchvision.models.get_model(arch)
+        state = load_state_dict_file(weights)
+        own = model.state_dict()
+        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        missing = [k for k in own if k not in usable]
+        if len(usable) < len(own) // 2:
+            raise SpmlError(f"{weights}: not a state dict of {arch} ({len(usable)} of {len(own)} tensors match)") from None
+        model.load_state_dict(usable, strict=False)
+        if missing and any(not (k.startswith(("fc.", "classifier.", "head", "heads."))) for k in missing):
+            print(f"note: {len(missing)} tensors of {arch} were not in {weights} and keep their initial values")
+        return replace_head(model, num_classes)
+    if pretrained:
+        try:
+            model = torchvision.models.get_model(arch, weights="DEFAULT")
+        except Exception as e:  # no network, no published weights for this arch
+            raise SpmlError(
+                f"cannot get ImageNet weights for {arch} ({type(e).__name__}: {str(e)[:100]}); "
+                "use --weights FILE or --no-pretrained"
+            ) from None
+        return replace_head(model, num_classes)
+    return torchvision.models.get_model(arch, num_classes=num_classes)
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict:
+    """A state dict from a file: a bare one, or the `model`/`state_dict` entry of a checkpoint."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise SpmlError(f"{path}: no such file") from None
+    except Exception as e:  # pickle that tries to run code, truncated or foreign file
+        raise SpmlError(f"{path}: not a loadable weights file ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    for key in ("model", "state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise SpmlError(f"{path}: not a state dict") from None
+    return obj
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """An spml checkpoint (state dict plus metadata), loaded safely (weights_only) and checked."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise SpmlError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise SpmlError(f"{path}: is a folder, not a checkpoint") from None
+    except Exception as e:
+        raise SpmlError(f"{path}: not an spml checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    if not isinstance(ckpt, dict) or "format_version" not in ckpt or "model" not in ckpt:
+        raise SpmlError(f"{path}: not an spml checkpoint (no format_version/model)") from None
+    if ckpt["format_version"] != FORMAT_VERSION:
+        raise SpmlError(
+            f"{path}: checkpoint format version {ckpt['format_version']}, this spml reads version {FORMAT_VERSION}"
+        ) from None
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict) -> nn.Module:
+    """The trained network of a checkpoint, in eval mode, outputting logits."""
+    config = ckpt["config"]
+    model = create_model(config["arch"], len(ckpt["categories"]))
+    model.load_state_dict(ckpt["model"])
+    return model.eval()

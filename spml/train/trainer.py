@@ -1,0 +1,255 @@
+"""The trainer: one `train_one_epoch`, one `evaluate`, one `train`. Teachers (single-positive losses) and
+students (bce on pseudo labels) are trained by the same code; only the loss and the labels file differ."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from spml.data.coco import CocoDataset, load_coco, same_categories
+from spml.data.images import ImageError, Preprocess, image_path
+from spml.errors import SpmlError
+from spml.files import atomic_write
+from spml.train.data import ImageLabels
+from spml.train.losses import LOSSES, compute_loss
+from spml.train.model import FORMAT_VERSION, check_arch, create_model, load_checkpoint, pretrained_weights_cached
+
+
+@dataclass
+class TrainConfig:
+    ann: str | None = None  # training labels: single positives, full or pseudo labels; None = built-in dataset
+    images: str | None = None  # images folder; None = recorded in the annotations file, else its folder
+    val_ann: str | None = None  # full labels for choosing the best epoch; None = keep the last epoch
+    val_images: str | None = None
+    loss: str | None = None  # None: em when every image has exactly one positive, else bce
+    arch: str | None = None  # any torchvision classifier; None: resnet50 (built-in dataset: resnet18)
+    pretrained: bool | None = None  # None: torchvision's ImageNet weights when already in torch's cache
+    weights: str | None = None  # a local state dict of `arch` (ImageNet weights from elsewhere)
+    image_size: int | None = None  # None: 448 as in the papers (built-in dataset: 64)
+    epochs: int | None = None  # None: 10 (built-in dataset: 8)
+    batch_size: int | None = None  # None: 8 as in the papers (built-in dataset: 32)
+    lr: float | None = None  # None: 1e-5 fine-tuning pretrained weights, 1e-3 from scratch
+    weight_decay: float = 0.0
+    alpha: float = 0.1  # em: weight of the entropy term (Zhou et al.: COCO 0.1, VOC 0.2)
+    expected_positives: float = 2.9  # epr: k, positives per image expected (COCO 2.9)
+    flip: bool = True  # random horizontal flips
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    workers: int | None = None  # DataLoader workers; None: 0 on the CPU (decoding would steal the cores), else 8
+    out: str = "teacher.pt"
+    resume: bool = False  # continue from <out>.last.pt
+    allow_outside: bool = False  # open image file_names that point outside the images folder
+    progress: bool = True
+
+
+# Settings for the built-in dataset (small images, no pretrained weights): a run takes minutes on 2 CPU cores.
+BUILTIN_PRESET = {"arch": "resnet18", "image_size": 64, "epochs": 8, "batch_size": 32}
+PAPER_DEFAULTS = {"arch": "resnet50", "image_size": 448, "epochs": 10, "batch_size": 8}
+
+
+def resolve_config(config: TrainConfig) -> TrainConfig:
+    """Fill what the user left unset; the result is stored in the checkpoint."""
+    cfg = dataclasses.replace(config)
+    if cfg.ann is None:
+        from spml.data.demo import builtin_dataset, builtin_single_positive
+
+        paths = builtin_dataset()
+        cfg.ann = str(builtin_single_positive())
+        if cfg.val_ann is None:
+            cfg.val_ann = str(paths["val"])
+        defaults = BUILTIN_PRESET
+    else:
+        defaults = PAPER_DEFAULTS
+    for key, value in defaults.items():
+        if getattr(cfg, key) is None:
+            setattr(cfg, key, value)
+    check_arch(cfg.arch)
+    if cfg.pretrained is None:
+        cfg.pretrained = cfg.weights is None and pretrained_weights_cached(cfg.arch)
+    if cfg.lr is None:
+        cfg.lr = 1e-5 if (cfg.pretrained or cfg.weights) else 1e-3
+    if cfg.device == "auto":
+        cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif cfg.device == "cuda" and not torch.cuda.is_available():
+        raise SpmlError("--device cuda: no CUDA device is available") from None
+    if cfg.workers is None:
+        cfg.workers = 0 if cfg.device == "cpu" else min(8, os.cpu_count() or 1)
+    for key in ("image_size", "epochs", "batch_size"):
+        if getattr(cfg, key) <= 0:
+            raise SpmlError(f"--{key.replace('_', '-')} must be positive, got {getattr(cfg, key)}") from None
+    if cfg.lr <= 0:
+        raise SpmlError(f"--lr must be positive, got {cfg.lr}") from None
+    return cfg
+
+
+def choose_loss(dataset: CocoDataset, requested: str | None) -> tuple[str, str]:
+    """The loss and why: em for single-positive data (the seed's teacher), bce for full or pseudo labels."""
+    if requested is not None:
+        if requested not in LOSSES:
+            raise SpmlError(f"unknown loss {requested!r}; valid: {', '.join(LOSSES)}") from None
+        return requested, "as requested"
+    per_image = dataset.positives.sum(axis=1)
+    if np.all(per_image == 1):
+        return "em", "every image has exactly one observed positive"
+    return "bce", "images have full or pseudo labels (not exactly one positive each)"
+
+
+def last_path(out: str | os.PathLike) -> Path:
+    """Where the latest epoch's full training state lives, beside the best checkpoint: teacher.pt -> teacher.last.pt"""
+    out = Path(out)
+    return out.with_name(out.stem + ".last" + (out.suffix or ".pt"))
+
+
+def check_images(dataset: CocoDataset, allow_outside: bool, what: str) -> None:
+    """Fail before the first epoch, not in the middle of the third, when images are missing or out of bounds."""
+    bad = []
+    for im in dataset.images:
+        try:
+            if not image_path(dataset.images_dir, im["file_name"], allow_outside).is_file():
+                bad.append(f"{im['file_name']}: missing file")
+        except ImageError as e:
+            bad.append(str(e))
+    if bad:
+        raise SpmlError(f"{what}: {len(bad)} of {len(dataset)} images cannot be used (in {dataset.images_dir}), first: {bad[0]}") from None
+
+
+def make_loader(dataset: ImageLabels, cfg: TrainConfig, shuffle: bool, epoch: int = 0) -> DataLoader:
+    generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=shuffle, num_workers=cfg.workers,
+                      generator=generator, drop_last=False, pin_memory=cfg.device == "cuda")
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, cfg: TrainConfig, epoch: int) -> float:
+    from tqdm import tqdm
+
+    model.train()
+    total, count = 0.0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not cfg.progress, mininterval=1.0,
+               leave=False)
+    for x, targets, known, _ in bar:
+        x, targets, known = x.to(cfg.device), targets.to(cfg.device), known.to(cfg.device)
+        logits = model(x)
+        loss = compute_loss(cfg.loss, logits, targets, known, alpha=cfg.alpha, expected_positives=cfg.expected_positives)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total += loss.item() * len(x)
+        count += len(x)
+        bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+    return total / max(count, 1)
+
+
+@torch.inference_mode()
+def evaluate(model, loader, device: str) -> np.ndarray:
+    """Probabilities (N, L) for every image of the loader, in order: no image is dropped."""
+    model.eval()
+    out = []
+    for x, *_ in loader:
+        out.append(torch.sigmoid(model(x.to(device)).float()).cpu().numpy())
+    return np.concatenate(out)
+
+
+def _checkpoint(cfg, model, optimizer, scheduler, epoch, best_metric, categories, preprocess, train_set, val_set, history):
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "epoch": epoch,
+        "best_metric": best_metric,
+        "config": dataclasses.asdict(cfg),
+        "categories": [{"id": int(c["id"]), "name": str(c.get("name", c["id"]))} for c in categories],
+        "preprocess": preprocess.to_dict(),
+        "data": {
+            "train_ann": str(train_set.path), "train_images": str(train_set.images_dir.resolve()),
+            "val_ann": str(val_set.path) if val_set else None,
+            "val_images": str(val_set.images_dir.resolve()) if val_set else None,
+        },
+        "history": history,
+    }
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
+    with atomic_write(path, "wb") as f:
+        torch.save(state, f)
+
+
+def train(config: TrainConfig, log=print) -> Path:
+    """Train a model and write the best epoch's checkpoint to `config.out` (and the last epoch's full state to
+    <out>.last.pt, for --resume). Returns the checkpoint's path."""
+    cfg = resolve_config(config)
+    train_set = load_coco(cfg.ann, cfg.images)
+    cfg.loss, why = choose_loss(train_set, cfg.loss)
+    log(f"loss: {cfg.loss} ({why})")
+    if not train_set.positives.any() and cfg.loss != "bce":
+        raise SpmlError(f"{cfg.ann}: no positive labels to learn from") from None
+    val_set = load_coco(cfg.val_ann, cfg.val_images) if cfg.val_ann else None
+    val_cols = same_categories(train_set.categories, val_set, f"training set {cfg.ann}") if val_set else None
+    check_images(train_set, cfg.allow_outside, "training set")
+    if val_set:
+        check_images(val_set, cfg.allow_outside, "validation set")
+
+    torch.manual_seed(cfg.seed)
+    preprocess = Preprocess(cfg.image_size)
+    unknown = train_set.unknown_mask()
+    train_data = ImageLabels(train_set, train_set.positives.astype(np.float32), None if unknown is None else ~unknown,
+                             preprocess, flip=cfg.flip, seed=cfg.seed, allow_outside=cfg.allow_outside)
+    val_data = (ImageLabels(val_set, val_set.positives[:, val_cols], None, preprocess, allow_outside=cfg.allow_outside)
+                if val_set else None)
+
+    model = create_model(cfg.arch, train_set.num_classes, cfg.pretrained, cfg.weights).to(cfg.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = -(-len(train_data) // cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps_per_epoch)
+    start_epoch, best_metric, history = 0, None, []
+    if cfg.resume and last_path(cfg.out).exists():
+        state = load_checkpoint(last_path(cfg.out))
+        if state["config"]["arch"] != cfg.arch or len(state["categories"]) != train_set.num_classes:
+            raise SpmlError(f"{last_path(cfg.out)}: was trained with other settings; remove it or change --out") from None
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best_metric, history = state["epoch"] + 1, state["best_metric"], state["history"]
+        log(f"resuming after epoch {start_epoch} of {cfg.epochs} from {last_path(cfg.out)}")
+
+    log(f"training {cfg.arch} ({'ImageNet weights' if cfg.pretrained else cfg.weights or 'from scratch'}) at "
+        f"{cfg.image_size}px on {len(train_set)} images, {train_set.num_classes} categories, {cfg.epochs} epochs, "
+        f"batch {cfg.batch_size}, lr {cfg.lr:g}, device {cfg.device}"
+        + (f"; validation on {len(val_set)} images" if val_set else "; no validation set: the last epoch is kept"))
+    for epoch in range(start_epoch, cfg.epochs):
+        started = time.time()
+        torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout etc. replay exactly after a resume
+        train_data.epoch = epoch
+        try:
+            loss = train_one_epoch(model, make_loader(train_data, cfg, True, epoch), optimizer, scheduler, cfg, epoch)
+            val_map = None
+            if val_data is not None:
+                from spml.eval.metrics import mean_average_precision
+
+                scores = evaluate(model, make_loader(val_data, cfg, False), cfg.device)
+                val_map = mean_average_precision(scores, val_data.targets.numpy())
+        except ImageError as e:
+            raise SpmlError(f"cannot read image {e}") from None
+        history.append({"epoch": epoch, "train_loss": loss, "val_map": val_map, "seconds": time.time() - started})
+        improved = val_map is None or best_metric is None or val_map > best_metric
+        if improved:
+            best_metric = val_map
+        args = (cfg, model, optimizer, scheduler, epoch, best_metric, train_set.categories, preprocess, train_set, val_set, history)
+        if improved:
+            best = _checkpoint(*args)
+            best["optimizer"] = best["scheduler"] = None  # the best file is for inference; .last.pt resumes
+            save_checkpoint(best, cfg.out)
+        save_checkpoint(_checkpoint(*args), last_path(cfg.out))
+        log(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}"
+            + (f", val mAP {val_map:.2f}" if val_map is not None else "")
+            + (" (best, saved)" if improved else "") + f", {time.time() - started:.0f}s")
+    log(f"wrote {cfg.out}" + (f" (best val mAP {best_metric:.2f})" if best_metric is not None else ""))
+    return Path(cfg.out)
