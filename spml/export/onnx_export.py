@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,8 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
     size = info.image_size
     example = torch.zeros(2, 3, size, size)
     out = Path(out)
-    with atomic_write(out, "wb") as f:
+    with atomic_write(out, "wb") as f, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         # the TorchScript exporter: no onnxscript needed at run time and a plain, widely loadable graph
         torch.onnx.export(model, (example,), f, input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
                           dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}},

@@ -1,0 +1,51 @@
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from spml.data.artifacts import ModelInfo
+from spml.train.model import load_checkpoint, model_from_checkpoint
+
+
+def test_onnx_matches_torch_at_several_batch_sizes(tiny_teacher, tiny_onnx):
+    ckpt = load_checkpoint(tiny_teacher)
+    model = model_from_checkpoint(ckpt)
+    session = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(123)
+    for n in (1, 5):
+        x = rng.standard_normal((n, 3, 32, 32)).astype(np.float32)
+        with torch.inference_mode():
+            expected = torch.sigmoid(model(torch.from_numpy(x))).numpy()
+        got = session.run(None, {"images": x})[0]
+        assert got.shape == (n, 10)
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_onnx_describes_itself(tiny_teacher, tiny_onnx, tiny_data):
+    proto = onnx.load(str(tiny_onnx))
+    onnx.checker.check_model(proto)
+    info = ModelInfo.from_props({p.key: p.value for p in proto.metadata_props})
+    ckpt = torch.load(tiny_teacher, map_location="cpu", weights_only=True)
+    assert info.categories == ckpt["categories"]
+    assert [c["id"] for c in info.categories] == [1, 3, 4, 7, 9, 12, 15, 18, 22, 27]
+    assert info.arch == "resnet18" and info.image_size == 32
+    assert info.train_ann == str(tiny_data["sp"].resolve())
+
+
+def test_checkpoint_has_the_fixed_schema(tiny_teacher):
+    ckpt = torch.load(tiny_teacher, map_location="cpu", weights_only=True)
+    for key in ("model", "optimizer", "scheduler", "epoch", "best_metric", "config", "categories", "format_version"):
+        assert key in ckpt
+    last = torch.load(tiny_teacher.with_name("teacher.last.pt"), map_location="cpu", weights_only=True)
+    assert last["optimizer"] is not None
+
+
+def test_export_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
+    from spml.errors import SpmlError
+    from spml.export.onnx_export import export_onnx
+
+    (tmp_path / "x.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SpmlError, match="not an spml checkpoint"):
+        export_onnx(tmp_path / "x.pt", tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()

@@ -1,0 +1,76 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from pycocotools.coco import COCO
+
+from spml.data.coco import load_coco
+from spml.data.images import Preprocess, load_image
+from spml.label.labeler import PseudoLabeler, threshold, write_labels
+from spml.train.model import load_checkpoint, model_from_checkpoint
+
+
+def test_threshold_is_strict():
+    scores = np.array([[0.65, 0.650001, 0.2, np.nan]], np.float32)
+    np.testing.assert_array_equal(threshold(scores, 0.65), [[False, True, False, False]])
+
+
+def torch_scores(checkpoint, dataset):
+    ckpt = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt)
+    pre = Preprocess(ckpt["preprocess"]["image_size"])
+    x = np.stack([pre(dataset.images_dir / name) for name in dataset.file_names])
+    with torch.inference_mode():
+        return torch.sigmoid(model(torch.from_numpy(x))).numpy()
+
+
+def test_labels_match_torch_and_load_with_pycocotools(tiny_data, tiny_teacher, tiny_onnx, tmp_path):
+    dataset = load_coco(tiny_data["sp"])
+    scores = PseudoLabeler(tiny_onnx, provider="cpu", batch_size=7, threads=2).scores(dataset)
+    expected = torch_scores(tiny_teacher, dataset)
+    np.testing.assert_allclose(scores.values, expected, atol=1e-4)
+
+    tau = float(np.median(expected))  # a threshold that makes both positives and negatives
+    out = tmp_path / "labels.json"
+    write_labels(out, dataset, scores, tau, keep_observed=True, model_path=tiny_onnx)
+    coco = COCO(str(out))
+    assert coco.dataset["images"] == dataset.images and coco.dataset["categories"] == dataset.categories
+    assert coco.dataset["info"]["tau"] == tau
+    got = np.zeros_like(dataset.positives)
+    col = dataset.column_of()
+    row = {im["id"]: n for n, im in enumerate(dataset.images)}
+    for a in coco.dataset["annotations"]:
+        assert set(a) == {"id", "image_id", "category_id", "score", "iscrowd", "source"}
+        got[row[a["image_id"]], col[a["category_id"]]] = True
+        assert a["source"] == ("observed" if dataset.positives[row[a["image_id"]], col[a["category_id"]]] else "pseudo")
+    np.testing.assert_array_equal(got, (expected > tau) | dataset.positives)
+
+
+def test_failed_images_are_listed_not_fatal(tiny_data, tiny_onnx, tmp_path):
+    raw = json.loads(tiny_data["sp"].read_text())
+    raw["images"][0]["file_name"] = "images/train/missing.jpg"
+    raw["images"][1]["file_name"] = "../../outside.jpg"
+    raw["info"]["images_dir"] = str(tiny_data["sp"].parent)
+    (tmp_path / "sp.json").write_text(json.dumps(raw))
+    dataset = load_coco(tmp_path / "sp.json")
+    scores = PseudoLabeler(tiny_onnx, provider="cpu").scores(dataset)
+    assert sorted(scores.failures) == [0, 1]
+    assert "escapes" in scores.failures[1]
+    summary = write_labels(tmp_path / "labels.json", dataset, scores, 0.5, True, tiny_onnx)
+    assert summary["failed"] == 2 and summary["images"] == len(dataset) - 2
+    lines = (tmp_path / "labels.failures.jsonl").read_text().splitlines()
+    assert [json.loads(x)["image_id"] for x in lines] == [raw["images"][0]["id"], raw["images"][1]["id"]]
+
+
+def test_labeler_never_imports_torch(tiny_onnx, tmp_path):
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None\n"  # import torch -> ImportError
+        "from spml.label.cli import main\n"
+        f"main(['--model', {str(tiny_onnx)!r}, '--tau', '0.6', '--out', {str(tmp_path / 'l.json')!r}])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "l.json").exists()
