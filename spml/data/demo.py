@@ -24,7 +24,7 @@ CATEGORIES = [
 ]
 # when the key is drawn, the value comes along with this probability (co-occurrence)
 COMPANIONS = {"star": ("crescent", 0.6), "cross": ("bar", 0.5), "hexagon": ("diamond", 0.5), "square": ("ring", 0.3)}
-NUM_OBJECTS_P = np.array([0.3, 0.3, 0.2, 0.12, 0.08])  # 1..5 objects
+NUM_OBJECTS_P = np.array([0.15, 0.25, 0.25, 0.2, 0.15])  # 1..5 objects
 
 
 @dataclass(frozen=True)
