@@ -1,7 +1,8 @@
-"""spml-label: the click command over PseudoLabeler."""
+"""spml-label: the click command over PseudoLabeler (and `spml-label merge` for shards)."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import click
@@ -13,7 +14,11 @@ def tau_out_path(out: Path, tau: float, several: bool) -> Path:
     return out.with_name(f"{out.stem}.tau{tau:g}{out.suffix or '.json'}") if several else out
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+def _terminate_as_interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: temp files removed, finished chunks kept
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", type=click.Path(dir_okay=False), default="teacher.onnx", show_default=True,
               help="The exported teacher (spml-export).")
 @click.option("--ann", type=click.Path(dir_okay=False), default=None,
@@ -21,31 +26,43 @@ def tau_out_path(out: Path, tau: float, several: bool) -> Path:
                    "Default: the training annotations recorded in the model.")
 @click.option("--images", type=click.Path(file_okay=False), default=None,
               help="Images folder. Default: recorded in the model (with --ann unset) or in --ann, else --ann's folder.")
-@click.option("--tau", type=click.FloatRange(0, 1, max_open=True), multiple=True, required=True,
+@click.option("--tau", type=click.FloatRange(0, 1, max_open=True), multiple=True,
               help="Threshold: a label is positive when the teacher's probability is above it. Repeat for several "
                    "files in one pass (OUT.tau0.55.json, ...).")
-@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Labels file (COCO JSON) to write.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Labels file (COCO JSON) to write.")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--provider", type=click.Choice(["auto", *PROVIDERS]), default="auto", show_default=True,
               help="auto: CUDA where a GPU really works, else the CPU.")
-@click.option("--threads", type=click.IntRange(1), default=None, help="Decoding threads (and onnxruntime's). Default: CPU count.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Decoding threads. Default: CPU count (at most 8).")
 @click.option("--keep-observed/--no-keep-observed", default=True, show_default=True,
               help="Keep the observed positives of --ann as positives whatever the teacher says.")
+@click.option("--shard", default=None, help="I/N: label the I-th of N contiguous parts (join them with `spml-label merge`).")
 @click.option("--strict", is_flag=True, help="Any image that cannot be labeled is an error (exit 1, nothing written).")
 @click.option("--allow-outside", is_flag=True, help="Open image file_names that point outside the images folder.")
-def main(model, ann, images, tau, out, batch_size, provider, threads, keep_observed, strict, allow_outside):
+@click.pass_context
+def main(ctx, model, ann, images, tau, out, batch_size, provider, threads, keep_observed, shard, strict, allow_outside):
     """Label the images of a COCO dataset with a teacher: pseudo multi-labels as COCO JSON that pycocotools,
-    FiftyOne and other trainers load.
+    FiftyOne and other trainers load. Killed, the same command resumes where it stopped.
 
     \b
       spml-label --tau 0.65 --out labels.json      # teacher.onnx on the images it was trained on
       spml-label --model teacher.onnx --ann sp.json --images imgs/ --tau 0.55 --tau 0.75 --out labels.json
+      spml-label --tau 0.65 --shard 0/2 --out part0.json   # ... then: spml-label merge part0.json part1.json --out labels.json
     """
+    if ctx.invoked_subcommand is not None:
+        return
+    if not tau:
+        raise click.UsageError("Missing option '--tau'.")
+    if out is None:
+        raise click.UsageError("Missing option '--out'.")
     from spml.data.coco import load_coco
     from spml.errors import SpmlError
     from spml.files import sha256_of
+    from spml.label.job import finish, parse_shard, resumable_scores, shard_rows
     from spml.label.labeler import PseudoLabeler, write_labels
 
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    part = parse_shard(shard)
     labeler = PseudoLabeler(model, provider, batch_size, threads, allow_outside)
     if ann is None:
         ann = labeler.info.train_ann
@@ -53,19 +70,35 @@ def main(model, ann, images, tau, out, batch_size, provider, threads, keep_obser
             raise SpmlError(f"{model} records no training annotations; pass --ann") from None
         images = images or labeler.info.train_images
     dataset = load_coco(ann, images)
-    click.echo(f"labeling {len(dataset)} images of {ann} with {model} on {labeler.provider}", err=True)
-    scores = labeler.scores(dataset, progress=True)
+    rows = shard_rows(len(dataset), part)
+    click.echo(f"labeling {len(rows)} images of {ann}" + (f" (shard {shard})" if shard else "")
+               + f" with {model} on {labeler.provider}", err=True)
+    sha = sha256_of(model)
+    out = Path(out)
+    scores = resumable_scores(labeler, dataset, out, rows, sha, progress=True, log=lambda m: click.echo(m, err=True))
     if strict and scores.failures:
         row, reason = next(iter(sorted(scores.failures.items())))
         raise SpmlError(f"{len(scores.failures)} images could not be labeled (--strict), first: "
                         f"{dataset.images[row]['file_name']}: {reason}") from None
-    sha = sha256_of(model)
-    out = Path(out)
     for t in tau:
         path = tau_out_path(out, t, len(tau) > 1)
-        summary = write_labels(path, dataset, scores, t, keep_observed, model, sha)
+        summary = write_labels(path, dataset, scores, t, keep_observed, model, sha, rows, shard)
         click.echo(f"wrote {path}: tau {t:g}, {summary['images']} images, {summary['positives_per_image']:.2f} "
                    f"positives per image, {summary['failed']} failed"
-                   + (f" (listed in {summary['failures_file']})" if summary["failures_file"] else "")
-                   + f", {scores.seconds:.1f}s ({len(dataset) / max(scores.seconds, 1e-9):.0f} img/s)")
+                   + (f" (listed in {summary['failures_file']})" if summary["failures_file"] else ""))
+    finish(out)
+    if scores.seconds:
+        click.echo(f"{len(rows)} images in {scores.seconds:.1f}s ({len(rows) / scores.seconds:.0f} img/s)")
     click.echo(f"next: spml-train --ann {tau_out_path(out, tau[0], len(tau) > 1)} --loss bce --out student.pt")
+
+
+@main.command()
+@click.argument("parts", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="The joined labels file.")
+def merge(parts, out):
+    """Join the labels files written with --shard 0/N .. N-1/N into one, identical to a single run's."""
+    from spml.label.job import merge_labels
+
+    summary = merge_labels(list(parts), out)
+    click.echo(f"wrote {out}: {summary['shards']} shards, {summary['images']} images, {summary['annotations']} "
+               f"annotations, {summary['failed']} failed")

@@ -86,7 +86,7 @@ class PseudoLabeler:
         x = np.ascontiguousarray(self.preprocess.normalize(batch_uint8))
         return self.session.run([ONNX_OUTPUT], {ONNX_INPUT: x})[0]
 
-    def scores(self, dataset: CocoDataset, rows=None, progress: bool = False) -> Scores:
+    def scores(self, dataset: CocoDataset, rows=None, progress: bool = False, bar=None) -> Scores:
         """Run the model over the dataset's images (or the given rows)."""
         from tqdm import tqdm
 
@@ -95,7 +95,9 @@ class PseudoLabeler:
         values = np.full((len(dataset), dataset.num_classes), np.nan, dtype=np.float32)
         failures: dict[int, str] = {}
         started = time.time()
-        bar = tqdm(total=len(rows), unit="img", disable=not progress, mininterval=1.0, desc="labeling")
+        own_bar = bar is None
+        if own_bar:
+            bar = tqdm(total=len(rows), unit="img", disable=not progress, mininterval=1.0, desc="labeling")
         batch_rows, batch = [], []
 
         def flush():
@@ -120,7 +122,8 @@ class PseudoLabeler:
                 flush()
         if batch:
             flush()
-        bar.close()
+        if own_bar:
+            bar.close()
         return Scores(values, failures, time.time() - started)
 
 
@@ -130,10 +133,35 @@ def threshold(scores: np.ndarray, tau: float) -> np.ndarray:
         return scores > tau
 
 
+def created_time() -> str:
+    """Now, or $SOURCE_DATE_EPOCH where set (reproducible files, as in reproducible builds)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    now = (datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc) if epoch and epoch.isdigit()
+           else datetime.datetime.now(datetime.timezone.utc))
+    return now.isoformat(timespec="seconds")
+
+
+def write_coco(out: str | os.PathLike, info: dict, licenses: list, images: list, categories: list, annotations) -> int:
+    """Write a COCO file atomically, streaming `annotations` (an iterable of dicts without ids; ids are given
+    1, 2, ... in order). Returns the number of annotations."""
+    count = 0
+    with atomic_write(out) as f:
+        f.write('{"info": ' + json.dumps(info) + ', "licenses": ' + json.dumps(licenses))
+        f.write(', "images": ' + json.dumps(images) + ', "categories": ' + json.dumps(categories))
+        f.write(', "annotations": [')
+        for ann in annotations:
+            count += 1
+            f.write((", " if count > 1 else "") + json.dumps({"id": count, **ann}))
+        f.write("]}\n")
+    return count
+
+
 def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, tau: float, keep_observed: bool,
-                 model_path: str | os.PathLike, model_sha256: str | None = None) -> dict:
-    """Write the labels file (atomically, annotations streamed) and its failures list beside it when any image
-    failed. Returns a summary."""
+                 model_path: str | os.PathLike, model_sha256: str | None = None, rows: range | None = None,
+                 shard: str | None = None) -> dict:
+    """Write the labels file for `rows` (default all; atomically, annotations streamed) and its failures list
+    beside it when any image failed. Returns a summary."""
+    rows = range(len(dataset)) if rows is None else rows
     positives = threshold(scores.values, tau)
     observed = dataset.positives
     if keep_observed:
@@ -150,35 +178,34 @@ def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, t
         "model_sha256": model_sha256 or sha256_of(model_path),
         "source_annotations": str(dataset.path),
         "images_dir": str(dataset.images_dir.resolve()),
-        "date_created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "failed_images": int(failed.sum()),
+        "date_created": created_time(),
+        "failed_images": int(failed[rows.start:rows.stop].sum()),
     }
-    images = [im for n, im in enumerate(dataset.images) if not failed[n]]
-    num_annotations = 0
-    with atomic_write(out) as f:
-        f.write('{"info": ' + json.dumps(info) + ', "licenses": ' + json.dumps(dataset.raw.get("licenses", [])))
-        f.write(', "images": ' + json.dumps(images) + ', "categories": ' + json.dumps(dataset.categories))
-        f.write(', "annotations": [')
-        for n in np.flatnonzero(positives.any(axis=1)):
+    if shard is not None:
+        info["shard"] = shard
+    images = [dataset.images[n] for n in rows if not failed[n]]
+
+    def annotations():
+        for n in rows:
             image_id = dataset.images[n]["id"]
             for j in np.flatnonzero(positives[n]):
-                score = scores.values[n, j]
-                ann = {"id": num_annotations + 1, "image_id": image_id, "category_id": cat_ids[j],
-                       "score": round(float(score), 6), "iscrowd": 0,
-                       "source": "observed" if observed[n, j] else "pseudo"}
-                f.write((", " if num_annotations else "") + json.dumps(ann))
-                num_annotations += 1
-        f.write("]}\n")
-    failures_path = None
-    if scores.failures:
-        failures_path = failures_file(out)
+                yield {"image_id": image_id, "category_id": cat_ids[j], "score": round(float(scores.values[n, j]), 6),
+                       "iscrowd": 0, "source": "observed" if observed[n, j] else "pseudo"}
+
+    num_annotations = write_coco(out, info, dataset.raw.get("licenses", []), images, dataset.categories, annotations())
+    failures_path = failures_file(out)
+    failed_rows = [r for r in sorted(scores.failures) if r in rows]
+    if failed_rows:
         with atomic_write(failures_path) as f:
-            for row in sorted(scores.failures):
+            for row in failed_rows:
                 f.write(json.dumps({"image_id": dataset.images[row]["id"], "file_name": dataset.images[row]["file_name"],
                                     "reason": scores.failures[row]}) + "\n")
+    elif failures_path.exists():
+        failures_path.unlink()  # a stale list from an earlier run would mislead
     labeled = max(len(images), 1)
-    return {"images": len(images), "failed": int(failed.sum()), "annotations": num_annotations,
-            "positives_per_image": num_annotations / labeled, "failures_file": str(failures_path) if failures_path else None}
+    return {"images": len(images), "failed": len(failed_rows), "annotations": num_annotations,
+            "positives_per_image": num_annotations / labeled,
+            "failures_file": str(failures_path) if failed_rows else None}
 
 
 def failures_file(out: str | os.PathLike) -> Path:
