@@ -15,18 +15,27 @@ from typing import IO, Iterator
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Write to a temp file beside `path`, fsync it and rename it over `path`: a crash or a full disk leaves
     either the old file or the complete new one, never half a file."""
+    from spml.errors import SpmlError
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise SpmlError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, FileNotFoundError):
+            from spml.errors import SpmlError
+
+            raise SpmlError(f"cannot write {path}: {e.strerror or e} (the previous file, if any, is untouched)") from None
         raise
 
 

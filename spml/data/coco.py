@@ -108,16 +108,19 @@ def parse_coco(raw: object, path: Path | str = "<annotations>") -> dict:
         _fail(path, "the dataset is empty: no images")
     if not raw["categories"]:
         _fail(path, "the dataset has no categories")
+    def is_id(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
     image_ids: set = set()
     for im in raw["images"]:
-        if not isinstance(im, dict) or not isinstance(im.get("id"), int) or not isinstance(im.get("file_name"), str):
+        if not isinstance(im, dict) or not is_id(im.get("id")) or not isinstance(im.get("file_name"), str):
             _fail(path, f"image record without an integer 'id' and a 'file_name': {str(im)[:80]}")
         if im["id"] in image_ids:
             _fail(path, f"duplicate image id {im['id']}")
         image_ids.add(im["id"])
     cat_ids: set = set()
     for c in raw["categories"]:
-        if not isinstance(c, dict) or not isinstance(c.get("id"), int):
+        if not isinstance(c, dict) or not is_id(c.get("id")):
             _fail(path, f"category record without an integer 'id': {str(c)[:80]}")
         if c["id"] in cat_ids:
             _fail(path, f"duplicate category id {c['id']}")
@@ -126,11 +129,13 @@ def parse_coco(raw: object, path: Path | str = "<annotations>") -> dict:
     for a in anns:
         if not isinstance(a, dict):
             _fail(path, f"annotation is not an object: {str(a)[:80]}")
-        if a.get("image_id") not in image_ids:
+        if not is_id(a.get("image_id")) or a["image_id"] not in image_ids:
             _fail(path, f"annotation {a.get('id')} refers to image {a.get('image_id')!r}, which is not in 'images'")
-        if a.get("category_id") not in cat_ids:
+        if not is_id(a.get("category_id")) or a["category_id"] not in cat_ids:
             _fail(path, f"annotation {a.get('id')} refers to category {a.get('category_id')!r}, which is not in 'categories'")
         if "id" in a:
+            if not is_id(a["id"]):
+                _fail(path, f"annotation id {str(a['id'])[:40]} is not an integer")
             if a["id"] in ann_ids:
                 _fail(path, f"duplicate annotation id {a['id']}")
             ann_ids.add(a["id"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import click
@@ -12,10 +11,6 @@ from spml.label.providers import PROVIDERS
 
 def tau_out_path(out: Path, tau: float, several: bool) -> Path:
     return out.with_name(f"{out.stem}.tau{tau:g}{out.suffix or '.json'}") if several else out
-
-
-def _terminate_as_interrupt(signum, frame):
-    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: temp files removed, finished chunks kept
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,12 +51,12 @@ def main(ctx, model, ann, images, tau, out, batch_size, provider, threads, keep_
     if out is None:
         raise click.UsageError("Missing option '--out'.")
     from spml.data.coco import load_coco
-    from spml.errors import SpmlError
+    from spml.errors import SpmlError, sigterm_as_interrupt
     from spml.files import sha256_of
     from spml.label.job import finish, parse_shard, resumable_scores, shard_rows
     from spml.label.labeler import PseudoLabeler, write_labels
 
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    sigterm_as_interrupt()
     part = parse_shard(shard)
     labeler = PseudoLabeler(model, provider, batch_size, threads, allow_outside)
     if ann is None:
@@ -102,3 +97,7 @@ def merge(parts, out):
     summary = merge_labels(list(parts), out)
     click.echo(f"wrote {out}: {summary['shards']} shards, {summary['images']} images, {summary['annotations']} "
                f"annotations, {summary['failed']} failed")
+
+
+if __name__ == "__main__":
+    main()

@@ -44,7 +44,9 @@ def main(**options):
       spml-train --ann sp.json --images imgs/ --val-ann val.json --arch resnet50 --pretrained
       spml-train --ann labels.json --loss bce --out student.pt
     """
+    from spml.errors import sigterm_as_interrupt
     from spml.train.trainer import TrainConfig, train
 
+    sigterm_as_interrupt()  # the last finished epoch stays in <out>.last.pt for --resume
     out = train(TrainConfig(**options), log=click.echo)
     click.echo(f"next: spml-export {out}")

@@ -1,0 +1,237 @@
+"""Labeler benchmark: the torch-eager baseline, the onnxruntime model-only ceiling and `spml-label` end to end,
+on the same generated JPEGs, model weights, batch size and thread count, in one run. Prints a table and writes
+bench.json. Each row runs in its own process so its peak RSS is its own (os.wait4).
+
+    python benchmarks/label_bench.py --out bench_out                 # ResNet-50 at 224, 2000 images
+    python benchmarks/label_bench.py --image-size 448                # the reference codebases' size
+    python benchmarks/label_bench.py --memory-check                  # peak RSS at 2,000 vs 20,000 images
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def make_images(folder: Path, count: int, seed: int = 0) -> Path:
+    """`count` COCO-like 640x480 JPEGs and an instances file (cached in `folder`)."""
+    from PIL import Image
+
+    from spml.data.demo import CATEGORIES, draw_image, DemoConfig
+    from spml.files import write_json
+
+    ann = folder / f"instances_{count}.json"
+    if ann.exists():
+        return ann
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    images, anns = [], []
+    cfg = DemoConfig(min_side=160, max_side=160)
+    for k in range(count):
+        name = f"images/{k:06d}.jpg"
+        if not (folder / name).exists():
+            small, objects = draw_image(rng, cfg)
+            img = small.resize((640, 480), Image.BILINEAR)
+            arr = np.asarray(img, np.int16) + rng.integers(-6, 7, (480, 640, 3))  # photo-like detail for the codec
+            Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(folder / name, quality=90)
+        images.append({"id": k + 1, "file_name": name, "width": 640, "height": 480})
+        anns.append({"id": k + 1, "image_id": k + 1, "category_id": CATEGORIES[k % len(CATEGORIES)][0], "bbox": [0, 0, 1, 1]})
+    categories = [{"id": cid, "name": name} for cid, name, _ in CATEGORIES]
+    write_json(ann, {"info": {"images_dir": "."}, "images": images, "annotations": anns, "categories": categories})
+    return ann
+
+
+def make_model(folder: Path, arch: str, size: int) -> tuple[Path, Path]:
+    """An spml checkpoint of `arch` (random weights: speed does not depend on them) and its ONNX export."""
+    import torch
+
+    from spml.data.demo import CATEGORIES
+    from spml.export.onnx_export import export_onnx
+    from spml.train.model import FORMAT_VERSION, create_model
+
+    ckpt_path = folder / f"{arch}_{size}.pt"
+    onnx_path = ckpt_path.with_suffix(".onnx")
+    if not onnx_path.exists():
+        torch.manual_seed(0)
+        model = create_model(arch, len(CATEGORIES))
+        torch.save({"format_version": FORMAT_VERSION, "model": model.state_dict(), "optimizer": None, "scheduler": None,
+                    "epoch": 0, "best_metric": None, "config": {"arch": arch},
+                    "categories": [{"id": c, "name": n} for c, n, _ in CATEGORIES],
+                    "preprocess": {"image_size": size, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+                    "data": {}}, ckpt_path)
+        export_onnx(ckpt_path, onnx_path)
+    return ckpt_path, onnx_path
+
+
+def gflops_per_image(arch: str, size: int) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from spml.train.model import create_model
+
+    model = create_model(arch, 10).eval()
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(torch.zeros(1, 3, size, size))
+    return counter.get_total_flops() / 1e9
+
+
+# ---- the rows; each runs in a child process: `label_bench.py --row NAME ...` prints {"images", "seconds"}
+
+def row_torch_eager(args) -> dict:
+    """What a good user writes today: DataLoader with workers, torchvision transforms, inference_mode."""
+    import torch
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import transforms
+
+    from spml.train.model import load_checkpoint, model_from_checkpoint
+
+    torch.set_num_threads(args.threads)
+    ann = json.loads(Path(args.ann).read_text())
+    root = Path(args.ann).parent
+    tf = transforms.Compose([transforms.Resize((args.image_size, args.image_size)), transforms.ToTensor(),
+                             transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+
+    class Files(Dataset):
+        def __len__(self):
+            return len(ann["images"])
+
+        def __getitem__(self, i):
+            return tf(Image.open(root / ann["images"][i]["file_name"]).convert("RGB"))
+
+    model = model_from_checkpoint(load_checkpoint(args.ckpt))
+    loader = DataLoader(Files(), batch_size=args.batch_size, num_workers=args.threads)
+    start = time.perf_counter()
+    out = []
+    with torch.inference_mode():
+        for x in loader:
+            out.append(torch.sigmoid(model(x)).numpy())
+    return {"images": sum(len(o) for o in out), "seconds": time.perf_counter() - start}
+
+
+def row_model_only(args) -> dict:
+    """onnxruntime on tensors decoded beforehand: the ceiling for any labeler of this model."""
+    from spml.label.providers import create_session
+
+    session = create_session(args.onnx, "cpu", args.threads)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((args.batch_size, 3, args.image_size, args.image_size)).astype(np.float32)
+    session.run(None, {"images": x})  # warm-up
+    n, start = 0, time.perf_counter()
+    while n < args.count:
+        session.run(None, {"images": x})
+        n += args.batch_size
+    return {"images": n, "seconds": time.perf_counter() - start}
+
+
+def row_spml_label(args) -> dict:
+    """The real command, JPEG files to labels.json, its imports included (run in this fresh process so that its
+    peak RSS is measured alone)."""
+    out = Path(args.workdir) / "labels.json"
+    start = time.perf_counter()
+    from spml.label.cli import main as label_cli
+
+    label_cli(["--model", args.onnx, "--ann", args.ann, "--tau", "0.5", "--out", str(out), "--batch-size",
+               str(args.batch_size), "--threads", str(args.threads), "--provider", "cpu"], standalone_mode=False)
+    seconds = time.perf_counter() - start
+    return {"images": len(json.loads(Path(args.ann).read_text())["images"]), "seconds": seconds}
+
+
+ROWS = {"torch-eager": row_torch_eager, "model-only": row_model_only, "spml-label": row_spml_label}
+
+
+def run_row(name: str, args, ann: Path, ckpt: Path, onnx: Path, count: int, workdir: Path) -> dict:
+    cmd = [sys.executable, __file__, "--row", name, "--ann", str(ann), "--ckpt", str(ckpt), "--onnx", str(onnx),
+           "--count", str(count), "--workdir", str(workdir), "--batch-size", str(args.batch_size),
+           "--threads", str(args.threads), "--image-size", str(args.image_size)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    output = proc.stdout.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"row {name} failed")
+    result = json.loads(output.strip().splitlines()[-1])
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux reports KiB
+    return result
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="bench_out")
+    p.add_argument("--images", type=int, default=2000)
+    p.add_argument("--arch", default="resnet50")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--memory-check", action="store_true", help="peak RSS of spml-label at --images and 10x as many")
+    p.add_argument("--row", choices=list(ROWS), help=argparse.SUPPRESS)
+    p.add_argument("--ann", help=argparse.SUPPRESS)
+    p.add_argument("--ckpt", help=argparse.SUPPRESS)
+    p.add_argument("--onnx", help=argparse.SUPPRESS)
+    p.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.row:
+        result = ROWS[args.row](args)
+        print(json.dumps(result))
+        return
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ann = make_images(out / "data", args.images)
+    ckpt, onnx = make_model(out, args.arch, args.image_size)
+    gflops = gflops_per_image(args.arch, args.image_size)
+    if args.memory_check:
+        return memory_check(args, out, ann, ckpt, onnx)
+    results = {}
+    for name in ROWS:
+        r = run_row(name, args, ann, ckpt, onnx, args.images, out)
+        r["img_per_s"] = r["images"] / r["seconds"]
+        r["gflop_per_s"] = r["img_per_s"] * gflops
+        results[name] = r
+        print(f"  {name}: {r['img_per_s']:.1f} img/s", file=sys.stderr)
+    base = results["torch-eager"]["img_per_s"]
+    ceiling = results["model-only"]["img_per_s"]
+    print(f"\n{args.arch} at {args.image_size}px, {args.images} JPEGs 640x480, batch {args.batch_size}, "
+          f"{args.threads} threads, {gflops:.2f} GFLOP/image\n")
+    print("| row | img/s | vs torch eager | vs model-only | GFLOP/s | peak RSS MB |\n|---|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['img_per_s']:.1f} | {r['img_per_s'] / base:.2f}x | {r['img_per_s'] / ceiling:.0%} | "
+              f"{r['gflop_per_s']:.0f} | {r['peak_rss_mb']:.0f} |")
+    report = {"arch": args.arch, "image_size": args.image_size, "images": args.images, "batch_size": args.batch_size,
+              "threads": args.threads, "gflop_per_image": gflops, "rows": results,
+              "spml_label_vs_torch_eager": results["spml-label"]["img_per_s"] / base,
+              "spml_label_vs_model_only": results["spml-label"]["img_per_s"] / ceiling}
+    (out / "bench.json").write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {out / 'bench.json'}")
+
+
+def memory_check(args, out, ann, ckpt, onnx):
+    """The same images listed 10 times over: peak RSS must stay flat in the number of images."""
+    raw = json.loads(ann.read_text())
+    big = dict(raw, images=[dict(im, id=k * len(raw["images"]) + im["id"]) for k in range(10) for im in raw["images"]],
+               annotations=[])
+    big_ann = ann.with_name(f"instances_{len(big['images'])}x.json")
+    big_ann.write_text(json.dumps(big))
+    rss = {}
+    for path in (ann, big_ann):
+        n = len(json.loads(path.read_text())["images"])
+        rss[n] = run_row("spml-label", args, path, ckpt, onnx, n, out)["peak_rss_mb"]
+        print(f"  {n} images: peak RSS {rss[n]:.0f} MB", file=sys.stderr)
+    small, large = sorted(rss)
+    print(f"peak RSS: {rss[small]:.0f} MB at {small} images, {rss[large]:.0f} MB at {large} "
+          f"({rss[large] / rss[small] - 1:+.1%})")
+    (out / "memory.json").write_text(json.dumps({"peak_rss_mb": rss}, indent=2))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE.parent))
+    main()
