@@ -32,10 +32,12 @@ def tau_out_path(out: Path, tau: float, several: bool) -> Path:
 @click.option("--keep-observed/--no-keep-observed", default=True, show_default=True,
               help="Keep the observed positives of --ann as positives whatever the teacher says.")
 @click.option("--shard", default=None, help="I/N: label the I-th of N contiguous parts (join them with `spml-label merge`).")
+@click.option("--chunk-size", type=click.IntRange(1), default=1024, show_default=True,
+              help="Images per resume chunk: the most work a kill can lose.")
 @click.option("--strict", is_flag=True, help="Any image that cannot be labeled is an error (exit 1, nothing written).")
 @click.option("--allow-outside", is_flag=True, help="Open image file_names that point outside the images folder.")
 @click.pass_context
-def main(ctx, model, ann, images, tau, out, batch_size, provider, threads, keep_observed, shard, strict, allow_outside):
+def main(ctx, model, ann, images, tau, out, batch_size, provider, threads, keep_observed, shard, chunk_size, strict, allow_outside):
     """Label the images of a COCO dataset with a teacher: pseudo multi-labels as COCO JSON that pycocotools,
     FiftyOne and other trainers load. Killed, the same command resumes where it stopped.
 
@@ -70,7 +72,8 @@ def main(ctx, model, ann, images, tau, out, batch_size, provider, threads, keep_
                + f" with {model} on {labeler.provider}", err=True)
     sha = sha256_of(model)
     out = Path(out)
-    scores = resumable_scores(labeler, dataset, out, rows, sha, progress=True, log=lambda m: click.echo(m, err=True))
+    scores = resumable_scores(labeler, dataset, out, rows, sha, chunk_size, progress=True,
+                              log=lambda m: click.echo(m, err=True))
     if strict and scores.failures:
         row, reason = next(iter(sorted(scores.failures.items())))
         raise SpmlError(f"{len(scores.failures)} images could not be labeled (--strict), first: "

@@ -17,9 +17,6 @@ from spml.files import atomic_write, sha256_of
 from spml.label.labeler import PseudoLabeler, Scores
 
 
-CHUNK_IMAGES = 1024  # images per chunk file: the most work a kill can lose
-
-
 def parse_shard(text: str | None) -> tuple[int, int]:
     """'I/N' -> (I, N) with 0 <= I < N; None -> (0, 1)."""
     if text is None:
@@ -45,9 +42,9 @@ def state_dir(out: str | os.PathLike) -> Path:
 
 
 def resumable_scores(labeler: PseudoLabeler, dataset: CocoDataset, out: str | os.PathLike, rows: range,
-                     model_sha256: str, progress: bool = False, log=print) -> Scores:
+                     model_sha256: str, chunk_images: int = 1024, progress: bool = False, log=print) -> Scores:
     """Scores for `rows`, computed chunk by chunk and kept beside `out` until the labels are written."""
-    chunk = labeler.batch_size * max(1, CHUNK_IMAGES // labeler.batch_size)  # whole batches: a resumed run batches alike
+    chunk = labeler.batch_size * max(1, chunk_images // labeler.batch_size)  # whole batches: a resumed run batches alike
     manifest = {
         "model_sha256": model_sha256,
         "annotations_sha256": sha256_of(dataset.path) if dataset.path else None,

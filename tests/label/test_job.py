@@ -13,11 +13,12 @@ from spml.label.labeler import PseudoLabeler
 
 @pytest.fixture
 def small_chunks(monkeypatch):
-    monkeypatch.setattr(job, "CHUNK_IMAGES", 8)
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
 
 
 def label(args):
+    if args[0] != "merge":
+        args = [*args, "--chunk-size", "8"]
     return CliRunner().invoke(label_cli, [str(a) for a in args])
 
 
