@@ -11,8 +11,14 @@ import click
 @click.argument("checkpoint", type=click.Path(dir_okay=False), default="teacher.pt")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Default: CHECKPOINT with .onnx suffix.")
 @click.option("--opset", type=click.IntRange(13, 21), default=17, show_default=True)
-@click.option("--atol", type=float, default=1e-4, show_default=True, help="Largest onnxruntime-vs-torch difference allowed.")
-def main(checkpoint, out, opset, atol):
+@click.option("--atol", type=float, default=1e-4, show_default=True, help="Largest onnxruntime-vs-torch difference allowed (fp32).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
+              help="int8: static quantization for CPUs (calibrated on training images); fp16: for GPUs.")
+@click.option("--calibration-ann", type=click.Path(dir_okay=False), default=None,
+              help="int8: images to calibrate on. Default: the training set recorded in the checkpoint.")
+@click.option("--calibration-images", type=click.Path(file_okay=False), default=None, help="Images folder of --calibration-ann.")
+@click.option("--calibration-count", type=click.IntRange(1), default=256, show_default=True, help="int8: images sampled.")
+def main(checkpoint, out, opset, atol, precision, calibration_ann, calibration_images, calibration_count):
     """Export CHECKPOINT (default teacher.pt) to ONNX with its categories, input size and normalisation in the
     metadata, then check it: onnx.checker, and onnxruntime against torch on random inputs at two batch sizes.
 
@@ -21,9 +27,23 @@ def main(checkpoint, out, opset, atol):
     """
     from spml.export.onnx_export import export_onnx, validate_onnx
 
-    out = Path(out) if out else Path(checkpoint).with_suffix(".onnx")
-    out, info = export_onnx(checkpoint, out, opset)
-    diff = validate_onnx(out, checkpoint, atol=atol)
-    click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {info.arch} at {info.image_size}px, "
+    suffix = ".onnx" if precision == "fp32" else f".{precision}.onnx"
+    out = Path(out) if out else Path(checkpoint).with_suffix(suffix)
+    fp32 = out if precision == "fp32" else out.with_name(out.name.replace(suffix, "") + ".onnx")
+    fp32, info = export_onnx(checkpoint, fp32, opset)
+    diff = validate_onnx(fp32, checkpoint, atol=atol)
+    click.echo(f"wrote {fp32} ({fp32.stat().st_size / 1e6:.1f} MB, {info.arch} at {info.image_size}px, "
                f"{len(info.categories)} categories); onnxruntime vs torch max abs difference {diff:.2e}")
+    if precision != "fp32":
+        from spml.export.quantize import calibration_batches, convert_fp16, max_difference, quantize_int8
+
+        batches = list(calibration_batches(info, calibration_ann, calibration_images,
+                                           calibration_count if precision == "int8" else 16))
+        if precision == "int8":
+            quantize_int8(fp32, out, batches)
+        else:
+            convert_fp16(fp32, out)
+        click.echo(f"wrote {out} ({precision}, {out.stat().st_size / 1e6:.1f} MB); largest probability difference "
+                   f"from fp32 on {len(batches[0])} training images {max_difference(fp32, out, batches[0]):.3f} "
+                   f"(compare test mAP with spml-eval)")
     click.echo(f"next: spml-label --model {out} --tau 0.65 --out labels.json")

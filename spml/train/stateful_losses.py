@@ -1,0 +1,316 @@
+"""Single-positive losses that keep per-example state across epochs: ROLE, EM+APL and the Large-Loss family.
+
+Conventions are those of `spml.train.losses`: logits (B, L); targets (B, L) with 1 = observed positive and
+0 = unobserved; `known` (B, L, bool) or None, entries with False add nothing; a loss is the mean over the batch's
+B x L (known) entries, as in the reference codebases. In addition every call gets `rows` (B,), the indices of the
+batch's images in the training set, and `epoch` (0-based), and the trainer calls `end_epoch(epoch)` after each
+epoch. All state lives in buffers or parameters, so `state_dict()` saves it and a resumed run continues exactly.
+
+References (read, not copied; where we differ it is said at the place):
+- ROLE: Cole et al. 2021, github.com/elijahcole/single-positive-multi-label (losses.py `loss_role`,
+  models.py `LabelEstimator`, train.py for lr_mult).
+- EM+APL: Zhou et al. 2022, github.com/Correr-Zhou/SPML-AckTheUnknown (losses.py `loss_EM_APL`,
+  main.py `aysmmetric_pseudo_labeling` and the per-dataset settings).
+- LL-R / LL-Ct / LL-Cp: Kim et al. 2022, github.com/snucml/LargeLossMatters (losses.py `compute_batch_loss`,
+  train.py for the schedule and the permanent correction, config.py and README.md for delta_rel).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+STATEFUL_LOSSES = {
+    "role": "ROLE: trainable label estimates fitted jointly with the predictions (Cole et al. 2021)",
+    "em-apl": "entropy maximisation + asymmetric pseudo labelling of the lowest-scoring unobserved labels (Zhou et al. 2022)",
+    "ll-r": "assume negative, rejecting the largest-loss unobserved labels of each batch (Kim et al. 2022)",
+    "ll-ct": "assume negative, correcting the largest-loss unobserved labels to positive for that step (Kim et al. 2022)",
+    "ll-cp": "assume negative, correcting the largest-loss unobserved labels to positive permanently (Kim et al. 2022)",
+}
+
+# Published defaults (COCO where the papers differ per dataset); see each class for the source.
+DEFAULTS = {
+    "role": {"expected_positives": 2.9, "lr_mult": 10.0, "init_width": 0.1, "seed": 0},
+    "em-apl": {"alpha": 0.1, "beta": 0.9, "theta": 0.9, "warmup_epochs": 5},
+    "ll-r": {"delta_rel": 0.002},
+    "ll-ct": {"delta_rel": 0.002},
+    "ll-cp": {"delta_rel": 0.002, "schedule": "fixed"},
+}
+
+
+def _masked_mean(loss_matrix: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Mean over the known entries; with every entry known it is the reference's sum / (B * L)."""
+    return (loss_matrix * known).sum() / known.sum().clamp_min(1)
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+class StatefulLoss(torch.nn.Module):
+    """Base. Holds per-example state as buffers/parameters so state_dict() saves it and training resumes exactly.
+
+    forward(logits, targets, known, rows, epoch) -> scalar loss
+        logits (B, L) float; targets (B, L) float, 1 = observed positive, 0 = unobserved; known (B, L) bool or None;
+        rows (B,) long: indices of these images in the training set (0..N-1); epoch: 0-based int.
+    end_epoch(epoch): called after each epoch's last step (EM+APL makes its pseudo negatives here).
+    extra_lr_params(): parameters that need their own optimizer group, with lr = lr_mult x the model's lr.
+    """
+
+    lr_mult = 1.0  # learning-rate multiplier for extra_lr_params()
+
+    def __init__(self, num_images: int, num_classes: int, epochs: int):
+        super().__init__()
+        if num_images <= 0 or num_classes <= 0 or epochs <= 0:
+            raise ValueError(f"num_images, num_classes and epochs must be positive, got {num_images}, {num_classes}, {epochs}")
+        self.num_images, self.num_classes, self.epochs = int(num_images), int(num_classes), int(epochs)
+
+    def forward(self, logits, targets, known, rows, epoch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def end_epoch(self, epoch: int) -> None:
+        pass
+
+    def extra_lr_params(self) -> list:
+        return []
+
+    def _prepare(self, logits, targets, known, rows):
+        """Float logits, observed-positive mask, known mask (all True when None) and rows on the state's device."""
+        if logits.dim() != 2 or logits.shape[1] != self.num_classes or targets.shape != logits.shape:
+            raise ValueError(f"expected logits and targets of shape (B, {self.num_classes}), got "
+                             f"{tuple(logits.shape)} and {tuple(targets.shape)}")
+        rows = torch.as_tensor(rows).long()
+        if rows.shape != (logits.shape[0],):
+            raise ValueError(f"rows must have shape ({logits.shape[0]},), got {tuple(rows.shape)}")
+        if len(rows) and (int(rows.min()) < 0 or int(rows.max()) >= self.num_images):
+            raise ValueError(f"rows must lie in 0..{self.num_images - 1}, got {int(rows.min())}..{int(rows.max())}")
+        logits = logits.float()
+        observed = targets > 0.5
+        known = torch.ones_like(observed) if known is None else known.to(device=logits.device, dtype=torch.bool)
+        return logits, observed, known, rows
+
+
+class RoleLoss(StatefulLoss):
+    """ROLE (Cole et al. 2021): an N x L matrix of label estimates, stored as logits, trained jointly with the model.
+
+    Per entry (reference losses.py `loss_role`): 0.5 * (classifier terms + estimator terms), where the classifier
+    fits the detached estimates, -[e log p + (1-e) log(1-p)], plus -log p on observed positives, and the estimator
+    fits the detached predictions, -[p log e + (1-p) log(1-e)], plus -log e on observed positives. Mean over B x L,
+    plus 0.5 * (R(p) + R(e)) with R(x) = (mean_b sum_j x_bj - k)^2 / L^2 (the reference squares the batch mean of
+    the per-image sums, unlike spml.train.losses.epr which averages per-image squares).
+
+    Differences from the reference: observed positives of the estimates are held at exactly 1 (the reference
+    initialises them at 0.995 and lets -log e keep them there), so their estimator terms are constants and dropped;
+    the classifier's observed-positive terms are unchanged (0.5 * -log p twice = -log p). Losses are computed from
+    logits, without the reference's +1e-5 inside the logs.
+    Initialisation as in the reference models.py `LabelEstimator`: unobserved logits uniform in [-q, q],
+    q = logit(0.5 + init_width), init_width = 0.1; drawn from a private generator seeded by `seed`, so creating
+    the loss does not move the global RNG. The estimates get lr_mult = 10 x the lr (reference train.py, P['lr_mult']).
+    """
+
+    def __init__(self, num_images, num_classes, epochs, expected_positives=2.9, lr_mult=10.0, init_width=0.1, seed=0):
+        super().__init__(num_images, num_classes, epochs)
+        if not 0 < init_width < 0.5:
+            raise ValueError(f"init_width must be in (0, 0.5), got {init_width}")
+        self.expected_positives = float(expected_positives)
+        self.lr_mult = float(lr_mult)
+        q = _logit(0.5 + init_width)
+        generator = torch.Generator().manual_seed(int(seed))
+        init = q * (2 * torch.rand(self.num_images, self.num_classes, generator=generator) - 1)
+        self.estimate_logits = torch.nn.Parameter(init)
+
+    def extra_lr_params(self) -> list:
+        return [self.estimate_logits]
+
+    def _regulariser(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.sum(dim=1).mean() - self.expected_positives) ** 2 / self.num_classes ** 2
+
+    def estimates(self, rows, targets) -> torch.Tensor:
+        """The label estimates of `rows` in [0, 1], observed positives (targets > 0.5) fixed at 1."""
+        rows = torch.as_tensor(rows, device=self.estimate_logits.device).long()
+        est = torch.sigmoid(self.estimate_logits[rows])
+        return torch.where(targets.to(est.device) > 0.5, torch.ones_like(est), est)
+
+    def forward(self, logits, targets, known, rows, epoch):
+        logits, observed, known, rows = self._prepare(logits, targets, known, rows)
+        est_logits = self.estimate_logits[rows.to(self.estimate_logits.device)].to(logits.device)
+        est = torch.where(observed, torch.ones_like(est_logits), torch.sigmoid(est_logits))
+        p = torch.sigmoid(logits)
+        zero = torch.zeros_like(logits)
+        # classifier side: targets are the detached estimates
+        cls_pos = torch.where(observed, -F.logsigmoid(logits), zero)
+        cls_cross = F.binary_cross_entropy_with_logits(logits, est.detach(), reduction="none")
+        # estimator side: targets are the detached predictions; nothing at observed positives (fixed at 1)
+        est_cross = torch.where(observed, zero,
+                                F.binary_cross_entropy_with_logits(est_logits, p.detach(), reduction="none"))
+        main = _masked_mean(0.5 * (cls_pos + cls_cross) + 0.5 * est_cross, known)
+        return main + 0.5 * (self._regulariser(p) + self._regulariser(est))
+
+
+class EmAplLoss(StatefulLoss):
+    """EM + asymmetric pseudo labelling (Zhou et al. 2022).
+
+    Per entry (reference losses.py `loss_EM_APL`): -log p on observed positives; -alpha * H(p) on unobserved
+    entries, H(p) = -[p log p + (1-p) log(1-p)]; beta * -[q log p + (1-q) log(1-p)] on pseudo negatives, whose soft
+    target q is the entry's score when it was pseudo labelled. Mean over B x L.
+
+    Pseudo labelling (reference main.py `aysmmetric_pseudo_labeling`): after each epoch from the warm-up's last
+    (reference: after 1-based epoch >= warmup_epoch, i.e. 0-based epoch >= warmup_epochs - 1), for each class i
+    the floor(theta * U_i / (epochs - warmup_epochs)) lowest-scoring unobserved entries that are not yet pseudo
+    labelled become pseudo negatives, U_i being the class's number of unobserved entries; so the share grows
+    linearly to theta by the last epoch. The reference's round after the last epoch trains nothing and is skipped.
+
+    Differences from the reference: the scores ranked are the (detached) training-time probabilities recorded
+    by forward() during the epoch (the reference runs an extra eval-mode pass over the training set; a trainer
+    wanting that can call record_scores() from such a pass before end_epoch). Pseudo labels live in their own
+    bool mask, not as -q in the label matrix, so an entry scored exactly 0 is still labelled. Unknown entries
+    (known False) are never pseudo labelled and add nothing.
+    Defaults, reference main.py for COCO: alpha 0.1, beta 0.9, neg_proportion (theta) 0.9, warmup_epoch 5
+    (VOC: alpha 0.2, beta 0.02, warm-up 5; NUS: 0.1, 0.2, 4; CUB: 0.01, 0.4, 3).
+    """
+
+    def __init__(self, num_images, num_classes, epochs, alpha=0.1, beta=0.9, theta=0.9, warmup_epochs=5):
+        super().__init__(num_images, num_classes, epochs)
+        if not 0 <= theta <= 1:
+            raise ValueError(f"theta must be in [0, 1], got {theta}")
+        if warmup_epochs < 1:
+            raise ValueError(f"warmup_epochs must be at least 1, got {warmup_epochs}")
+        self.alpha, self.beta, self.theta = float(alpha), float(beta), float(theta)
+        self.warmup_epochs = int(warmup_epochs)
+        shape = (self.num_images, self.num_classes)
+        self.register_buffer("scores", torch.full(shape, float("nan")))  # NaN: row not seen yet
+        self.register_buffer("observed", torch.zeros(shape, dtype=torch.bool))
+        self.register_buffer("known_mask", torch.ones(shape, dtype=torch.bool))
+        self.register_buffer("pseudo", torch.zeros(shape, dtype=torch.bool))
+        self.register_buffer("soft_targets", torch.zeros(shape))
+
+    @torch.no_grad()
+    def record_scores(self, rows, probs, observed=None, known=None) -> None:
+        """Remember the probabilities (and, when given, observed positives and known mask) of `rows`."""
+        rows = torch.as_tensor(rows, device=self.scores.device).long()
+        self.scores[rows] = probs.detach().float().to(self.scores.device)
+        if observed is not None:
+            self.observed[rows] = observed.to(self.observed.device, torch.bool)
+        if known is not None:
+            self.known_mask[rows] = known.to(self.known_mask.device, torch.bool)
+
+    def forward(self, logits, targets, known, rows, epoch):
+        logits, observed, known, rows = self._prepare(logits, targets, known, rows)
+        state_rows = rows.to(self.pseudo.device)
+        pseudo = self.pseudo[state_rows].to(logits.device) & ~observed
+        soft = self.soft_targets[state_rows].to(logits.device)
+        log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
+        p = torch.sigmoid(logits)
+        entropy = -(p * log_p + (1 - p) * log_not_p)
+        pseudo_term = -self.beta * (soft * log_p + (1 - soft) * log_not_p)
+        loss = torch.where(observed, -log_p, torch.where(pseudo, pseudo_term, -self.alpha * entropy))
+        self.record_scores(rows, p, observed, known)
+        return _masked_mean(loss, known)
+
+    def rounds(self) -> int:
+        """How many pseudo-labelling rounds feed training: after 0-based epochs warmup-1 .. epochs-2."""
+        return max(self.epochs - self.warmup_epochs, 0)
+
+    @torch.no_grad()
+    def end_epoch(self, epoch: int) -> None:
+        if epoch < self.warmup_epochs - 1 or epoch >= self.epochs - 1:
+            return
+        unobserved = ~torch.isnan(self.scores) & ~self.observed & self.known_mask
+        per_round = torch.floor(self.theta * unobserved.sum(dim=0).double() / max(self.rounds(), 1) + 1e-9).long()
+        candidates = unobserved & ~self.pseudo
+        ranked = self.scores.masked_fill(~candidates, float("inf"))
+        order = torch.argsort(ranked, dim=0, stable=True)  # ascending: lowest scores first, per class
+        rank = torch.empty_like(order)
+        positions = torch.arange(self.num_images, device=order.device).unsqueeze(1).expand_as(order)
+        rank.scatter_(0, order, positions)
+        selected = candidates & (rank < per_round.unsqueeze(0))
+        self.pseudo |= selected
+        self.soft_targets.copy_(torch.where(selected, self.scores, self.soft_targets))
+
+
+class LargeLossLoss(StatefulLoss):
+    """LL-R / LL-Ct / LL-Cp (Kim et al. 2022): assume negative (BCE, unobserved = 0), and from the second epoch
+    the unobserved entries with the largest loss in each batch are rejected (weight 0, LL-R), corrected to
+    positive for that step (LL-Ct) or corrected permanently (LL-Cp). Mean over B x L (reference losses.py).
+
+    How many: k = ceil(n * rate) of the batch's n = B x L entries (as the reference; with a known mask, n = the
+    known entries), picked among the unobserved (known, not yet corrected) entries. rate = delta_rel * epoch for
+    LL-R and LL-Ct (reference train.py: clean_rate starts at 1 and loses delta_rel after every epoch; k uses
+    1 - clean_rate). For LL-Cp, schedule "fixed" (default) uses rate = delta_rel from epoch 1 on: the reference's
+    LL-Cp branch in losses.py (`if P['mod_scheme'] is 'LL-Cp'`) intends that, since corrections accumulate, but
+    compares strings with `is` and so never takes it; schedule "growing" gives what the public code ran.
+    Permanent corrections live in an N x L bool buffer and are trained with target 1 in later calls.
+
+    Differences from the reference: exactly k entries are picked (the reference modifies every entry whose loss
+    ties the k-th, and with a zero threshold would touch observed positives); LL-Cp records all k corrected
+    entries (the reference records only those strictly above the k-th loss); observed positives are never picked.
+    delta_rel: README.md lists --delta_rel in {0.1, ..., 0.5} (percent; config.py divides by 100, default 0 = AN);
+    the default 0.002 is that list's 0.2.
+    """
+
+    MODES = ("reject", "correct", "permanent")
+
+    def __init__(self, num_images, num_classes, epochs, mode="reject", delta_rel=0.002, schedule="growing"):
+        super().__init__(num_images, num_classes, epochs)
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
+        if schedule not in ("fixed", "growing"):
+            raise ValueError(f"schedule must be 'fixed' or 'growing', got {schedule!r}")
+        if not 0 <= delta_rel <= 1:
+            raise ValueError(f"delta_rel must be in [0, 1], got {delta_rel}")
+        self.mode, self.delta_rel, self.schedule = mode, float(delta_rel), schedule
+        self.last_selected = None  # (B, L) bool: the entries rejected/corrected in the last call (not state)
+        if mode == "permanent":
+            self.register_buffer("corrected", torch.zeros(self.num_images, self.num_classes, dtype=torch.bool))
+
+    def rate(self, epoch: int) -> float:
+        if epoch < 1:
+            return 0.0
+        return min(1.0, self.delta_rel if self.schedule == "fixed" else self.delta_rel * epoch)
+
+    def forward(self, logits, targets, known, rows, epoch):
+        logits, observed, known, rows = self._prepare(logits, targets, known, rows)
+        unobserved = ~observed & known
+        targets = observed.float()
+        if self.mode == "permanent":
+            corrected = self.corrected[rows.to(self.corrected.device)].to(logits.device) & unobserved
+            targets = torch.where(corrected, torch.ones_like(targets), targets)
+            unobserved = unobserved & ~corrected
+        loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+        selected = torch.zeros_like(observed)
+        rate = self.rate(epoch)
+        if rate > 0:
+            # the 1e-9 keeps float error in n * rate (e.g. 3.0000000000000004) from adding an entry
+            k = min(math.ceil(int(known.sum()) * rate - 1e-9), int(unobserved.sum()))
+            if k > 0:
+                ranked = loss.detach().masked_fill(~unobserved, float("-inf")).flatten()
+                selected.view(-1)[torch.topk(ranked, k).indices] = True
+            if self.mode == "reject":
+                loss = torch.where(selected, torch.zeros_like(loss), loss)
+            else:
+                positive = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
+                loss = torch.where(selected, positive, loss)
+            if self.mode == "permanent" and k > 0:
+                with torch.no_grad():
+                    state_rows = rows.to(self.corrected.device)
+                    self.corrected[state_rows] = self.corrected[state_rows] | selected.to(self.corrected.device)
+        self.last_selected = selected
+        return _masked_mean(loss, known)
+
+
+def create_stateful_loss(name: str, num_images: int, num_classes: int, epochs: int, **hparams) -> StatefulLoss:
+    """A stateful loss by name with DEFAULTS[name] overridden by `hparams` (None values keep the default)."""
+    if name not in STATEFUL_LOSSES:
+        raise ValueError(f"unknown stateful loss {name!r}; valid: {', '.join(STATEFUL_LOSSES)}")
+    unknown = sorted(set(hparams) - set(DEFAULTS[name]))
+    if unknown:
+        raise ValueError(f"{name}: unknown hyperparameter(s) {', '.join(unknown)}; valid: {', '.join(DEFAULTS[name])}")
+    kw = {**DEFAULTS[name], **{k: v for k, v in hparams.items() if v is not None}}
+    if name == "role":
+        return RoleLoss(num_images, num_classes, epochs, **kw)
+    if name == "em-apl":
+        return EmAplLoss(num_images, num_classes, epochs, **kw)
+    mode = {"ll-r": "reject", "ll-ct": "correct", "ll-cp": "permanent"}[name]
+    return LargeLossLoss(num_images, num_classes, epochs, mode=mode, **kw)
