@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from spml.train.losses import LOSSES
+from spml.train.stateful_losses import STATEFUL_LOSSES
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,7 +16,7 @@ from spml.train.losses import LOSSES
 @click.option("--val-ann", type=click.Path(dir_okay=False), default=None,
               help="Fully labelled validation set; the best epoch by its mAP is kept. Default: none (last epoch).")
 @click.option("--val-images", type=click.Path(file_okay=False), default=None, help="Images folder of --val-ann.")
-@click.option("--loss", type=click.Choice(list(LOSSES)), default=None,
+@click.option("--loss", type=click.Choice([*LOSSES, *STATEFUL_LOSSES]), default=None,
               help="Default: em when every image has exactly one positive, else bce.")
 @click.option("--arch", default=None, help="Any torchvision classifier. Default: resnet50 (built-in dataset: resnet18).")
 @click.option("--pretrained/--no-pretrained", default=None,
@@ -27,7 +28,11 @@ from spml.train.losses import LOSSES
 @click.option("--batch-size", type=int, default=None, help="Default: 8 (built-in dataset: 32).")
 @click.option("--lr", type=float, default=None, help="Adam learning rate. Default: 1e-5 with ImageNet weights, 1e-3 from scratch.")
 @click.option("--alpha", type=float, default=0.1, show_default=True, help="em: weight of the entropy term.")
-@click.option("--expected-positives", type=float, default=2.9, show_default=True, help="epr: expected positives per image.")
+@click.option("--expected-positives", type=float, default=2.9, show_default=True, help="epr, role: expected positives per image.")
+@click.option("--beta", type=float, default=None, help="em-apl: weight of the pseudo negatives. Default: 0.9 (COCO).")
+@click.option("--theta", type=float, default=None, help="em-apl: final share of unobserved labels made negatives. Default: 0.9.")
+@click.option("--warmup-epochs", type=click.IntRange(1), default=None, help="em-apl: epochs before pseudo labelling. Default: 5.")
+@click.option("--delta-rel", type=float, default=None, help="ll-r/ll-ct/ll-cp: per-epoch growth of the large-loss share. Default: 0.002.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers. Default: 0 on CPU, 8 on CUDA.")

@@ -19,7 +19,12 @@ from spml.errors import SpmlError
 from spml.files import atomic_write
 from spml.train.data import ImageLabels
 from spml.train.losses import LOSSES, compute_loss
+from spml.train.stateful_losses import DEFAULTS as STATEFUL_DEFAULTS
+from spml.train.stateful_losses import STATEFUL_LOSSES, StatefulLoss, create_stateful_loss
 from spml.train.model import FORMAT_VERSION, check_arch, create_model, load_checkpoint, pretrained_weights_cached
+
+
+ALL_LOSSES = {**LOSSES, **STATEFUL_LOSSES}
 
 
 @dataclass
@@ -38,7 +43,11 @@ class TrainConfig:
     lr: float | None = None  # None: 1e-5 fine-tuning pretrained weights, 1e-3 from scratch
     weight_decay: float = 0.0
     alpha: float = 0.1  # em: weight of the entropy term (Zhou et al.: COCO 0.1, VOC 0.2)
-    expected_positives: float = 2.9  # epr: k, positives per image expected (COCO 2.9)
+    expected_positives: float = 2.9  # epr, role: k, positives per image expected (COCO 2.9)
+    beta: float | None = None  # em-apl: weight of the pseudo negatives (None: COCO's 0.9)
+    theta: float | None = None  # em-apl: final share of unobserved labels made pseudo negatives (None: 0.9)
+    warmup_epochs: int | None = None  # em-apl: epochs before pseudo labelling starts (None: 5)
+    delta_rel: float | None = None  # ll-*: growth per epoch of the share of large-loss labels (None: 0.002)
     flip: bool = True  # random horizontal flips
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
@@ -92,8 +101,8 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
 def choose_loss(dataset: CocoDataset, requested: str | None) -> tuple[str, str]:
     """The loss and why: em for single-positive data (the seed's teacher), bce for full or pseudo labels."""
     if requested is not None:
-        if requested not in LOSSES:
-            raise SpmlError(f"unknown loss {requested!r}; valid: {', '.join(LOSSES)}") from None
+        if requested not in ALL_LOSSES:
+            raise SpmlError(f"unknown loss {requested!r}; valid: {', '.join(ALL_LOSSES)}") from None
         return requested, "as requested"
     per_image = dataset.positives.sum(axis=1)
     if np.all(per_image == 1):
@@ -126,17 +135,34 @@ def make_loader(dataset: ImageLabels, cfg: TrainConfig, shuffle: bool, epoch: in
                       generator=generator, drop_last=False, pin_memory=cfg.device == "cuda")
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, cfg: TrainConfig, epoch: int) -> float:
+def make_stateful_loss(cfg: TrainConfig, num_images: int, num_classes: int) -> StatefulLoss | None:
+    """ROLE, EM+APL and LL-* keep per-image state: built here, saved in .last.pt, restored on --resume."""
+    if cfg.loss not in STATEFUL_LOSSES:
+        return None
+    given = {"alpha": cfg.alpha, "expected_positives": cfg.expected_positives, "beta": cfg.beta, "theta": cfg.theta,
+             "warmup_epochs": cfg.warmup_epochs, "delta_rel": cfg.delta_rel}
+    hparams = {k: v for k, v in given.items() if k in STATEFUL_DEFAULTS[cfg.loss]}
+    try:
+        return create_stateful_loss(cfg.loss, num_images, num_classes, cfg.epochs, **hparams).to(cfg.device)
+    except ValueError as e:
+        raise SpmlError(f"--loss {cfg.loss}: {e}") from None
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, cfg: TrainConfig, epoch: int,
+                    stateful: StatefulLoss | None = None) -> float:
     from tqdm import tqdm
 
     model.train()
     total, count = 0.0, 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not cfg.progress, mininterval=1.0,
                leave=False)
-    for x, targets, known, _ in bar:
+    for x, targets, known, rows in bar:
         x, targets, known = x.to(cfg.device), targets.to(cfg.device), known.to(cfg.device)
         logits = model(x)
-        loss = compute_loss(cfg.loss, logits, targets, known, alpha=cfg.alpha, expected_positives=cfg.expected_positives)
+        if stateful is not None:
+            loss = stateful(logits, targets, known, rows.to(cfg.device), epoch)
+        else:
+            loss = compute_loss(cfg.loss, logits, targets, known, alpha=cfg.alpha, expected_positives=cfg.expected_positives)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -157,8 +183,10 @@ def evaluate(model, loader, device: str) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _checkpoint(cfg, model, optimizer, scheduler, epoch, best_metric, categories, preprocess, train_set, val_set, history):
+def _checkpoint(cfg, model, optimizer, scheduler, epoch, best_metric, categories, preprocess, train_set, val_set, history,
+                stateful=None):
     return {
+        "loss_state": {k: v.detach().cpu() for k, v in stateful.state_dict().items()} if stateful is not None else None,
         "format_version": FORMAT_VERSION,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
@@ -206,7 +234,11 @@ def train(config: TrainConfig, log=print) -> Path:
                 if val_set else None)
 
     model = create_model(cfg.arch, train_set.num_classes, cfg.pretrained, cfg.weights).to(cfg.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    stateful = make_stateful_loss(cfg, len(train_set), train_set.num_classes)
+    groups = [{"params": model.parameters()}]
+    if stateful is not None and stateful.extra_lr_params():  # ROLE's label estimates learn 10x faster
+        groups.append({"params": stateful.extra_lr_params(), "lr": cfg.lr * stateful.lr_mult, "weight_decay": 0.0})
+    optimizer = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = -(-len(train_data) // cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps_per_epoch)
     start_epoch, best_metric, history = 0, None, []
@@ -217,6 +249,8 @@ def train(config: TrainConfig, log=print) -> Path:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if stateful is not None:
+            stateful.load_state_dict(state["loss_state"])
         start_epoch, best_metric, history = state["epoch"] + 1, state["best_metric"], state["history"]
         log(f"resuming after epoch {start_epoch} of {cfg.epochs} from {last_path(cfg.out)}")
 
@@ -229,7 +263,10 @@ def train(config: TrainConfig, log=print) -> Path:
         torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout etc. replay exactly after a resume
         train_data.epoch = epoch
         try:
-            loss = train_one_epoch(model, make_loader(train_data, cfg, True, epoch), optimizer, scheduler, cfg, epoch)
+            loss = train_one_epoch(model, make_loader(train_data, cfg, True, epoch), optimizer, scheduler, cfg, epoch,
+                                   stateful)
+            if stateful is not None:
+                stateful.end_epoch(epoch)
             val_map = None
             if val_data is not None:
                 from spml.eval.metrics import mean_average_precision
@@ -242,10 +279,11 @@ def train(config: TrainConfig, log=print) -> Path:
         improved = val_map is None or best_metric is None or val_map > best_metric
         if improved:
             best_metric = val_map
-        args = (cfg, model, optimizer, scheduler, epoch, best_metric, train_set.categories, preprocess, train_set, val_set, history)
+        args = (cfg, model, optimizer, scheduler, epoch, best_metric, train_set.categories, preprocess, train_set, val_set,
+                history, stateful)
         if improved:
             best = _checkpoint(*args)
-            best["optimizer"] = best["scheduler"] = None  # the best file is for inference; .last.pt resumes
+            best["optimizer"] = best["scheduler"] = best["loss_state"] = None  # for inference; .last.pt resumes
             save_checkpoint(best, cfg.out)
         save_checkpoint(_checkpoint(*args), last_path(cfg.out))
         log(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}"
