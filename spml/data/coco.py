@@ -29,6 +29,7 @@ class CocoDataset:
     positives: np.ndarray  # (N, L) bool: annotated positives
     raw: dict = field(repr=False)  # the whole file, for writers that keep what they don't understand
     scores: np.ndarray | None = None  # (N, L) float32 annotation scores where a labels file has them
+    observed: np.ndarray | None = None  # (N, L) bool: annotations with source "observed" (spml labels files)
 
     @property
     def num_classes(self) -> int:
@@ -62,7 +63,23 @@ class CocoDataset:
             path=self.path, images_dir=self.images_dir, images=[self.images[i] for i in rows],
             categories=self.categories, positives=self.positives[rows], raw=self.raw,
             scores=None if self.scores is None else self.scores[rows],
+            observed=None if self.observed is None else self.observed[rows],
         )
+
+    def soft_targets(self) -> np.ndarray | None:
+        """(N, L) float32 teacher probabilities of an `spml-label --soft` file (per image `spml_scores`, in category
+        order), observed positives at 1; None when the file has none."""
+        if not self.images or not all(isinstance(im.get("spml_scores"), list) for im in self.images):
+            return None
+        soft = np.zeros(self.positives.shape, dtype=np.float32)
+        for n, im in enumerate(self.images):
+            values = im["spml_scores"]
+            if len(values) != self.num_classes:
+                raise SpmlError(f"{self.path}: image {im['id']} has {len(values)} spml_scores for {self.num_classes} categories") from None
+            soft[n] = np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0).clip(0, 1)
+        if self.observed is not None:
+            soft[self.observed] = 1.0
+        return soft
 
     def unknown_mask(self) -> np.ndarray | None:
         """(N, L) bool of entries marked unknown (LVIS-style `not_exhaustive_category_ids`), or None."""
@@ -71,7 +88,8 @@ class CocoDataset:
         col = self.column_of()
         mask = np.zeros(self.positives.shape, dtype=bool)
         for n, im in enumerate(self.images):
-            for cid in im.get("not_exhaustive_category_ids", ()):
+            ids = im.get("not_exhaustive_category_ids")
+            for cid in ids if isinstance(ids, list) else ():
                 if cid in col:
                     mask[n, col[cid]] = True
         return mask & ~self.positives
@@ -160,16 +178,19 @@ def dataset_from_dict(raw: dict, path: Path | None = None, images_dir: str | os.
     positives = np.zeros((n, l), dtype=bool)
     has_scores = any("score" in a for a in raw["annotations"])
     scores = np.zeros((n, l), dtype=np.float32) if has_scores else None
+    observed = np.zeros((n, l), dtype=bool) if any("source" in a for a in raw["annotations"]) else None
     for row, im in enumerate(raw["images"]):
         for a in coco.imgToAnns.get(im["id"], ()):
             j = col[a["category_id"]]
             positives[row, j] = True
+            if observed is not None and a.get("source") == "observed":
+                observed[row, j] = True
             if scores is not None:
                 s = a.get("score", 1.0)
                 scores[row, j] = max(scores[row, j], float(s) if isinstance(s, (int, float)) else 1.0)
     return CocoDataset(
         path=path, images_dir=resolve_images_dir(path, raw, images_dir), images=raw["images"],
-        categories=raw["categories"], positives=positives, raw=raw, scores=scores,
+        categories=raw["categories"], positives=positives, raw=raw, scores=scores, observed=observed,
     )
 
 

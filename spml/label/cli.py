@@ -24,6 +24,16 @@ def tau_out_path(out: Path, tau: float, several: bool) -> Path:
 @click.option("--tau", type=click.FloatRange(0, 1, max_open=True), multiple=True,
               help="Threshold: a label is positive when the teacher's probability is above it. Repeat for several "
                    "files in one pass (OUT.tau0.55.json, ...).")
+@click.option("--tau-low", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Ignore band: labels at or below it are confident negatives, those between it and --tau unknown "
+                   "(neg_category_ids / not_exhaustive_category_ids on each image; the student masks the unknowns).")
+@click.option("--class-prior", default=None,
+              help="Per-category thresholds making each category's pseudo-positive rate match a prior: a JSON file "
+                   "{category name or id: rate}, or 'auto' (estimated from the single positives and --expected-positives). "
+                   "Replaces --tau's value (give --tau all the same).")
+@click.option("--expected-positives", type=float, default=2.9, show_default=True,
+              help="--class-prior auto: positives per image expected (COCO 2.9).")
+@click.option("--soft", is_flag=True, help="Also write the teacher's probabilities per image (spml_scores) for a soft student.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Labels file (COCO JSON) to write.")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--provider", type=click.Choice(["auto", *PROVIDERS]), default="auto", show_default=True,
@@ -37,7 +47,7 @@ def tau_out_path(out: Path, tau: float, several: bool) -> Path:
 @click.option("--strict", is_flag=True, help="Any image that cannot be labeled is an error (exit 1, nothing written).")
 @click.option("--allow-outside", is_flag=True, help="Open image file_names that point outside the images folder.")
 @click.pass_context
-def main(ctx, model, ann, images, tau, out, batch_size, provider, threads, keep_observed, shard, chunk_size, strict, allow_outside):
+def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives, soft, out, batch_size, provider, threads, keep_observed, shard, chunk_size, strict, allow_outside):
     """Label the images of a COCO dataset with a teacher: pseudo multi-labels as COCO JSON that pycocotools,
     FiftyOne and other trainers load. Killed, the same command resumes where it stopped.
 
@@ -78,9 +88,13 @@ def main(ctx, model, ann, images, tau, out, batch_size, provider, threads, keep_
         row, reason = next(iter(sorted(scores.failures.items())))
         raise SpmlError(f"{len(scores.failures)} images could not be labeled (--strict), first: "
                         f"{dataset.images[row]['file_name']}: {reason}") from None
+    if tau_low is not None and tau_low >= min(tau):
+        raise SpmlError(f"--tau-low {tau_low} must be below --tau {min(tau)}") from None
+    per_class = class_thresholds(class_prior, dataset, scores.values, expected_positives) if class_prior else None
     for t in tau:
         path = tau_out_path(out, t, len(tau) > 1)
-        summary = write_labels(path, dataset, scores, t, keep_observed, model, sha, rows, shard)
+        summary = write_labels(path, dataset, scores, t if per_class is None else per_class, keep_observed, model, sha,
+                               rows, shard, tau_low, soft)
         click.echo(f"wrote {path}: tau {t:g}, {summary['images']} images, {summary['positives_per_image']:.2f} "
                    f"positives per image, {summary['failed']} failed"
                    + (f" (listed in {summary['failures_file']})" if summary["failures_file"] else ""))
@@ -88,6 +102,30 @@ def main(ctx, model, ann, images, tau, out, batch_size, provider, threads, keep_
     if scores.seconds:
         click.echo(f"{len(rows)} images in {scores.seconds:.1f}s ({len(rows) / scores.seconds:.0f} img/s)")
     click.echo(f"next: spml-train --ann {tau_out_path(out, tau[0], len(tau) > 1)} --loss bce --out student.pt")
+
+
+def class_thresholds(class_prior: str, dataset, scores, expected_positives: float):
+    """Per-category thresholds from --class-prior (a JSON file of rates by name or id, or 'auto')."""
+    import json
+
+    import numpy as np
+
+    from spml.errors import SpmlError
+    from spml.label.labeler import observed_priors, prior_thresholds
+
+    if class_prior == "auto":
+        priors = observed_priors(dataset, expected_positives)
+    else:
+        try:
+            given = json.loads(Path(class_prior).read_text())
+            by_key = {str(k): float(v) for k, v in given.items()}
+        except (OSError, ValueError, AttributeError, TypeError) as e:
+            raise SpmlError(f"--class-prior {class_prior}: expected 'auto' or a JSON file {{category: rate}} ({e})") from None
+        priors = np.array([by_key.get(str(c["name"]), by_key.get(str(c["id"]), np.nan)) for c in dataset.categories])
+        if np.isnan(priors).any():
+            missing = [c["name"] for c, p in zip(dataset.categories, priors) if np.isnan(p)]
+            raise SpmlError(f"--class-prior {class_prior}: no rate for {', '.join(missing[:5])}") from None
+    return prior_thresholds(scores, priors)
 
 
 @main.command()

@@ -127,10 +127,30 @@ class PseudoLabeler:
         return Scores(values, failures, time.time() - started)
 
 
-def threshold(scores: np.ndarray, tau: float) -> np.ndarray:
-    """Algorithm 1: a label is a pseudo positive when the teacher's probability is above tau (strictly)."""
+def threshold(scores: np.ndarray, tau) -> np.ndarray:
+    """Algorithm 1: a label is a pseudo positive when the teacher's probability is above tau (strictly);
+    `tau` is one number or one per category (column)."""
     with np.errstate(invalid="ignore"):
-        return scores > tau
+        return scores > np.asarray(tau, dtype=np.float32)
+
+
+def prior_thresholds(scores: np.ndarray, priors: np.ndarray) -> np.ndarray:
+    """Per-category thresholds that make each category's pseudo-positive rate equal its prior: the (1 - prior)
+    quantile of that category's scores over the images that were scored."""
+    ok = ~np.isnan(scores).any(axis=1)
+    taus = np.empty(scores.shape[1], dtype=np.float32)
+    for j in range(scores.shape[1]):
+        column = np.sort(scores[ok, j])
+        above = int(round(float(np.clip(priors[j], 0, 1)) * len(column)))  # images that should be positive
+        taus[j] = 1.0 if above <= 0 else (np.nextafter(column[-above], -1) if above <= len(column) else 0.0)
+    return np.clip(taus, 0.0, 1.0)
+
+
+def observed_priors(dataset: CocoDataset, expected_positives: float) -> np.ndarray:
+    """Each category's share of images, estimated from single positives: a uniformly chosen positive is category
+    c with probability about prior_c / k, so prior_c = k x (share of images whose observed positive is c)."""
+    share = dataset.positives.mean(axis=0)
+    return np.clip(share * expected_positives, 0.0, 1.0)
 
 
 def created_time() -> str:
@@ -156,11 +176,16 @@ def write_coco(out: str | os.PathLike, info: dict, licenses: list, images: list,
     return count
 
 
-def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, tau: float, keep_observed: bool,
+def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, tau, keep_observed: bool,
                  model_path: str | os.PathLike, model_sha256: str | None = None, rows: range | None = None,
-                 shard: str | None = None) -> dict:
+                 shard: str | None = None, tau_low: float | None = None, soft: bool = False) -> dict:
     """Write the labels file for `rows` (default all; atomically, annotations streamed) and its failures list
-    beside it when any image failed. Returns a summary."""
+    beside it when any image failed. Returns a summary.
+
+    `tau` may be one threshold per category. With `tau_low`, an ignore band: labels at or below it are written
+    as confident negatives (`neg_category_ids`), those between it and tau as unknown
+    (`not_exhaustive_category_ids`, LVIS-style), which the student trainer masks. With `soft`, each image also
+    carries the teacher's probabilities (`spml_scores`, in category order) for a student fitting them."""
     rows = range(len(dataset)) if rows is None else rows
     positives = threshold(scores.values, tau)
     observed = dataset.positives
@@ -172,7 +197,7 @@ def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, t
     cat_ids = dataset.category_ids
     info = {
         "description": "spml pseudo labels",
-        "tau": tau,
+        "tau": float(tau) if np.ndim(tau) == 0 else [float(t) for t in tau],
         "keep_observed": keep_observed,
         "model": str(Path(model_path).resolve()),
         "model_sha256": model_sha256 or sha256_of(model_path),
@@ -183,7 +208,26 @@ def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, t
     }
     if shard is not None:
         info["shard"] = shard
+    if tau_low is not None:
+        info["tau_low"] = tau_low
+    if soft:
+        info["soft"] = True
     images = [dataset.images[n] for n in rows if not failed[n]]
+    if tau_low is not None or soft:
+        with np.errstate(invalid="ignore"):
+            negative = (scores.values <= tau_low) & ~positives if tau_low is not None else None
+        extended = []
+        for n in rows:
+            if failed[n]:
+                continue
+            im = dict(dataset.images[n])
+            if negative is not None:
+                im["neg_category_ids"] = [cat_ids[j] for j in np.flatnonzero(negative[n])]
+                im["not_exhaustive_category_ids"] = [cat_ids[j] for j in np.flatnonzero(~negative[n] & ~positives[n])]
+            if soft:
+                im["spml_scores"] = [round(float(v), 5) for v in scores.values[n]]
+            extended.append(im)
+        images = extended
 
     def annotations():
         for n in rows:

@@ -23,6 +23,9 @@ from spml.train.stateful_losses import STATEFUL_LOSSES
               help="Start from torchvision's ImageNet weights (downloaded once). Default: only if already cached.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="Start from a local state dict of --arch (ImageNet weights from elsewhere).")
+@click.option("--init", type=click.Path(dir_okay=False), default=None,
+              help="Start from an spml checkpoint of the same arch and categories (a student from its teacher).")
+@click.option("--soft-targets", is_flag=True, help="Fit the teacher's probabilities of a labels file written with spml-label --soft.")
 @click.option("--image-size", type=int, default=None, help="Square input size. Default: 448 (built-in dataset: 64).")
 @click.option("--epochs", type=int, default=None, help="Default: 10 (built-in dataset: 8).")
 @click.option("--batch-size", type=int, default=None, help="Default: 8 (built-in dataset: 32).")

@@ -37,6 +37,8 @@ class TrainConfig:
     arch: str | None = None  # any torchvision classifier; None: resnet50 (built-in dataset: resnet18)
     pretrained: bool | None = None  # None: torchvision's ImageNet weights when already in torch's cache
     weights: str | None = None  # a local state dict of `arch` (ImageNet weights from elsewhere)
+    init: str | None = None  # start from an spml checkpoint of the same arch and categories (student from teacher)
+    soft_targets: bool = False  # fit the teacher's probabilities of an `spml-label --soft` file, not its 0/1 labels
     image_size: int | None = None  # None: 448 as in the papers (built-in dataset: 64)
     epochs: int | None = None  # None: 10 (built-in dataset: 8)
     batch_size: int | None = None  # None: 8 as in the papers (built-in dataset: 32)
@@ -228,12 +230,26 @@ def train(config: TrainConfig, log=print) -> Path:
     torch.manual_seed(cfg.seed)
     preprocess = Preprocess(cfg.image_size)
     unknown = train_set.unknown_mask()
-    train_data = ImageLabels(train_set, train_set.positives.astype(np.float32), None if unknown is None else ~unknown,
+    targets = train_set.positives.astype(np.float32)
+    if cfg.soft_targets:
+        targets = train_set.soft_targets()
+        if targets is None:
+            raise SpmlError(f"{cfg.ann}: --soft-targets needs a labels file written with spml-label --soft") from None
+        log("targets: the teacher's probabilities (observed positives at 1)")
+    if unknown is not None:
+        log(f"ignoring {int(unknown.sum())} labels marked unknown (not_exhaustive_category_ids)")
+    train_data = ImageLabels(train_set, targets, None if unknown is None else ~unknown,
                              preprocess, flip=cfg.flip, seed=cfg.seed, allow_outside=cfg.allow_outside)
     val_data = (ImageLabels(val_set, val_set.positives[:, val_cols], None, preprocess, allow_outside=cfg.allow_outside)
                 if val_set else None)
 
     model = create_model(cfg.arch, train_set.num_classes, cfg.pretrained, cfg.weights).to(cfg.device)
+    if cfg.init:
+        init = load_checkpoint(cfg.init)
+        if init["config"]["arch"] != cfg.arch:
+            raise SpmlError(f"--init {cfg.init}: a {init['config']['arch']} checkpoint, training {cfg.arch}") from None
+        same_categories(init["categories"], train_set, f"--init {cfg.init}")
+        model.load_state_dict(init["model"])
     stateful = make_stateful_loss(cfg, len(train_set), train_set.num_classes)
     groups = [{"params": model.parameters()}]
     if stateful is not None and stateful.extra_lr_params():  # ROLE's label estimates learn 10x faster
