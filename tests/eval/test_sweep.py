@@ -1,0 +1,74 @@
+"""spml-sweep on a tiny dataset: the report's numbers are what the tests recompute from the artifacts."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn.metrics import average_precision_score
+
+from spml.data.coco import load_coco
+from spml.eval.sweep import plot_figure1, report_markdown
+from spml.eval.sweep_cli import main as sweep_cli
+
+
+@pytest.fixture(scope="module")
+def sweep(tiny_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    args = ["--ann", tiny_data["sp"], "--val-ann", tiny_data["val"], "--test-ann", tiny_data["test"],
+            "--gt-ann", tiny_data["train"], "--tau", "0.4", "--tau", "0.6", "--arch", "resnet18", "--image-size", "32",
+            "--epochs", "1", "--batch-size", "16", "--no-pretrained", "--variants", "soft,init", "--losses", "wan",
+            "--out", out]
+    result = CliRunner().invoke(sweep_cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out, json.loads((out / "report.json").read_text())
+
+
+def test_report_schema(sweep):
+    out, report = sweep
+    assert set(report["teachers"]) == {"an", "em"} and report["full"] is not None
+    assert [s["tau"] for s in report["students"]] == [0.4, 0.6]
+    for s in report["students"]:
+        assert {"tau", "map", "positives_per_image", "precision", "recall"} <= set(s)
+        assert 0 <= s["map"] <= 100
+    assert [v["variant"] for v in report["variants"]] == ["soft", "init"]
+    assert set(report["losses"]) == {"wan"}
+    for name in ("report.md", "fig1a_map_vs_tau.png", "fig1b_positives_vs_tau.png"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_report_figures_are_recomputed_from_report_json(sweep, tmp_path):
+    out, report = sweep
+    assert (out / "report.md").read_text() == report_markdown(report)
+    plot_figure1(report, tmp_path)
+    for name in ("fig1a_map_vs_tau.png", "fig1b_positives_vs_tau.png"):
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes()
+
+
+def test_report_numbers_match_the_artifacts(sweep, tiny_data):
+    out, report = sweep
+    gt = load_coco(tiny_data["train"])
+    row = {im["id"]: n for n, im in enumerate(gt.images)}
+    for s in report["students"]:
+        labels = load_coco(out / f"labels_tau{s['tau']:g}.json")
+        assert s["positives_per_image"] == pytest.approx(labels.positives.sum(axis=1).mean())
+        truth = gt.positives[[row[i] for i in labels.image_ids]]
+        tp = (labels.positives & truth).sum()
+        assert s["precision"] == pytest.approx(tp / labels.positives.sum())
+        assert s["recall"] == pytest.approx(tp / truth.sum())
+    ppi = [s["positives_per_image"] for s in report["students"]]
+    assert ppi == sorted(ppi, reverse=True)  # the curve falls as tau rises
+
+    import torch
+
+    from spml.data.images import Preprocess
+    from spml.train.model import load_checkpoint, model_from_checkpoint
+
+    test = load_coco(tiny_data["test"])
+    model = model_from_checkpoint(load_checkpoint(out / "teacher_em.pt"))
+    x = np.stack([Preprocess(32)(test.images_dir / f) for f in test.file_names])
+    with torch.inference_mode():
+        scores = torch.sigmoid(model(torch.from_numpy(x))).numpy()
+    expected = 100 * np.mean([average_precision_score(test.positives[:, j], scores[:, j])
+                              for j in range(test.num_classes) if test.positives[:, j].any()])
+    assert report["teachers"]["em"] == pytest.approx(expected, abs=1e-6)
