@@ -1,6 +1,6 @@
 """Labeler benchmark: the torch-eager baseline, the onnxruntime model-only ceiling and `spml-label` end to end,
 on the same generated JPEGs, model weights, batch size and thread count, in one run. Prints a table and writes
-bench.json. Each row runs in its own process so its peak RSS is its own (os.wait4).
+bench.json. Each row runs in its own process so its peak RSS is its own.
 
     python benchmarks/label_bench.py --out bench_out                 # ResNet-50 at 224, 2000 images
     python benchmarks/label_bench.py --image-size 448                # the reference codebases' size
@@ -146,21 +146,33 @@ def row_spml_label(args) -> dict:
     return {"images": len(json.loads(Path(args.ann).read_text())["images"]), "seconds": seconds}
 
 
-ROWS = {"torch-eager": row_torch_eager, "model-only": row_model_only, "spml-label": row_spml_label}
+def row_spml_label_int8(args) -> dict:
+    """spml-label end to end with the int8 export (static quantization, calibrated on 64 of the images)."""
+    args.onnx = args.onnx.replace(".onnx", ".int8.onnx")
+    return row_spml_label(args)
+
+
+ROWS = {"torch-eager": row_torch_eager, "model-only": row_model_only, "spml-label": row_spml_label,
+        "spml-label-int8": row_spml_label_int8}
 
 
 def run_row(name: str, args, ann: Path, ckpt: Path, onnx: Path, count: int, workdir: Path) -> dict:
     cmd = [sys.executable, __file__, "--row", name, "--ann", str(ann), "--ckpt", str(ckpt), "--onnx", str(onnx),
            "--count", str(count), "--workdir", str(workdir), "--batch-size", str(args.batch_size),
            "--threads", str(args.threads), "--image-size", str(args.image_size)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    output = proc.stdout.read()
-    if os.waitstatus_to_exitcode(status) != 0:
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
         raise SystemExit(f"row {name} failed")
-    result = json.loads(output.strip().splitlines()[-1])
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux reports KiB
-    return result
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries the parent's high-water mark across
+    fork+exec into it, so every child of this (torch-importing) driver would report the driver's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def main():
@@ -171,6 +183,8 @@ def main():
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--no-int8", action="store_true", help="skip the int8 row")
+    p.add_argument("--rows", default=",".join(ROWS), help="rows to run, comma-separated (torch-eager is the baseline)")
     p.add_argument("--memory-check", action="store_true", help="peak RSS of spml-label at --images and 10x as many")
     p.add_argument("--row", choices=list(ROWS), help=argparse.SUPPRESS)
     p.add_argument("--ann", help=argparse.SUPPRESS)
@@ -181,6 +195,7 @@ def main():
     args = p.parse_args()
     if args.row:
         result = ROWS[args.row](args)
+        result["peak_rss_mb"] = peak_rss_mb()  # DataLoader workers of the baseline are other processes, not counted
         print(json.dumps(result))
         return
 
@@ -191,15 +206,24 @@ def main():
     gflops = gflops_per_image(args.arch, args.image_size)
     if args.memory_check:
         return memory_check(args, out, ann, ckpt, onnx)
+    rows = [r for r in args.rows.split(",") if not (r == "spml-label-int8" and args.no_int8)]
+    if "spml-label-int8" in rows and not Path(str(onnx).replace(".onnx", ".int8.onnx")).exists():
+        from spml.data.artifacts import ModelInfo
+        from spml.export.quantize import calibration_batches, quantize_int8
+        import onnx as onnx_lib
+
+        info = ModelInfo.from_props({p.key: p.value for p in onnx_lib.load(str(onnx)).metadata_props})
+        quantize_int8(onnx, str(onnx).replace(".onnx", ".int8.onnx"), calibration_batches(info, str(ann), None, 64))
     results = {}
-    for name in ROWS:
+    for name in rows:
         r = run_row(name, args, ann, ckpt, onnx, args.images, out)
         r["img_per_s"] = r["images"] / r["seconds"]
         r["gflop_per_s"] = r["img_per_s"] * gflops
         results[name] = r
         print(f"  {name}: {r['img_per_s']:.1f} img/s", file=sys.stderr)
-    base = results["torch-eager"]["img_per_s"]
-    ceiling = results["model-only"]["img_per_s"]
+    nan = {"img_per_s": float("nan")}
+    base = results.get("torch-eager", nan)["img_per_s"]
+    ceiling = results.get("model-only", nan)["img_per_s"]
     print(f"\n{args.arch} at {args.image_size}px, {args.images} JPEGs 640x480, batch {args.batch_size}, "
           f"{args.threads} threads, {gflops:.2f} GFLOP/image\n")
     print("| row | img/s | vs torch eager | vs model-only | GFLOP/s | peak RSS MB |\n|---|---|---|---|---|---|")
@@ -208,8 +232,11 @@ def main():
               f"{r['gflop_per_s']:.0f} | {r['peak_rss_mb']:.0f} |")
     report = {"arch": args.arch, "image_size": args.image_size, "images": args.images, "batch_size": args.batch_size,
               "threads": args.threads, "gflop_per_image": gflops, "rows": results,
-              "spml_label_vs_torch_eager": results["spml-label"]["img_per_s"] / base,
-              "spml_label_vs_model_only": results["spml-label"]["img_per_s"] / ceiling}
+              "spml_label_vs_torch_eager": results.get("spml-label", nan)["img_per_s"] / base,
+              "spml_label_vs_model_only": results.get("spml-label", nan)["img_per_s"] / ceiling}
+    if "spml-label-int8" in results and "spml-label" in results:
+        report["int8_vs_fp32_spml_label"] = results["spml-label-int8"]["img_per_s"] / results["spml-label"]["img_per_s"]
+        print(f"\nint8 / fp32 (spml-label end to end): {report['int8_vs_fp32_spml_label']:.2f}x")
     (out / "bench.json").write_text(json.dumps(report, indent=2))
     print(f"\nwrote {out / 'bench.json'}")
 

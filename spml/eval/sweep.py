@@ -42,6 +42,7 @@ class SweepConfig:
     student_loss: str = "bce"
     losses: tuple = ()  # extra teacher losses for the table of all losses
     variants: tuple = ()  # names in VARIANTS, trained at the best tau (by validation mAP)
+    variant_tau: float | None = None  # None: the best tau by validation mAP
     tau_low: float = 0.5  # band variant
     expected_positives: float = 2.9  # prior variant
     train: dict = field(default_factory=dict)  # arch, image_size, epochs, batch_size, lr, pretrained, seed, device
@@ -134,8 +135,8 @@ def run_sweep(cfg: SweepConfig, log=print) -> dict:
     variants = []
     if cfg.variants:
         best = max(students, key=lambda s: s["val_map"] if s["val_map"] is not None else -1)
-        tau = best["tau"]
-        log(f"variants at tau {tau:g} (best validation mAP of the hard-threshold students)")
+        tau = cfg.variant_tau if cfg.variant_tau is not None else best["tau"]
+        log(f"variants at tau {tau:g}" + ("" if cfg.variant_tau is not None else " (best validation mAP of the hard-threshold students)"))
         for name in cfg.variants:
             labels = out / f"labels_{name}.json"
             extra: dict = {}

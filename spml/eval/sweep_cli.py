@@ -25,6 +25,8 @@ def _names(text: str) -> tuple:
 @click.option("--teacher-loss", default="em", show_default=True)
 @click.option("--losses", default="", help="Extra teacher losses for the table of all losses, comma-separated, or 'all'.")
 @click.option("--variants", default="", help=f"Student variants at the best tau, comma-separated: {', '.join(VARIANTS)}.")
+@click.option("--variant-tau", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="tau of the variants. Default: the hard-threshold student's best by validation mAP.")
 @click.option("--tau-low", type=float, default=0.5, show_default=True, help="band variant: below it, confident negatives.")
 @click.option("--expected-positives", type=float, default=2.9, show_default=True, help="prior variant: positives per image.")
 @click.option("--arch", default=None)
@@ -36,7 +38,7 @@ def _names(text: str) -> tuple:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Report folder.")
-def main(ann, images, val_ann, val_images, test_ann, test_images, gt_ann, taus, teacher_loss, losses, variants, tau_low,
+def main(ann, images, val_ann, val_images, test_ann, test_images, gt_ann, taus, teacher_loss, losses, variants, variant_tau, tau_low,
          expected_positives, arch, image_size, epochs, batch_size, lr, pretrained, seed, device, out):
     """The seed paper's tau study: AN and EM teachers, a student per tau, test mAP and positives per image
     against tau (Figure 1), written to OUT as report.json, report.md and two PNG plots. Artifacts in OUT are
@@ -53,7 +55,7 @@ def main(ann, images, val_ann, val_images, test_ann, test_images, gt_ann, taus, 
     extra = tuple(n for n in ALL_LOSSES if n not in ("bce", "bce-ls")) if losses == "all" else _names(losses)
     cfg = SweepConfig(ann=ann, images=images, val_ann=val_ann, val_images=val_images, test_ann=test_ann,
                       test_images=test_images, gt_ann=gt_ann, taus=tuple(taus) or SweepConfig.taus,
-                      teacher_loss=teacher_loss, losses=extra, variants=_names(variants), tau_low=tau_low,
+                      teacher_loss=teacher_loss, losses=extra, variants=_names(variants), variant_tau=variant_tau, tau_low=tau_low,
                       expected_positives=expected_positives, train=train, out=out)
     report = run_sweep(cfg, log=click.echo)
     click.echo(f"wrote {out}/report.json, report.md, fig1a_map_vs_tau.png, fig1b_positives_vs_tau.png")
