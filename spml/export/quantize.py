@@ -78,6 +78,23 @@ def quantize_int8(fp32_path: str | os.PathLike, out: str | os.PathLike, calibrat
     return Path(out)
 
 
+def _topological_sort(graph) -> None:
+    """Reorder graph.node so every node comes after the producers of its inputs (ONNX requires it)."""
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:
+            raise SpmlError("fp16 conversion produced a graph with a cycle") from None
+        for n in ready:
+            available.update(n.output)
+        ordered.extend(ready)
+        done = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in done]
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
 def convert_fp16(fp32_path: str | os.PathLike, out: str | os.PathLike) -> Path:
     """fp16 weights and arithmetic with float32 inputs and outputs (for CUDA/TensorRT)."""
     import onnx
@@ -85,6 +102,7 @@ def convert_fp16(fp32_path: str | os.PathLike, out: str | os.PathLike) -> Path:
 
     source = onnx.load(str(fp32_path))
     proto = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True)
+    _topological_sort(proto.graph)  # the converter appends its input casts at the end of the node list
     _copy_metadata(source, proto)
     with atomic_write(out, "wb") as f:
         f.write(proto.SerializeToString())

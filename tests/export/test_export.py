@@ -49,3 +49,26 @@ def test_export_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
     with pytest.raises(SpmlError, match="not an spml checkpoint"):
         export_onnx(tmp_path / "x.pt", tmp_path / "x.onnx")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_int8_and_fp16_exports_keep_metadata_and_stay_close(tiny_teacher, tiny_data, tmp_path):
+    from click.testing import CliRunner
+
+    from spml.export.cli import main as export_cli
+    from spml.label.labeler import PseudoLabeler
+
+    for precision in ("int8", "fp16"):
+        out = tmp_path / f"t.{precision}.onnx"
+        result = CliRunner().invoke(export_cli, [str(tiny_teacher), "--precision", precision, "--out", str(out),
+                                                 "--calibration-count", "16"])
+        assert result.exit_code == 0, result.output
+        proto = onnx.load(str(out))
+        onnx.checker.check_model(proto)
+        info = ModelInfo.from_props({p.key: p.value for p in proto.metadata_props})
+        assert info.image_size == 32 and len(info.categories) == 10
+    fp32 = PseudoLabeler(tmp_path / "t.onnx", provider="cpu")
+    int8 = PseudoLabeler(tmp_path / "t.int8.onnx", provider="cpu")
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    assert np.abs(fp32.predict(batch) - int8.predict(batch)).max() < 0.2
+    assert any(node.op_type == "QuantizeLinear" for node in onnx.load(str(tmp_path / "t.int8.onnx")).graph.node)
