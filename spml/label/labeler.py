@@ -42,7 +42,10 @@ class PseudoLabeler:
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             raise SpmlError(f"{model_path}: no such file") from None
-        self.session = create_session(str(self.model_path), provider, threads)
+        from spml.files import cache_dir
+
+        # TensorRT builds an engine per model and shape once; keep it in spml's cache for the next run
+        self.session = create_session(str(self.model_path), provider, threads, str(cache_dir() / "tensorrt"))
         try:
             self.info = ModelInfo.from_props(self.session.get_modelmeta().custom_metadata_map)
         except (KeyError, ValueError) as e:

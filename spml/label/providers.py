@@ -3,6 +3,8 @@ on machines without a GPU, and falls back to the CPU silently when they fail to 
 
 from __future__ import annotations
 
+import os
+
 from spml.errors import SpmlError
 
 PROVIDERS = {
@@ -16,6 +18,7 @@ def provider_chain(name: str, cache_dir: str | None = None) -> list:
     if name == "tensorrt":
         options = {"trt_engine_cache_enable": True, "trt_fp16_enable": True}
         if cache_dir:
+            os.makedirs(cache_dir, exist_ok=True)
             options["trt_engine_cache_path"] = cache_dir
         return [(PROVIDERS["tensorrt"], options), PROVIDERS["cuda"], PROVIDERS["cpu"]]
     if name == "cuda":
