@@ -31,7 +31,7 @@ def create_session(model_path: str, provider: str = "auto", threads: int | None 
     An explicit cuda/tensorrt that cannot start is an error, not a silent CPU run."""
     import onnxruntime as ort
 
-    ort.set_default_logger_severity(3)  # a failed CUDA probe logs errors; we report what matters ourselves
+    ort.set_default_logger_severity(4)  # a failed CUDA probe logs errors; we report what matters ourselves
     options = ort.SessionOptions()
     options.log_severity_level = 3  # onnxruntime's own fallback warnings would drown our one-line errors
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
