@@ -39,6 +39,17 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         raise
 
 
+def remove_temps(path: str | os.PathLike) -> None:
+    """Remove atomic_write's temp files for `path` (or, for a folder, inside it). A signal that lands between
+    creating a temp file and entering the `with` that cleans it up can leave one behind; callers sweep on
+    interrupt and before resuming."""
+    path = Path(path)
+    pattern = (path, ".*.tmp") if path.is_dir() else (path.parent, f".{path.name}.*.tmp")
+    for tmp in pattern[0].glob(pattern[1]):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
     with atomic_write(path) as f:
         json.dump(obj, f)

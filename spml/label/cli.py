@@ -64,8 +64,8 @@ def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives,
         raise click.UsageError("Missing option '--out'.")
     from spml.data.coco import load_coco
     from spml.errors import SpmlError, sigterm_as_interrupt
-    from spml.files import sha256_of
-    from spml.label.job import finish, parse_shard, resumable_scores, shard_rows
+    from spml.files import remove_temps, sha256_of
+    from spml.label.job import finish, parse_shard, resumable_scores, shard_rows, state_dir
     from spml.label.labeler import PseudoLabeler, write_labels
 
     sigterm_as_interrupt()
@@ -82,22 +82,28 @@ def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives,
                + f" with {model} on {labeler.provider}", err=True)
     sha = sha256_of(model)
     out = Path(out)
-    scores = resumable_scores(labeler, dataset, out, rows, sha, chunk_size, progress=True,
-                              log=lambda m: click.echo(m, err=True))
-    if strict and scores.failures:
-        row, reason = next(iter(sorted(scores.failures.items())))
-        raise SpmlError(f"{len(scores.failures)} images could not be labeled (--strict), first: "
-                        f"{dataset.images[row]['file_name']}: {reason}") from None
-    if tau_low is not None and tau_low >= min(tau):
-        raise SpmlError(f"--tau-low {tau_low} must be below --tau {min(tau)}") from None
-    per_class = class_thresholds(class_prior, dataset, scores.values, expected_positives) if class_prior else None
-    for t in tau:
-        path = tau_out_path(out, t, len(tau) > 1)
-        summary = write_labels(path, dataset, scores, t if per_class is None else per_class, keep_observed, model, sha,
-                               rows, shard, tau_low, soft)
-        click.echo(f"wrote {path}: tau {t:g}, {summary['images']} images, {summary['positives_per_image']:.2f} "
-                   f"positives per image, {summary['failed']} failed"
-                   + (f" (listed in {summary['failures_file']})" if summary["failures_file"] else ""))
+    try:
+        scores = resumable_scores(labeler, dataset, out, rows, sha, chunk_size, progress=True,
+                                  log=lambda m: click.echo(m, err=True))
+        if strict and scores.failures:
+            row, reason = next(iter(sorted(scores.failures.items())))
+            raise SpmlError(f"{len(scores.failures)} images could not be labeled (--strict), first: "
+                            f"{dataset.images[row]['file_name']}: {reason}") from None
+        if tau_low is not None and tau_low >= min(tau):
+            raise SpmlError(f"--tau-low {tau_low} must be below --tau {min(tau)}") from None
+        per_class = class_thresholds(class_prior, dataset, scores.values, expected_positives) if class_prior else None
+        for t in tau:
+            path = tau_out_path(out, t, len(tau) > 1)
+            summary = write_labels(path, dataset, scores, t if per_class is None else per_class, keep_observed, model, sha,
+                                   rows, shard, tau_low, soft)
+            click.echo(f"wrote {path}: tau {t:g}, {summary['images']} images, {summary['positives_per_image']:.2f} "
+                       f"positives per image, {summary['failed']} failed"
+                       + (f" (listed in {summary['failures_file']})" if summary["failures_file"] else ""))
+    except KeyboardInterrupt:
+        for t in tau:
+            remove_temps(tau_out_path(out, t, len(tau) > 1))
+        remove_temps(state_dir(out))
+        raise
     finish(out)
     if scores.seconds:
         click.echo(f"{len(rows)} images in {scores.seconds:.1f}s ({len(rows) / scores.seconds:.0f} img/s)")

@@ -13,7 +13,7 @@ import numpy as np
 
 from spml.data.coco import CocoDataset
 from spml.errors import SpmlError
-from spml.files import atomic_write, sha256_of
+from spml.files import atomic_write, remove_temps, sha256_of
 from spml.label.labeler import PseudoLabeler, Scores
 
 
@@ -64,6 +64,7 @@ def resumable_scores(labeler: PseudoLabeler, dataset: CocoDataset, out: str | os
             log(f"note: {folder} belongs to another job (model, annotations or options changed); starting afresh")
             shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    remove_temps(folder)  # from a job killed without a chance to clean up (SIGKILL, power loss)
     if not manifest_path.exists():
         with atomic_write(manifest_path) as f:
             json.dump(manifest, f)

@@ -55,6 +55,14 @@ def main(**options):
     from spml.errors import sigterm_as_interrupt
     from spml.train.trainer import TrainConfig, train
 
+    from spml.files import remove_temps
+    from spml.train.trainer import last_path
+
     sigterm_as_interrupt()  # the last finished epoch stays in <out>.last.pt for --resume
-    out = train(TrainConfig(**options), log=click.echo)
+    try:
+        out = train(TrainConfig(**options), log=click.echo)
+    except KeyboardInterrupt:
+        remove_temps(options["out"])
+        remove_temps(last_path(options["out"]))
+        raise
     click.echo(f"next: spml-export {out}")
