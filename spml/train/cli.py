@@ -25,9 +25,14 @@ from spml.train.stateful_losses import STATEFUL_LOSSES
               help="Start from a local state dict of --arch (ImageNet weights from elsewhere).")
 @click.option("--init", type=click.Path(dir_okay=False), default=None,
               help="Start from an spml checkpoint of the same arch and categories (a student from its teacher).")
+@click.option("--mode", type=click.Choice(["end-to-end", "linear", "linear-init"]), default="end-to-end", show_default=True,
+              help="linear: freeze the backbone, train the head on features cached on disk (fast on a CPU); "
+                   "linear-init: that first, then end to end.")
+@click.option("--linear-epochs", type=click.IntRange(1), default=25, show_default=True,
+              help="linear-init: epochs of the linear phase.")
 @click.option("--soft-targets", is_flag=True, help="Fit the teacher's probabilities of a labels file written with spml-label --soft.")
 @click.option("--image-size", type=int, default=None, help="Square input size. Default: 448 (built-in dataset: 64).")
-@click.option("--epochs", type=int, default=None, help="Default: 10 (built-in dataset: 8).")
+@click.option("--epochs", type=int, default=None, help="Default: 10 (built-in dataset: 8); --mode linear: 25.")
 @click.option("--batch-size", type=int, default=None, help="Default: 8 (built-in dataset: 32).")
 @click.option("--lr", type=float, default=None, help="Adam learning rate. Default: 1e-5 with ImageNet weights, 1e-3 from scratch.")
 @click.option("--alpha", type=float, default=0.1, show_default=True, help="em: weight of the entropy term.")
@@ -56,13 +61,15 @@ def main(**options):
     from spml.train.trainer import TrainConfig, train
 
     from spml.files import remove_temps
-    from spml.train.trainer import last_path
+    from spml.train.trainer import last_path, linear_phase_path
 
     sigterm_as_interrupt()  # the last finished epoch stays in <out>.last.pt for --resume
     try:
         out = train(TrainConfig(**options), log=click.echo)
     except KeyboardInterrupt:
         remove_temps(options["out"])
-        remove_temps(last_path(options["out"]))
+        for path in (options["out"], linear_phase_path(options["out"])):
+            remove_temps(last_path(path))
+        remove_temps(linear_phase_path(options["out"]))
         raise
     click.echo(f"next: spml-export {out}")

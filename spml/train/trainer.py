@@ -38,11 +38,13 @@ class TrainConfig:
     pretrained: bool | None = None  # None: torchvision's ImageNet weights when already in torch's cache
     weights: str | None = None  # a local state dict of `arch` (ImageNet weights from elsewhere)
     init: str | None = None  # start from an spml checkpoint of the same arch and categories (student from teacher)
+    mode: str = "end-to-end"  # end-to-end | linear (frozen backbone, cached features) | linear-init (linear, then end-to-end)
+    linear_epochs: int = 25  # linear-init: epochs of the linear phase (Cole et al.: 25)
     soft_targets: bool = False  # fit the teacher's probabilities of an `spml-label --soft` file, not its 0/1 labels
     image_size: int | None = None  # None: 448 as in the papers (built-in dataset: 64)
-    epochs: int | None = None  # None: 10 (built-in dataset: 8)
+    epochs: int | None = None  # None: 10 (built-in dataset: 8); --mode linear: 25
     batch_size: int | None = None  # None: 8 as in the papers (built-in dataset: 32)
-    lr: float | None = None  # None: 1e-5 fine-tuning pretrained weights, 1e-3 from scratch
+    lr: float | None = None  # None: 1e-5 fine-tuning pretrained weights, 1e-3 from scratch or for a linear head
     weight_decay: float = 0.0
     alpha: float = 0.1  # em: weight of the entropy term (Zhou et al.: COCO 0.1, VOC 0.2)
     expected_positives: float = 2.9  # epr, role: k, positives per image expected (COCO 2.9)
@@ -63,6 +65,8 @@ class TrainConfig:
 # Settings for the built-in dataset (small images, no pretrained weights): a run takes minutes on 2 CPU cores.
 BUILTIN_PRESET = {"arch": "resnet18", "image_size": 64, "epochs": 8, "batch_size": 32}
 PAPER_DEFAULTS = {"arch": "resnet50", "image_size": 448, "epochs": 10, "batch_size": 8}
+MODES = ("end-to-end", "linear", "linear-init")  # Cole et al.'s training settings
+LINEAR_EPOCHS = 25  # Cole et al.'s linear setting: cheap epochs on cached features
 
 
 def resolve_config(config: TrainConfig) -> TrainConfig:
@@ -78,6 +82,10 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         defaults = BUILTIN_PRESET
     else:
         defaults = PAPER_DEFAULTS
+    if cfg.mode not in MODES:
+        raise SpmlError(f"unknown mode {cfg.mode!r}; valid: {', '.join(MODES)}") from None
+    if cfg.mode == "linear" and cfg.epochs is None:
+        cfg.epochs = LINEAR_EPOCHS
     for key, value in defaults.items():
         if getattr(cfg, key) is None:
             setattr(cfg, key, value)
@@ -85,14 +93,14 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     if cfg.pretrained is None:
         cfg.pretrained = cfg.weights is None and pretrained_weights_cached(cfg.arch)
     if cfg.lr is None:
-        cfg.lr = 1e-5 if (cfg.pretrained or cfg.weights) else 1e-3
+        cfg.lr = 1e-5 if (cfg.pretrained or cfg.weights) and cfg.mode != "linear" else 1e-3
     if cfg.device == "auto":
         cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
     elif cfg.device == "cuda" and not torch.cuda.is_available():
         raise SpmlError("--device cuda: no CUDA device is available") from None
     if cfg.workers is None:
         cfg.workers = 0 if cfg.device == "cpu" else min(8, os.cpu_count() or 1)
-    for key in ("image_size", "epochs", "batch_size"):
+    for key in ("image_size", "epochs", "batch_size", "linear_epochs"):
         if getattr(cfg, key) <= 0:
             raise SpmlError(f"--{key.replace('_', '-')} must be positive, got {getattr(cfg, key)}") from None
     if cfg.lr <= 0:
@@ -131,9 +139,10 @@ def check_images(dataset: CocoDataset, allow_outside: bool, what: str) -> None:
         raise SpmlError(f"{what}: {len(bad)} of {len(dataset)} images cannot be used (in {dataset.images_dir}), first: {bad[0]}") from None
 
 
-def make_loader(dataset: ImageLabels, cfg: TrainConfig, shuffle: bool, epoch: int = 0) -> DataLoader:
+def make_loader(dataset, cfg: TrainConfig, shuffle: bool, epoch: int = 0) -> DataLoader:
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=shuffle, num_workers=cfg.workers,
+    workers = cfg.workers if isinstance(dataset, ImageLabels) else 0  # cached features need no decoding
+    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=shuffle, num_workers=workers,
                       generator=generator, drop_last=False, pin_memory=cfg.device == "cuda")
 
 
@@ -212,9 +221,28 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
         torch.save(state, f)
 
 
+def linear_phase_path(out: str | os.PathLike) -> Path:
+    """linear-init's first phase, beside the final checkpoint: teacher.pt -> teacher.linear.pt"""
+    out = Path(out)
+    return out.with_name(out.stem + ".linear" + (out.suffix or ".pt"))
+
+
 def train(config: TrainConfig, log=print) -> Path:
     """Train a model and write the best epoch's checkpoint to `config.out` (and the last epoch's full state to
-    <out>.last.pt, for --resume). Returns the checkpoint's path."""
+    <out>.last.pt, for --resume). Returns the checkpoint's path.
+
+    --mode linear trains only the head, on features of the frozen backbone cached on disk; linear-init trains
+    the head that way first (<out>.linear.pt), then the whole network from it."""
+    if config.mode == "linear-init":
+        log(f"linear-init: {config.linear_epochs} epochs of the head on cached features, then end to end")
+        first = dataclasses.replace(config, mode="linear", epochs=config.linear_epochs, lr=None,
+                                    out=str(linear_phase_path(config.out)))
+        first_out = _train(first, log)
+        return _train(dataclasses.replace(config, init=str(first_out)), log)
+    return _train(config, log)
+
+
+def _train(config: TrainConfig, log=print) -> Path:
     cfg = resolve_config(config)
     train_set = load_coco(cfg.ann, cfg.images)
     cfg.loss, why = choose_loss(train_set, cfg.loss)
@@ -250,12 +278,29 @@ def train(config: TrainConfig, log=print) -> Path:
             raise SpmlError(f"--init {cfg.init}: a {init['config']['arch']} checkpoint, training {cfg.arch}") from None
         same_categories(init["categories"], train_set, f"--init {cfg.init}")
         model.load_state_dict(init["model"])
+    trainable, fit_data, eval_data = model, train_data, val_data
+    if cfg.mode == "linear":
+        from spml.train.features import FeatureLabels, cached_features, head_of
+
+        def features(data):
+            return FeatureLabels(cached_features(model, cfg.arch, data, cfg.batch_size, cfg.device, cfg.workers,
+                                                 cfg.progress, log), data)
+
+        try:
+            fit_data = features(train_data)
+            eval_data = features(val_data) if val_data is not None else None
+        except ImageError as e:
+            raise SpmlError(f"cannot read image {e}") from None
+        trainable = head_of(model)[0]
+        model.requires_grad_(False)
+        trainable.requires_grad_(True)
+        log("linear: the backbone is frozen; the head trains on its cached features (no flips)")
     stateful = make_stateful_loss(cfg, len(train_set), train_set.num_classes)
-    groups = [{"params": model.parameters()}]
+    groups = [{"params": trainable.parameters()}]
     if stateful is not None and stateful.extra_lr_params():  # ROLE's label estimates learn 10x faster
         groups.append({"params": stateful.extra_lr_params(), "lr": cfg.lr * stateful.lr_mult, "weight_decay": 0.0})
     optimizer = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = -(-len(train_data) // cfg.batch_size)
+    steps_per_epoch = -(-len(fit_data) // cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps_per_epoch)
     start_epoch, best_metric, history = 0, None, []
     if cfg.resume and last_path(cfg.out).exists():
@@ -270,7 +315,7 @@ def train(config: TrainConfig, log=print) -> Path:
         start_epoch, best_metric, history = state["epoch"] + 1, state["best_metric"], state["history"]
         log(f"resuming after epoch {start_epoch} of {cfg.epochs} from {last_path(cfg.out)}")
 
-    log(f"training {cfg.arch} ({'ImageNet weights' if cfg.pretrained else cfg.weights or 'from scratch'}) at "
+    log(f"training {cfg.arch}{' head' if cfg.mode == 'linear' else ''} ({'from ' + cfg.init if cfg.init else 'ImageNet weights' if cfg.pretrained else cfg.weights or 'from scratch'}) at "
         f"{cfg.image_size}px on {len(train_set)} images, {train_set.num_classes} categories, {cfg.epochs} epochs, "
         f"batch {cfg.batch_size}, lr {cfg.lr:g}, device {cfg.device}"
         + (f"; validation on {len(val_set)} images" if val_set else "; no validation set: the last epoch is kept"))
@@ -279,15 +324,15 @@ def train(config: TrainConfig, log=print) -> Path:
         torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout etc. replay exactly after a resume
         train_data.epoch = epoch
         try:
-            loss = train_one_epoch(model, make_loader(train_data, cfg, True, epoch), optimizer, scheduler, cfg, epoch,
-                                   stateful)
+            loss = train_one_epoch(trainable, make_loader(fit_data, cfg, True, epoch), optimizer, scheduler, cfg,
+                                   epoch, stateful)
             if stateful is not None:
                 stateful.end_epoch(epoch)
             val_map = None
-            if val_data is not None:
+            if eval_data is not None:
                 from spml.eval.metrics import mean_average_precision
 
-                scores = evaluate(model, make_loader(val_data, cfg, False), cfg.device)
+                scores = evaluate(trainable, make_loader(eval_data, cfg, False), cfg.device)
                 val_map = mean_average_precision(scores, val_data.targets.numpy())
         except ImageError as e:
             raise SpmlError(f"cannot read image {e}") from None
