@@ -23,7 +23,7 @@ from spml.data.coco import CocoDataset, same_categories
 from spml.data.images import ImageError, image_path, load_image
 from spml.errors import SpmlError
 from spml.files import atomic_write, sha256_of
-from spml.label.providers import create_session
+from spml.label.providers import PROVIDERS, create_session
 
 
 @dataclass
@@ -51,6 +51,8 @@ class PseudoLabeler:
         except (KeyError, ValueError) as e:
             raise SpmlError(f"{model_path}: not an spml model ({e}); export it with spml-export") from None
         self.provider = self.session.get_providers()[0]
+        self.io_binding = self.provider in (PROVIDERS["cuda"], PROVIDERS["tensorrt"])
+        self._device = "cuda" if self.io_binding else "cpu"
         self.batch_size = batch_size
         self.threads = threads or min(8, os.cpu_count() or 1)
         self.allow_outside = allow_outside
@@ -87,7 +89,17 @@ class PseudoLabeler:
     def predict(self, batch_uint8: np.ndarray) -> np.ndarray:
         """Probabilities for a (B, H, W, 3) uint8 batch."""
         x = np.ascontiguousarray(self.preprocess.normalize(batch_uint8))
-        return self.session.run([ONNX_OUTPUT], {ONNX_INPUT: x})[0]
+        if not self.io_binding:
+            return self.session.run([ONNX_OUTPUT], {ONNX_INPUT: x})[0]
+        # On a GPU the batch is copied to the device once, the graph runs there with no staging copies by
+        # onnxruntime, and only the (B, L) probabilities come back.
+        import onnxruntime as ort
+
+        binding = self.session.io_binding()
+        binding.bind_ortvalue_input(ONNX_INPUT, ort.OrtValue.ortvalue_from_numpy(x, self._device, 0))
+        binding.bind_output(ONNX_OUTPUT, "cpu")
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
 
     def scores(self, dataset: CocoDataset, rows=None, progress: bool = False, bar=None) -> Scores:
         """Run the model over the dataset's images (or the given rows)."""

@@ -49,6 +49,15 @@ def test_labels_match_torch_and_load_with_pycocotools(tiny_data, tiny_teacher, t
     np.testing.assert_array_equal(got, (expected > tau) | dataset.positives)
 
 
+def test_the_io_binding_path_gives_the_same_scores(tiny_data, tiny_teacher, tiny_onnx):
+    # the path GPU providers take (input bound as an OrtValue on the device), exercised here on the CPU
+    dataset = load_coco(tiny_data["sp"])
+    labeler = PseudoLabeler(tiny_onnx, provider="cpu", batch_size=5)
+    assert not labeler.io_binding
+    labeler.io_binding = True
+    np.testing.assert_allclose(labeler.scores(dataset).values, torch_scores(tiny_teacher, dataset), atol=1e-4)
+
+
 def test_failed_images_are_listed_not_fatal(tiny_data, tiny_onnx, tmp_path):
     raw = json.loads(tiny_data["sp"].read_text())
     raw["images"][0]["file_name"] = "images/train/missing.jpg"
