@@ -5,6 +5,7 @@ bench.json. Each row runs in its own process so its peak RSS is its own.
     python benchmarks/label_bench.py --out bench_out                 # ResNet-50 at 224, 2000 images
     python benchmarks/label_bench.py --image-size 448                # the reference codebases' size
     python benchmarks/label_bench.py --memory-check                  # peak RSS at 2,000 vs 20,000 images
+    python benchmarks/label_bench.py --provider cuda --precision fp16 --no-int8   # on a GPU (or tensorrt)
 """
 
 from __future__ import annotations
@@ -108,13 +109,14 @@ def row_torch_eager(args) -> dict:
         def __getitem__(self, i):
             return tf(Image.open(root / ann["images"][i]["file_name"]).convert("RGB"))
 
-    model = model_from_checkpoint(load_checkpoint(args.ckpt))
-    loader = DataLoader(Files(), batch_size=args.batch_size, num_workers=args.threads)
+    device = "cuda" if args.provider != "cpu" and torch.cuda.is_available() else "cpu"
+    model = model_from_checkpoint(load_checkpoint(args.ckpt)).to(device)
+    loader = DataLoader(Files(), batch_size=args.batch_size, num_workers=args.threads, pin_memory=device == "cuda")
     start = time.perf_counter()
     out = []
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(device, torch.float16, enabled=args.precision == "fp16" and device == "cuda"):
         for x in loader:
-            out.append(torch.sigmoid(model(x)).numpy())
+            out.append(torch.sigmoid(model(x.to(device, non_blocking=True))).float().cpu().numpy())
     return {"images": sum(len(o) for o in out), "seconds": time.perf_counter() - start}
 
 
@@ -122,13 +124,18 @@ def row_model_only(args) -> dict:
     """onnxruntime on tensors decoded beforehand: the ceiling for any labeler of this model."""
     from spml.label.providers import create_session
 
-    session = create_session(args.onnx, "cpu", args.threads)
+    import onnxruntime as ort
+
+    session = create_session(args.onnx, args.provider, args.threads)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch_size, 3, args.image_size, args.image_size)).astype(np.float32)
-    session.run(None, {"images": x})  # warm-up
+    binding = session.io_binding()  # on a GPU the input stays on the device: the model's own speed
+    binding.bind_ortvalue_input("images", ort.OrtValue.ortvalue_from_numpy(x, "cpu" if args.provider == "cpu" else "cuda", 0))
+    binding.bind_output("probabilities", "cpu")
+    session.run_with_iobinding(binding)  # warm-up (and TensorRT's engine build)
     n, start = 0, time.perf_counter()
     while n < args.count:
-        session.run(None, {"images": x})
+        session.run_with_iobinding(binding)
         n += args.batch_size
     return {"images": n, "seconds": time.perf_counter() - start}
 
@@ -141,7 +148,7 @@ def row_spml_label(args) -> dict:
     from spml.label.cli import main as label_cli
 
     label_cli(["--model", args.onnx, "--ann", args.ann, "--tau", "0.5", "--out", str(out), "--batch-size",
-               str(args.batch_size), "--threads", str(args.threads), "--provider", "cpu"], standalone_mode=False)
+               str(args.batch_size), "--threads", str(args.threads), "--provider", args.provider], standalone_mode=False)
     seconds = time.perf_counter() - start
     return {"images": len(json.loads(Path(args.ann).read_text())["images"]), "seconds": seconds}
 
@@ -159,7 +166,8 @@ ROWS = {"torch-eager": row_torch_eager, "model-only": row_model_only, "spml-labe
 def run_row(name: str, args, ann: Path, ckpt: Path, onnx: Path, count: int, workdir: Path) -> dict:
     cmd = [sys.executable, __file__, "--row", name, "--ann", str(ann), "--ckpt", str(ckpt), "--onnx", str(onnx),
            "--count", str(count), "--workdir", str(workdir), "--batch-size", str(args.batch_size),
-           "--threads", str(args.threads), "--image-size", str(args.image_size)]
+           "--threads", str(args.threads), "--image-size", str(args.image_size), "--provider", args.provider,
+           "--precision", args.precision]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"row {name} failed")
@@ -183,6 +191,10 @@ def main():
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--provider", default="cpu", choices=["cpu", "cuda", "tensorrt"],
+                   help="onnxruntime provider of the model-only and spml-label rows (torch eager: cuda unless cpu)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
+                   help="fp16: the spml-export --precision fp16 model (and autocast for torch eager); for GPUs")
     p.add_argument("--no-int8", action="store_true", help="skip the int8 row")
     p.add_argument("--rows", default=",".join(ROWS), help="rows to run, comma-separated (torch-eager is the baseline)")
     p.add_argument("--memory-check", action="store_true", help="peak RSS of spml-label at --images and 10x as many")
@@ -203,10 +215,16 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     ann = make_images(out / "data", args.images)
     ckpt, onnx = make_model(out, args.arch, args.image_size)
+    if args.precision == "fp16":
+        from spml.export.quantize import convert_fp16
+
+        fp32, onnx = onnx, onnx.with_suffix(".fp16.onnx")
+        if not onnx.exists():
+            convert_fp16(fp32, onnx)
     gflops = gflops_per_image(args.arch, args.image_size)
     if args.memory_check:
         return memory_check(args, out, ann, ckpt, onnx)
-    rows = [r for r in args.rows.split(",") if not (r == "spml-label-int8" and args.no_int8)]
+    rows = [r for r in args.rows.split(",") if not (r == "spml-label-int8" and (args.no_int8 or args.precision != "fp32"))]
     if "spml-label-int8" in rows and not Path(str(onnx).replace(".onnx", ".int8.onnx")).exists():
         from spml.data.artifacts import ModelInfo
         from spml.export.quantize import calibration_batches, quantize_int8
@@ -225,13 +243,14 @@ def main():
     base = results.get("torch-eager", nan)["img_per_s"]
     ceiling = results.get("model-only", nan)["img_per_s"]
     print(f"\n{args.arch} at {args.image_size}px, {args.images} JPEGs 640x480, batch {args.batch_size}, "
-          f"{args.threads} threads, {gflops:.2f} GFLOP/image\n")
+          f"{args.threads} threads, {gflops:.2f} GFLOP/image, {args.provider} {args.precision}\n")
     print("| row | img/s | vs torch eager | vs model-only | GFLOP/s | peak RSS MB |\n|---|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['img_per_s']:.1f} | {r['img_per_s'] / base:.2f}x | {r['img_per_s'] / ceiling:.0%} | "
               f"{r['gflop_per_s']:.0f} | {r['peak_rss_mb']:.0f} |")
     report = {"arch": args.arch, "image_size": args.image_size, "images": args.images, "batch_size": args.batch_size,
-              "threads": args.threads, "gflop_per_image": gflops, "rows": results,
+              "threads": args.threads, "provider": args.provider, "precision": args.precision,
+              "gflop_per_image": gflops, "rows": results,
               "spml_label_vs_torch_eager": results.get("spml-label", nan)["img_per_s"] / base,
               "spml_label_vs_model_only": results.get("spml-label", nan)["img_per_s"] / ceiling}
     if "spml-label-int8" in results and "spml-label" in results:
