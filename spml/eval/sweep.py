@@ -24,6 +24,7 @@ VARIANTS = {
     "prior": "per-class thresholds matching priors estimated from the single positives",
     "init": "student starts from the teacher's weights",
     "init-soft": "student starts from the teacher's weights and fits its probabilities",
+    "round2": "a second round: the soft student becomes the teacher of a new soft student",
 }
 
 
@@ -132,6 +133,12 @@ def run_sweep(cfg: SweepConfig, log=print) -> dict:
         write_labels(labels, sp, scores, tau, True, onnx_path)
         students.append({"tau": tau, **student(f"tau{tau:g}", labels)})
 
+    def soft_student(tau: float) -> Path:
+        labels = out / "labels_soft.json"
+        if not labels.exists():
+            write_labels(labels, sp, scores, tau, True, onnx_path, soft=True)
+        return _train(cfg, out / "student_soft.pt", str(labels), cfg.student_loss, log=log, soft_targets=True)
+
     variants = []
     if cfg.variants:
         best = max(students, key=lambda s: s["val_map"] if s["val_map"] is not None else -1)
@@ -145,6 +152,14 @@ def run_sweep(cfg: SweepConfig, log=print) -> dict:
                 extra["soft_targets"] = True
             elif name == "band":
                 write_labels(labels, sp, scores, tau, True, onnx_path, tau_low=min(cfg.tau_low, tau - 1e-3))
+            elif name == "round2":
+                previous = soft_student(tau)
+                onnx2 = out / "student_soft.onnx"
+                if not onnx2.exists():
+                    export_onnx(previous, onnx2)
+                    validate_onnx(onnx2, previous)
+                write_labels(labels, sp, PseudoLabeler(onnx2, batch_size=64).scores(sp), tau, True, onnx2, soft=True)
+                extra["soft_targets"] = True
             elif name == "prior":
                 taus = prior_thresholds(scores.values, observed_priors(sp, cfg.expected_positives))
                 write_labels(labels, sp, scores, taus, True, onnx_path)

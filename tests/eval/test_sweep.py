@@ -17,7 +17,7 @@ def sweep(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
     args = ["--ann", tiny_data["sp"], "--val-ann", tiny_data["val"], "--test-ann", tiny_data["test"],
             "--gt-ann", tiny_data["train"], "--tau", "0.4", "--tau", "0.6", "--arch", "resnet18", "--image-size", "32",
-            "--epochs", "1", "--batch-size", "16", "--no-pretrained", "--variants", "soft,init", "--losses", "wan",
+            "--epochs", "1", "--batch-size", "16", "--no-pretrained", "--variants", "soft,init,round2", "--losses", "wan",
             "--out", out]
     result = CliRunner().invoke(sweep_cli, [str(a) for a in args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -31,8 +31,11 @@ def test_report_schema(sweep):
     for s in report["students"]:
         assert {"tau", "map", "positives_per_image", "precision", "recall"} <= set(s)
         assert 0 <= s["map"] <= 100
-    assert [v["variant"] for v in report["variants"]] == ["soft", "init"]
+    assert [v["variant"] for v in report["variants"]] == ["soft", "init", "round2"]
     assert set(report["losses"]) == {"wan"}
+    # round 2's labels come from the soft student, not from the teacher
+    assert json.loads((out / "labels_round2.json").read_text())["info"]["model"] == str((out / "student_soft.onnx").resolve())
+    assert json.loads((out / "labels_soft.json").read_text())["info"]["model"] == str((out / "teacher.onnx").resolve())
     for name in ("report.md", "fig1a_map_vs_tau.png", "fig1b_positives_vs_tau.png"):
         assert (out / name).stat().st_size > 0
 
