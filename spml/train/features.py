@@ -16,11 +16,12 @@ from torch import nn
 from spml.data.coco import CocoDataset
 from spml.files import atomic_write, cache_dir
 from spml.train.data import ImageLabels
+from spml.train.model import head_name
 
 
 def head_of(model: nn.Module) -> tuple[nn.Module, str]:
     """The classification head (the last Linear layer, the one `replace_head` swapped) and its name."""
-    name = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    name = head_name(model)
     return model.get_submodule(name), name
 
 

@@ -30,13 +30,19 @@ def check_arch(arch: str) -> str:
     return arch
 
 
-def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
-    """Swap the last Linear layer (resnet's fc, mobilenet/efficientnet/convnext's classifier[-1], vit's head)
-    for a fresh one with `num_classes` outputs."""
+def head_name(model: nn.Module) -> str | None:
+    """The classification head: the last Linear layer (resnet's fc, mobilenet/efficientnet/convnext's
+    classifier[-1], vit's heads.head)."""
     last = None
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear):
             last = name
+    return last
+
+
+def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
+    """Swap the head for a fresh one with `num_classes` outputs."""
+    last = head_name(model)
     if last is None:
         raise SpmlError(f"{type(model).__name__} has no Linear classification head to replace") from None
     parent_name, _, child = last.rpartition(".")
