@@ -11,9 +11,8 @@ from torch import nn
 from spml.data.coco import load_coco
 from spml.data.images import Preprocess
 from spml.files import cache_dir
-from spml.train import trainer
 from spml.train.data import ImageLabels
-from spml.train.trainer import TrainConfig, last_path, linear_phase_path, train
+from spml.train.trainer import TrainConfig, linear_phase_path, train
 
 
 @pytest.fixture(autouse=True)
@@ -81,28 +80,6 @@ def test_the_cache_is_reused_and_keyed_by_weights_size_and_images(tiny_data, tmp
     image = tiny_data["sp"].parent / first
     os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))  # an image changed on disk
     assert "extracted" in run([]) and len(cache_files()) == 5
-
-
-def test_linear_resumes_exactly(tiny_data, tmp_path, monkeypatch):
-    kw = dict(epochs=3, loss="role")
-    whole = train(config(tiny_data, tmp_path / "whole.pt", **kw), log=lambda s: None)
-    real = trainer.train_one_epoch
-
-    def interrupted(*args, **kwargs):
-        if args[5] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "train_one_epoch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train(config(tiny_data, tmp_path / "part.pt", **kw), log=lambda s: None)
-    monkeypatch.setattr(trainer, "train_one_epoch", real)
-    part = train(config(tiny_data, tmp_path / "part.pt", resume=True, **kw), log=lambda s: None)
-    a, b = torch.load(last_path(whole), weights_only=True), torch.load(last_path(part), weights_only=True)
-    for key in a["model"]:
-        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
-    for key in a["loss_state"]:
-        torch.testing.assert_close(a["loss_state"][key], b["loss_state"][key], rtol=0, atol=0)
 
 
 def test_linear_init_trains_the_head_then_everything(tiny_data, tmp_path, imagenet_like):
