@@ -1,0 +1,64 @@
+"""Paired comparison over seeds: for each sweep report (one seed, teacher and students trained with it), each
+variant's student mAP minus its own seed's teacher mAP, and the mean gain. Read from report.json files only.
+
+    python -m spml.eval.seeds report/seed0/report.json report/seed1/report.json ... --out seeds.md
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+def paired_gains(reports: list[dict], teacher: str = "em") -> dict:
+    """{variant: {"seeds": [seed...], "teacher": [...], "student": [...], "gain": [...], "mean_gain": x}} for every
+    variant (and the hard-threshold student of each tau) present in all reports."""
+    def students(report):
+        rows = {f"tau {s['tau']:g}": s["map"] for s in report["students"]}
+        rows.update({f"{v['variant']} (tau {v['tau']:g})": v["map"] for v in report.get("variants", [])})
+        return rows
+
+    per_report = [students(r) for r in reports]
+    names = [n for n in per_report[0] if all(n in rows for rows in per_report)]
+    out = {}
+    for name in names:
+        teacher_maps = [r["teachers"][teacher] for r in reports]
+        student_maps = [rows[name] for rows in per_report]
+        gains = [s - t for s, t in zip(student_maps, teacher_maps)]
+        out[name] = {"seeds": [r["config"]["train"].get("seed") for r in reports], "teacher": teacher_maps,
+                     "student": student_maps, "gain": gains, "mean_gain": sum(gains) / len(gains)}
+    return out
+
+
+def seeds_markdown(reports: list[dict], teacher: str = "em") -> str:
+    gains = paired_gains(reports, teacher)
+    seeds = [r["config"]["train"].get("seed") for r in reports]
+    head = " | ".join(f"seed {s}" for s in seeds)
+    lines = [f"# {teacher.upper()} teacher vs its students, paired by seed", "",
+             f"| model | {head} | mean | mean gain over the teacher |", "|---" * (len(seeds) + 3) + "|"]
+    t = [r["teachers"][teacher] for r in reports]
+    lines.append(f"| {teacher.upper()} teacher | " + " | ".join(f"{v:.2f}" for v in t) + f" | {sum(t) / len(t):.2f} | |")
+    for name, g in gains.items():
+        cells = " | ".join(f"{s:.2f} ({d:+.2f})" for s, d in zip(g["student"], g["gain"]))
+        lines.append(f"| student {name} | {cells} | {sum(g['student']) / len(seeds):.2f} | {g['mean_gain']:+.2f} |")
+    return "\n".join(lines + ["", "Cells: student test mAP (gain over the same seed's teacher).", ""])
+
+
+@click.command()
+@click.argument("reports", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--teacher", default="em", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the table here (and print it).")
+def main(reports, teacher, out):
+    from spml.files import atomic_write
+
+    text = seeds_markdown([json.loads(Path(p).read_text()) for p in reports], teacher)
+    if out:
+        with atomic_write(out) as f:
+            f.write(text)
+    click.echo(text)
+
+
+if __name__ == "__main__":
+    main()
