@@ -71,3 +71,15 @@ def test_preprocess_normalises_like_torchvision(rgb):
     ours = pre.normalize(pre.resize(Image.fromarray(rgb)))
     theirs = F.normalize(F.to_tensor(Image.fromarray(rgb).resize((24, 24), Image.BILINEAR)), pre.mean, pre.std)
     np.testing.assert_allclose(ours, theirs.numpy(), atol=1e-5)
+
+
+def test_preprocess_normalises_a_batch_like_each_image(rgb):
+    from torchvision.transforms import functional as F
+
+    pre = Preprocess(24)
+    images = [Image.fromarray(np.roll(rgb, k, axis=1)) for k in range(3)]
+    batch = pre.normalize(np.stack([pre.resize(im) for im in images]))
+    assert batch.shape == (3, 3, 24, 24) and batch.flags.c_contiguous
+    for got, im in zip(batch, images):
+        expected = F.normalize(F.to_tensor(im.resize((24, 24), Image.BILINEAR)), pre.mean, pre.std)
+        np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)
