@@ -315,7 +315,8 @@ def _train(config: TrainConfig, log=print) -> Path:
         start_epoch, best_metric, history = state["epoch"] + 1, state["best_metric"], state["history"]
         log(f"resuming after epoch {start_epoch} of {cfg.epochs} from {last_path(cfg.out)}")
 
-    log(f"training {cfg.arch}{' head' if cfg.mode == 'linear' else ''} ({'from ' + cfg.init if cfg.init else 'ImageNet weights' if cfg.pretrained else cfg.weights or 'from scratch'}) at "
+    start = f"from {cfg.init}" if cfg.init else "ImageNet weights" if cfg.pretrained else cfg.weights or "from scratch"
+    log(f"training {cfg.arch}{' head' if cfg.mode == 'linear' else ''} ({start}) at "
         f"{cfg.image_size}px on {len(train_set)} images, {train_set.num_classes} categories, {cfg.epochs} epochs, "
         f"batch {cfg.batch_size}, lr {cfg.lr:g}, device {cfg.device}"
         + (f"; validation on {len(val_set)} images" if val_set else "; no validation set: the last epoch is kept"))
