@@ -44,8 +44,11 @@ class PseudoLabeler:
             raise SpmlError(f"{model_path}: no such file") from None
         from spml.files import cache_dir
 
-        # TensorRT builds an engine per model and shape once; keep it in spml's cache for the next run
-        self.session = create_session(str(self.model_path), provider, threads, str(cache_dir() / "tensorrt"))
+        # TensorRT builds an engine per model and shape once; keep it in spml's cache for the next run. The decode
+        # threads share the cores with onnxruntime's: its idle threads must sleep, not spin (int8 labeling ran
+        # 82 img/s against 80 with spinning, benchmarks/label_bench.py, ResNet-50 at 224 on 2 cores)
+        self.session = create_session(str(self.model_path), provider, threads, str(cache_dir() / "tensorrt"),
+                                      spinning=False)
         try:
             self.info = ModelInfo.from_props(self.session.get_modelmeta().custom_metadata_map)
         except (KeyError, ValueError) as e:

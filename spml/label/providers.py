@@ -26,9 +26,11 @@ def provider_chain(name: str, cache_dir: str | None = None) -> list:
     return [PROVIDERS["cpu"]]
 
 
-def create_session(model_path: str, provider: str = "auto", threads: int | None = None, cache_dir: str | None = None):
+def create_session(model_path: str, provider: str = "auto", threads: int | None = None, cache_dir: str | None = None,
+                   spinning: bool = True):
     """An InferenceSession on `provider`; `auto` tries CUDA and keeps it only if the session really runs on it.
-    An explicit cuda/tensorrt that cannot start is an error, not a silent CPU run."""
+    An explicit cuda/tensorrt that cannot start is an error, not a silent CPU run. `spinning=False` makes idle
+    intra-op threads sleep instead of busy-waiting: right when other threads (image decoding) share the cores."""
     import onnxruntime as ort
 
     ort.set_default_logger_severity(4)  # a failed CUDA probe logs errors; we report what matters ourselves
@@ -37,6 +39,8 @@ def create_session(model_path: str, provider: str = "auto", threads: int | None 
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     available = set(ort.get_available_providers())
     candidates = ["cuda", "cpu"] if provider == "auto" else [provider]
     for name in candidates:

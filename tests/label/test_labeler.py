@@ -58,6 +58,12 @@ def test_the_io_binding_path_gives_the_same_scores(tiny_data, tiny_teacher, tiny
     np.testing.assert_allclose(labeler.scores(dataset).values, torch_scores(tiny_teacher, dataset), atol=1e-4)
 
 
+def test_onnxruntime_threads_sleep_when_idle(tiny_onnx):
+    # the decode threads need the cores between inferences; spinning intra-op threads would take them
+    options = PseudoLabeler(tiny_onnx, provider="cpu").session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_failed_images_are_listed_not_fatal(tiny_data, tiny_onnx, tmp_path):
     raw = json.loads(tiny_data["sp"].read_text())
     raw["images"][0]["file_name"] = "images/train/missing.jpg"
