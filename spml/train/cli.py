@@ -58,10 +58,8 @@ def main(**options):
       spml-train --ann labels.json --loss bce --out student.pt
     """
     from spml.errors import sigterm_as_interrupt
-    from spml.train.trainer import TrainConfig, train
-
     from spml.files import remove_temps
-    from spml.train.trainer import last_path, linear_phase_path
+    from spml.train.trainer import TrainConfig, last_path, linear_phase_path, train
 
     sigterm_as_interrupt()  # the last finished epoch stays in <out>.last.pt for --resume
     try:
