@@ -21,9 +21,9 @@ def tau_out_path(out: Path, tau: float, several: bool) -> Path:
                    "Default: the training annotations recorded in the model.")
 @click.option("--images", type=click.Path(file_okay=False), default=None,
               help="Images folder. Default: recorded in the model (with --ann unset) or in --ann, else --ann's folder.")
-@click.option("--tau", type=click.FloatRange(0, 1, max_open=True), multiple=True,
+@click.option("--tau", "--tau-high", "tau", type=click.FloatRange(0, 1, max_open=True), multiple=True,
               help="Threshold: a label is positive when the teacher's probability is above it. Repeat for several "
-                   "files in one pass (OUT.tau0.55.json, ...).")
+                   "files in one pass (OUT.tau0.55.json, ...). --tau-high is the same option, for the ignore band.")
 @click.option("--tau-low", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Ignore band: labels at or below it are confident negatives, those between it and --tau unknown "
                    "(neg_category_ids / not_exhaustive_category_ids on each image; the student masks the unknowns).")

@@ -65,6 +65,15 @@ def test_student_from_teacher_with_soft_targets_and_band(tiny_data, tiny_teacher
     assert out.exists()
 
 
+def test_ignore_band_by_its_two_ends(tiny_onnx, tmp_path):
+    result = CliRunner().invoke(label_cli, ["--model", str(tiny_onnx), "--tau-low", "0.2", "--tau-high", "0.7",
+                                            "--out", str(tmp_path / "l.json")])
+    assert result.exit_code == 0, result.output
+    labels = json.loads((tmp_path / "l.json").read_text())
+    assert labels["info"]["tau"] == 0.7 and labels["info"]["tau_low"] == 0.2
+    assert all("not_exhaustive_category_ids" in im for im in labels["images"])
+
+
 def test_bad_variant_options(tiny_onnx, tmp_path):
     r = CliRunner().invoke(label_cli, ["--model", str(tiny_onnx), "--tau", "0.5", "--tau-low", "0.6", "--out", str(tmp_path / "l.json")])
     assert r.exit_code == 1 and "--tau-low" in r.output
