@@ -39,25 +39,19 @@ def test_label_killed_then_resumed(sig, tiny_data, tiny_onnx, tmp_path):
     subprocess.run(spml("label", *common, "--out", tmp_path / "whole.json"), check=True, env=env, capture_output=True)
 
     out = tmp_path / "labels.json"
+    out.write_text("old")
+    # as from a terminal: a shell that starts a job in the background (CI runners, nohup) hands it SIGINT
+    # ignored, and a job rightly keeps that
+    proc = subprocess.Popen(spml("label", *common, "--out", out), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     partial = tmp_path / "labels.json.partial"
-    for attempt in range(3):
-        out.write_text("old")
-        proc = subprocess.Popen(spml("label", *common, "--out", out), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        wait_for(lambda: len(list(partial.glob("chunk_*.npz"))) >= 2, proc)
-        proc.send_signal(sig)
-        code = proc.wait(60)
-        if partial.exists():  # stopped before the end: the case under test
-            assert code != 0
-            break
-        # a starved test process can see the chunks, lose the CPU, and signal a job that has already finished
-        assert out.read_bytes() == (tmp_path / "whole.json").read_bytes()
-    else:
-        pytest.fail("the job finished before the signal three times")
+    wait_for(lambda: len(list(partial.glob("chunk_*.npz"))) >= 2, proc)
+    proc.send_signal(sig)
+    assert proc.wait(60) != 0
     assert "Traceback" not in proc.stdout.read()
-    # the old file or a complete new one, never half of one
-    assert out.read_text() == "old" or out.read_bytes() == (tmp_path / "whole.json").read_bytes()
+    assert out.read_text() == "old"  # the old file or a complete new one, never half of one
     done = len(list(partial.glob("chunk_*.npz")))
-    assert 2 <= done <= -(-40 * n // 8)
+    assert 2 <= done < 40 * n // 8
     assert not list(tmp_path.rglob("*.tmp"))
 
     result = subprocess.run(spml("label", *common, "--out", out), env=env, capture_output=True, text=True)
