@@ -153,7 +153,7 @@ def round_trip(loss, name, *shape, **kw):
     torch.save(loss.state_dict(), buf)
     buf.seek(0)
     fresh = create_stateful_loss(name, *shape, **kw)
-    fresh.load_state_dict(torch.load(buf))
+    fresh.load_state_dict(torch.load(buf, weights_only=True))  # as checkpoints are loaded
     return fresh
 
 
