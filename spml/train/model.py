@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from spml.errors import SpmlError
+from spml.train.small_cnn import SMALL_ARCHS, small_cnn
 
 FORMAT_VERSION = 1
 
@@ -18,7 +19,9 @@ FORMAT_VERSION = 1
 def available_archs() -> list[str]:
     import torchvision
 
-    return sorted(torchvision.models.list_models(module=torchvision.models))
+    from spml.train.small_cnn import SMALL_ARCHS
+
+    return sorted([*torchvision.models.list_models(module=torchvision.models), *SMALL_ARCHS])
 
 
 def check_arch(arch: str) -> str:
@@ -72,7 +75,7 @@ def create_model(arch: str, num_classes: int, pretrained: bool = False, weights:
 
     check_arch(arch)
     if weights is not None:
-        model = torchvision.models.get_model(arch)
+        model = _bare_model(arch)
         state = load_state_dict_file(weights)
         own = model.state_dict()
         usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
@@ -83,6 +86,10 @@ def create_model(arch: str, num_classes: int, pretrained: bool = False, weights:
         if missing and any(not (k.startswith(("fc.", "classifier.", "head", "heads."))) for k in missing):
             print(f"note: {len(missing)} tensors of {arch} were not in {weights} and keep their initial values")
         return replace_head(model, num_classes)
+    if pretrained and arch in SMALL_ARCHS:
+        raise SpmlError(f"{arch} has no published weights; use --weights FILE or --no-pretrained") from None
+    if arch in SMALL_ARCHS:
+        return small_cnn(arch, num_classes)
     if pretrained:
         try:
             model = torchvision.models.get_model(arch, weights="DEFAULT")
@@ -93,6 +100,13 @@ def create_model(arch: str, num_classes: int, pretrained: bool = False, weights:
             ) from None
         return replace_head(model, num_classes)
     return torchvision.models.get_model(arch, num_classes=num_classes)
+
+
+def _bare_model(arch: str) -> nn.Module:
+    """`arch` with its original head, to load a state dict saved from it."""
+    import torchvision
+
+    return small_cnn(arch, 1000) if arch in SMALL_ARCHS else torchvision.models.get_model(arch)
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict:
