@@ -12,6 +12,7 @@ def main():
     \b
       spml-data demo data/                       # the built-in dataset
       spml-data single-positive data/instances_train.json --out data/sp.json
+      spml-data backbone                         # a pretrained stand-in: spml-train --weights $(spml-data backbone)
     """
 
 
@@ -30,6 +31,19 @@ def demo(directory, seed, num_train, num_test):
     for split, path in paths.items():
         click.echo(f"{split}: {path}")
     click.echo(f"next: spml-data single-positive {paths['train']} --out {paths['train'].with_name('sp_train.json')}")
+
+
+@main.command()
+@click.option("--arch", default="cnn4", show_default=True, help="Backbone to pretrain.")
+@click.option("--image-size", default=32, show_default=True, type=click.IntRange(8), help="Input size it is trained at.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the source data and of the training.")
+def backbone(arch, image_size, seed):
+    """Pretrain a backbone on the built-in source task (other shapes than the built-in categories), the stand-in
+    for ImageNet weights here; cached in spml's cache folder. Prints its path, for spml-train --weights."""
+    from spml.train.pretrain import builtin_backbone
+
+    path = builtin_backbone(arch, image_size, seed, log=lambda s: click.echo(s, err=True))
+    click.echo(path)
 
 
 @main.command("single-positive")

@@ -24,6 +24,12 @@ CATEGORIES = [
 ]
 # when the key is drawn, the value comes along with this probability (co-occurrence)
 COMPANIONS = {"star": ("crescent", 0.6), "cross": ("bar", 0.5), "hexagon": ("diamond", 0.5), "square": ("ring", 0.3)}
+# The source task of the pretrained regime: other shapes, none of them a built-in category, so a backbone
+# pretrained on it has seen images like these but never the categories spml is asked to learn.
+SOURCE_CATEGORIES = [
+    (1, "pentagon", 0), (2, "octagon", 36), (3, "ellipse", 72), (4, "arrow", 108), (5, "chevron", 144),
+    (6, "trapezoid", 180), (7, "semicircle", 216), (8, "l-shape", 252), (9, "t-shape", 288), (10, "frame", 324),
+]
 NUM_OBJECTS_P = np.array([0.15, 0.25, 0.25, 0.2, 0.15])  # 1..5 objects
 
 
@@ -34,6 +40,7 @@ class DemoConfig:
     min_side: int = 80  # image sizes vary between these
     max_side: int = 128
     seed: int = 0
+    source: bool = False  # the source task's categories (SOURCE_CATEGORIES), uniform, no companions
 
 
 def _hsv_to_rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
@@ -80,11 +87,41 @@ def _draw_shape(mask: ImageDraw.ImageDraw, name: str, cx: float, cy: float, r: f
         pts = [(-r, -w), (r, -w), (r, w), (-r, w)]
         c, s = math.cos(rot), math.sin(rot)
         mask.polygon([(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts], fill=255)
+    elif name == "pentagon":
+        mask.polygon(_polygon(cx, cy, [r] * 5, rot), fill=255)
+    elif name == "octagon":
+        mask.polygon(_polygon(cx, cy, [r] * 8, rot), fill=255)
+    elif name == "ellipse":
+        _rotated(mask, [(r * math.cos(t), 0.5 * r * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 24)], cx, cy, rot)
+    elif name == "semicircle":
+        _rotated(mask, [(r * math.cos(t), r * math.sin(t)) for t in np.linspace(0, math.pi, 16)], cx, cy, rot)
+    elif name == "arrow":
+        pts = [(-r, -0.2 * r), (0.2 * r, -0.2 * r), (0.2 * r, -0.6 * r), (r, 0), (0.2 * r, 0.6 * r), (0.2 * r, 0.2 * r),
+               (-r, 0.2 * r)]
+        _rotated(mask, pts, cx, cy, rot)
+    elif name == "chevron":
+        _rotated(mask, [(-r, -r), (-0.4 * r, -r), (r, 0), (-0.4 * r, r), (-r, r), (0.3 * r, 0)], cx, cy, rot)
+    elif name == "trapezoid":
+        _rotated(mask, [(-r, 0.6 * r), (r, 0.6 * r), (0.45 * r, -0.6 * r), (-0.45 * r, -0.6 * r)], cx, cy, rot)
+    elif name == "l-shape":
+        _rotated(mask, [(-r, -r), (-0.4 * r, -r), (-0.4 * r, 0.4 * r), (r, 0.4 * r), (r, r), (-r, r)], cx, cy, rot)
+    elif name == "t-shape":
+        _rotated(mask, [(-r, -r), (r, -r), (r, -0.45 * r), (0.3 * r, -0.45 * r), (0.3 * r, r), (-0.3 * r, r),
+                        (-0.3 * r, -0.45 * r), (-r, -0.45 * r)], cx, cy, rot)
+    elif name == "frame":
+        mask.polygon(_polygon(cx, cy, [r] * 4, rot), outline=255, width=max(2, int(r * 0.3)))
     else:  # pragma: no cover
         raise ValueError(name)
 
 
-def _sample_labels(rng: np.random.Generator) -> list[int]:
+def _rotated(mask: ImageDraw.ImageDraw, pts, cx: float, cy: float, rot: float) -> None:
+    c, s = math.cos(rot), math.sin(rot)
+    mask.polygon([(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts], fill=255)
+
+
+def _sample_labels(rng: np.random.Generator, source: bool = False) -> list[int]:
+    if source:  # the source task: 1-3 objects of uniformly drawn source categories
+        return [int(j) for j in rng.integers(0, len(SOURCE_CATEGORIES), size=int(rng.integers(1, 4)))]
     names = [c[1] for c in CATEGORIES]
     freq = 1.0 / np.arange(1, len(CATEGORIES) + 1) ** 1.1
     freq /= freq.sum()
@@ -124,8 +161,9 @@ def draw_image(rng: np.random.Generator, config: DemoConfig = DemoConfig()) -> t
     w, h = (int(v) for v in rng.integers(config.min_side, config.max_side + 1, size=2))
     img = _background(rng, w, h)
     objects = []
-    for j in _sample_labels(rng):
-        name, hue = CATEGORIES[j][1], CATEGORIES[j][2]
+    categories = SOURCE_CATEGORIES if config.source else CATEGORIES
+    for j in _sample_labels(rng, config.source):
+        name, hue = categories[j][1], categories[j][2]
         r = rng.uniform(0.15, 0.28) * min(w, h)
         cx, cy = rng.uniform(r * 0.6, w - r * 0.6), rng.uniform(r * 0.6, h - r * 0.6)
         mask = Image.new("L", (w, h), 0)
@@ -143,13 +181,13 @@ def draw_image(rng: np.random.Generator, config: DemoConfig = DemoConfig()) -> t
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB"), objects
 
 
-def _coco(images: list[dict], annotations: list[dict], split: str) -> dict:
+def _coco(images: list[dict], annotations: list[dict], split: str, categories=CATEGORIES) -> dict:
     return {
         "info": {"description": f"spml built-in dataset, {split} split", "version": "1", "images_dir": "."},
         "licenses": [],
         "images": images,
         "annotations": annotations,
-        "categories": [{"id": cid, "name": name, "supercategory": "shape"} for cid, name, _ in CATEGORIES],
+        "categories": [{"id": cid, "name": name, "supercategory": "shape"} for cid, name, _ in categories],
     }
 
 
@@ -158,6 +196,7 @@ def make_demo(root: str | Path, config: DemoConfig = DemoConfig()) -> dict[str, 
     (val is a 20% hold-out of the train images, with full labels, for model choice). Returns the json paths."""
     root = Path(root)
     rng = np.random.default_rng(config.seed)
+    categories = SOURCE_CATEGORIES if config.source else CATEGORIES
     records: dict[str, tuple[list, list]] = {}
     ann_id = 1
     for part, count, id0 in (("train", config.num_train, 1), ("test", config.num_test, 100001)):
@@ -170,7 +209,7 @@ def make_demo(root: str | Path, config: DemoConfig = DemoConfig()) -> dict[str, 
             img.save(root / file_name, quality=int(rng.integers(80, 96)))
             images.append({"id": image_id, "file_name": file_name, "width": img.width, "height": img.height})
             for j, box in objects:
-                anns.append({"id": ann_id, "image_id": image_id, "category_id": CATEGORIES[j][0], "bbox": box,
+                anns.append({"id": ann_id, "image_id": image_id, "category_id": categories[j][0], "bbox": box,
                              "area": box[2] * box[3], "iscrowd": 0})
                 ann_id += 1
         records[part] = (images, anns)
@@ -185,7 +224,7 @@ def make_demo(root: str | Path, config: DemoConfig = DemoConfig()) -> dict[str, 
     paths = {}
     for split, (images, anns) in splits.items():
         paths[split] = root / f"instances_{split}.json"
-        write_json(paths[split], _coco(images, anns, split))
+        write_json(paths[split], _coco(images, anns, split, categories))
     return paths
 
 
