@@ -96,6 +96,20 @@ def test_timm_model_exports_labels_and_evaluates(timm_teacher, tiny_data, tmp_pa
     assert abs(reports[".onnx"]["map"] - reports[".pt"]["map"]) < 1e-3  # onnxruntime and torch paths agree
 
 
+def test_linear_mode_trains_only_the_timm_head(tiny_data, tmp_path):
+    from spml.data.coco import load_coco
+    from spml.train.trainer import TrainConfig, train
+
+    out = train(TrainConfig(ann=str(tiny_data["sp"]), arch=ARCH, image_size=32, mode="linear", epochs=2,
+                            batch_size=16, pretrained=False, out=str(tmp_path / "linear.pt"), progress=False),
+                log=lambda s: None)
+    trained = load_checkpoint(out)["model"]
+    torch.manual_seed(0)  # the trainer's seed before it builds the model
+    start = create_model(ARCH, load_coco(tiny_data["sp"]).num_classes, image_size=32).state_dict()
+    changed = {k for k in start if not torch.equal(start[k], trained[k])}
+    assert changed == {"head.fc.weight", "head.fc.bias"}
+
+
 def test_linear_mode_features_are_timm_pre_logits():
     from spml.train.features import head_of
 
