@@ -137,7 +137,7 @@ def create_timm_model(arch: str, num_classes: int, pretrained: bool = False, wei
         try:
             return timm.create_model(name, pretrained=True, **kwargs)
         except Exception as e:  # no network, gated repository, damaged download
-            first = (str(e).strip().splitlines() or [""])[0][:100]
+            first = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:160]  # hub errors run to paragraphs
             raise SpmlError(f"cannot get timm's pretrained weights for {arch} ({type(e).__name__}: {first}); "
                             "use --weights FILE or --no-pretrained") from None
     return timm.create_model(name, **kwargs)
