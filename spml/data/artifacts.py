@@ -1,6 +1,6 @@
 """What a model file says about itself, in one schema shared by the exporter (which writes it into ONNX
 metadata_props) and the labeler and evaluator (which read it back): categories with their COCO ids, arch,
-input size, normalisation and where the training data was. Values are JSON-encoded strings."""
+input size, normalisation, resize filter and where the training data was. Values are JSON-encoded strings."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ class ModelInfo:
     image_size: int
     mean: list[float]
     std: list[float]
+    interpolation: str = "bilinear"  # the resize filter (absent from models exported before it was recorded)
     train_ann: str | None = None
     train_images: str | None = None
     format_version: int = 1
@@ -28,7 +29,7 @@ class ModelInfo:
 
     @property
     def preprocess(self) -> Preprocess:
-        return Preprocess(self.image_size, tuple(self.mean), tuple(self.std))
+        return Preprocess(self.image_size, tuple(self.mean), tuple(self.std), self.interpolation)
 
     def to_props(self) -> dict[str, str]:
         return {PREFIX + k: json.dumps(v) for k, v in asdict(self).items()}
@@ -40,13 +41,15 @@ class ModelInfo:
         if missing:
             raise KeyError(f"no spml metadata ({', '.join(missing)})")
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        info = cls(**{k: v for k, v in values.items() if k in known})
+        info.preprocess  # noqa: B018 -- an unknown resize filter is a ValueError here, not in the middle of labeling
+        return info
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict) -> "ModelInfo":
         pre = ckpt["preprocess"]
         data = ckpt.get("data") or {}
         return cls(categories=ckpt["categories"], arch=ckpt["config"]["arch"], image_size=pre["image_size"],
-                   mean=pre["mean"], std=pre["std"], train_ann=data.get("train_ann"),
+                   mean=pre["mean"], std=pre["std"], interpolation=pre.get("interpolation", "bilinear"), train_ann=data.get("train_ann"),
                    train_images=data.get("train_images"), format_version=ckpt["format_version"],
                    extra={"config": ckpt["config"], "best_metric": ckpt.get("best_metric"), "epoch": ckpt.get("epoch")})

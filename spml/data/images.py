@@ -13,6 +13,9 @@ from PIL import Image, ImageOps
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# the resampling filters a model's preprocessing may name (timm's pretrained configs use bilinear and bicubic)
+INTERPOLATIONS = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
+                  "lanczos": Image.LANCZOS, "box": Image.BOX, "hamming": Image.HAMMING}
 
 
 class ImageError(Exception):
@@ -73,15 +76,19 @@ def load_image(path: str | os.PathLike, target: int | None = None) -> Image.Imag
 
 @dataclass(frozen=True)
 class Preprocess:
-    """Resize to size x size (the reference codebases' square resize) and normalise; CHW float32."""
+    """Resize to size x size (the reference codebases' square resize, no crop) with the model's resampling filter,
+    and normalise; CHW float32."""
 
     size: int
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"  # a key of INTERPOLATIONS; timm models bring their own (mostly bicubic)
     _scale: np.ndarray = field(init=False, repr=False, compare=False)
     _shift: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"unknown interpolation {self.interpolation!r}; valid: {', '.join(INTERPOLATIONS)}")
         std = np.asarray(self.std, dtype=np.float32)
         object.__setattr__(self, "_scale", (1.0 / (255.0 * std)).reshape(3, 1, 1))
         object.__setattr__(self, "_shift", (np.asarray(self.mean, dtype=np.float32) / std).reshape(3, 1, 1))
@@ -89,7 +96,7 @@ class Preprocess:
     def resize(self, img: Image.Image) -> np.ndarray:
         """HWC uint8 at the model's size."""
         if img.size != (self.size, self.size):
-            img = img.resize((self.size, self.size), Image.BILINEAR)
+            img = img.resize((self.size, self.size), INTERPOLATIONS[self.interpolation])
         return np.asarray(img, dtype=np.uint8)
 
     def normalize(self, hwc_uint8: np.ndarray) -> np.ndarray:
@@ -105,4 +112,10 @@ class Preprocess:
         return self.normalize(self.resize(load_image(path, self.size)))
 
     def to_dict(self) -> dict:
-        return {"image_size": self.size, "mean": list(self.mean), "std": list(self.std)}
+        return {"image_size": self.size, "mean": list(self.mean), "std": list(self.std),
+                "interpolation": self.interpolation}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocess":
+        """The inverse of to_dict; checkpoints written before interpolation was recorded resized bilinearly."""
+        return cls(int(d["image_size"]), tuple(d["mean"]), tuple(d["std"]), d.get("interpolation", "bilinear"))

@@ -46,8 +46,7 @@ def _torch_scores(model: str | os.PathLike, dataset: CocoDataset, batch_size: in
 
     ckpt = load_checkpoint(model)
     columns = same_categories(ckpt["categories"], dataset, f"model {model}")
-    pre = ckpt["preprocess"]
-    preprocess = Preprocess(pre["image_size"], tuple(pre["mean"]), tuple(pre["std"]))
+    preprocess = Preprocess.from_dict(ckpt["preprocess"])
     net = model_from_checkpoint(ckpt)
     values = np.full((len(dataset), dataset.num_classes), np.nan, dtype=np.float32)
     failed = []

@@ -18,11 +18,15 @@ from spml.train.stateful_losses import STATEFUL_LOSSES
 @click.option("--val-images", type=click.Path(file_okay=False), default=None, help="Images folder of --val-ann.")
 @click.option("--loss", type=click.Choice([*LOSSES, *STATEFUL_LOSSES]), default=None,
               help="Default: em when every image has exactly one positive, else bce.")
-@click.option("--arch", default=None, help="Any torchvision classifier. Default: resnet50 (built-in dataset: resnet18).")
+@click.option("--arch", default=None,
+              help="Any torchvision classifier, or timm/<name> for any timm model (pip install 'spml[timm]'). "
+                   "Default: resnet50 (built-in dataset: resnet18).")
 @click.option("--pretrained/--no-pretrained", default=None,
-              help="Start from torchvision's ImageNet weights (downloaded once). Default: only if already cached.")
+              help="Start from torchvision's ImageNet weights, or timm's for timm/ archs (downloaded once). "
+                   "Default: only if already cached.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
-              help="Start from a local state dict of --arch (ImageNet weights from elsewhere).")
+              help="Start from a local state dict of --arch (ImageNet weights from elsewhere; for timm/ archs a timm "
+                   "state dict, its head dropped if sized for other classes).")
 @click.option("--init", type=click.Path(dir_okay=False), default=None,
               help="Start from an spml checkpoint of the same arch and categories (a student from its teacher).")
 @click.option("--mode", type=click.Choice(["end-to-end", "linear", "linear-init"]), default="end-to-end", show_default=True,
@@ -31,7 +35,8 @@ from spml.train.stateful_losses import STATEFUL_LOSSES
 @click.option("--linear-epochs", type=click.IntRange(1), default=25, show_default=True,
               help="linear-init: epochs of the linear phase.")
 @click.option("--soft-targets", is_flag=True, help="Fit the teacher's probabilities of a labels file written with spml-label --soft.")
-@click.option("--image-size", type=int, default=None, help="Square input size. Default: 448 (built-in dataset: 64).")
+@click.option("--image-size", type=int, default=None,
+              help="Square input size. Default: 448; a timm model's own input size (built-in dataset: 64).")
 @click.option("--epochs", type=int, default=None, help="Default: 10 (built-in dataset: 8); --mode linear: 25.")
 @click.option("--batch-size", type=int, default=None, help="Default: 8 (built-in dataset: 32).")
 @click.option("--lr", type=float, default=None, help="Adam learning rate. Default: 1e-5 with ImageNet weights, 1e-3 from scratch.")

@@ -1,4 +1,4 @@
-"""torchvision classifiers by name, with the head replaced by one output per category, and the checkpoint
+"""torchvision classifiers (and timm's, as timm/<name>) by name, with the head replaced by one output per category, and the checkpoint
 format that carries everything later stages need."""
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from spml.data.images import Preprocess
 from spml.errors import SpmlError
 from spml.train.small_cnn import SMALL_ARCHS, small_cnn
+from spml.train.timm_models import is_timm
 
 FORMAT_VERSION = 1
 
@@ -19,12 +21,15 @@ FORMAT_VERSION = 1
 def available_archs() -> list[str]:
     import torchvision
 
-    from spml.train.small_cnn import SMALL_ARCHS
-
     return sorted([*torchvision.models.list_models(module=torchvision.models), *SMALL_ARCHS])
 
 
 def check_arch(arch: str) -> str:
+    if is_timm(arch):
+        from spml.train.timm_models import timm_name
+
+        timm_name(arch)
+        return arch
     archs = available_archs()
     if arch not in archs:
         close = difflib.get_close_matches(arch, archs, n=3)
@@ -35,7 +40,12 @@ def check_arch(arch: str) -> str:
 
 def head_name(model: nn.Module) -> str | None:
     """The classification head: the last Linear layer (resnet's fc, mobilenet/efficientnet/convnext's
-    classifier[-1], vit's heads.head)."""
+    classifier[-1], vit's heads.head); a timm model's own `get_classifier()`."""
+    if callable(getattr(model, "get_classifier", None)):
+        head = model.get_classifier()
+        for name, module in model.named_modules():
+            if module is head and name:
+                return name
     last = None
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear):
@@ -56,7 +66,12 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
 
 
 def pretrained_weights_cached(arch: str) -> bool:
-    """Whether torchvision's default weights for `arch` are already on disk (so using them costs no download)."""
+    """Whether torchvision's (or timm's) default weights for `arch` are already on disk (so using them costs no
+    download)."""
+    if is_timm(arch):
+        from spml.train.timm_models import cached_weights_file
+
+        return cached_weights_file(arch) is not None
     import torchvision
 
     try:
@@ -67,10 +82,26 @@ def pretrained_weights_cached(arch: str) -> bool:
     return (Path(torch.hub.get_dir()) / "checkpoints" / filename).exists()
 
 
-def create_model(arch: str, num_classes: int, pretrained: bool = False, weights: str | os.PathLike | None = None) -> nn.Module:
+def model_preprocess(arch: str, image_size: int) -> Preprocess:
+    """The input a model expects: ImageNet's normalisation for torchvision models, a timm model's own from its
+    pretrained config. Stored in the checkpoint and the ONNX metadata, so label and eval use the same."""
+    if is_timm(arch):
+        from spml.train.timm_models import timm_preprocess
+
+        return timm_preprocess(arch, image_size)
+    return Preprocess(image_size)
+
+
+def create_model(arch: str, num_classes: int, pretrained: bool = False, weights: str | os.PathLike | None = None,
+                 image_size: int | None = None) -> nn.Module:
     """`arch` from torchvision with `num_classes` outputs (logits). `pretrained` loads torchvision's ImageNet
     weights (downloaded once into torch's cache); `weights` loads a local state dict (an ImageNet checkpoint of
-    the same arch; its head is dropped)."""
+    the same arch; its head is dropped). `timm/<name>` archs are built by timm (spml.train.timm_models);
+    `image_size` matters only to timm models whose input size is fixed at construction."""
+    if is_timm(arch):
+        from spml.train.timm_models import create_timm_model
+
+        return create_timm_model(arch, num_classes, pretrained, weights, image_size)
     import torchvision
 
     check_arch(arch)
@@ -147,6 +178,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 def model_from_checkpoint(ckpt: dict) -> nn.Module:
     """The trained network of a checkpoint, in eval mode, outputting logits."""
     config = ckpt["config"]
-    model = create_model(config["arch"], len(ckpt["categories"]))
+    model = create_model(config["arch"], len(ckpt["categories"]), image_size=ckpt["preprocess"]["image_size"])
     model.load_state_dict(ckpt["model"])
     return model.eval()

@@ -14,14 +14,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from spml.data.coco import CocoDataset, load_coco, same_categories
-from spml.data.images import ImageError, Preprocess, image_path
+from spml.data.images import ImageError, image_path
 from spml.errors import SpmlError
 from spml.files import atomic_write
 from spml.train.data import ImageLabels
 from spml.train.losses import LOSSES, compute_loss
 from spml.train.stateful_losses import DEFAULTS as STATEFUL_DEFAULTS
 from spml.train.stateful_losses import STATEFUL_LOSSES, StatefulLoss, create_stateful_loss
-from spml.train.model import FORMAT_VERSION, check_arch, create_model, load_checkpoint, pretrained_weights_cached
+from spml.train.model import (FORMAT_VERSION, check_arch, create_model, load_checkpoint, model_preprocess,
+                              pretrained_weights_cached)
+from spml.train.timm_models import is_timm
 
 
 ALL_LOSSES = {**LOSSES, **STATEFUL_LOSSES}
@@ -34,14 +36,14 @@ class TrainConfig:
     val_ann: str | None = None  # full labels for choosing the best epoch; None = keep the last epoch
     val_images: str | None = None
     loss: str | None = None  # None: em when every image has exactly one positive, else bce
-    arch: str | None = None  # any torchvision classifier; None: resnet50 (built-in dataset: resnet18)
+    arch: str | None = None  # any torchvision classifier or timm/<name>; None: resnet50 (built-in dataset: resnet18)
     pretrained: bool | None = None  # None: torchvision's ImageNet weights when already in torch's cache
     weights: str | None = None  # a local state dict of `arch` (ImageNet weights from elsewhere)
     init: str | None = None  # start from an spml checkpoint of the same arch and categories (student from teacher)
     mode: str = "end-to-end"  # end-to-end | linear (frozen backbone, cached features) | linear-init (linear, then end-to-end)
     linear_epochs: int = 25  # linear-init: epochs of the linear phase (Cole et al.: 25)
     soft_targets: bool = False  # fit the teacher's probabilities of an `spml-label --soft` file, not its 0/1 labels
-    image_size: int | None = None  # None: 448 as in the papers (built-in dataset: 64)
+    image_size: int | None = None  # None: 448 as in the papers, a timm model's own (built-in dataset: 64)
     epochs: int | None = None  # None: 10 (built-in dataset: 8); --mode linear: 25
     batch_size: int | None = None  # None: 8 as in the papers (built-in dataset: 32)
     lr: float | None = None  # None: 1e-5 fine-tuning pretrained weights, 1e-3 from scratch or for a linear head
@@ -86,6 +88,10 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         raise SpmlError(f"unknown mode {cfg.mode!r}; valid: {', '.join(MODES)}") from None
     if cfg.mode == "linear" and cfg.epochs is None:
         cfg.epochs = LINEAR_EPOCHS
+    if cfg.image_size is None and defaults is PAPER_DEFAULTS and is_timm(cfg.arch):
+        from spml.train.timm_models import timm_input_size
+
+        cfg.image_size = timm_input_size(cfg.arch)  # the size the timm model was trained at, not the papers' 448
     for key, value in defaults.items():
         if getattr(cfg, key) is None:
             setattr(cfg, key, value)
@@ -256,7 +262,7 @@ def _train(config: TrainConfig, log=print) -> Path:
         check_images(val_set, cfg.allow_outside, "validation set")
 
     torch.manual_seed(cfg.seed)
-    preprocess = Preprocess(cfg.image_size)
+    preprocess = model_preprocess(cfg.arch, cfg.image_size)
     unknown = train_set.unknown_mask()
     targets = train_set.positives.astype(np.float32)
     if cfg.soft_targets:
@@ -271,7 +277,7 @@ def _train(config: TrainConfig, log=print) -> Path:
     val_data = (ImageLabels(val_set, val_set.positives[:, val_cols], None, preprocess, allow_outside=cfg.allow_outside)
                 if val_set else None)
 
-    model = create_model(cfg.arch, train_set.num_classes, cfg.pretrained, cfg.weights).to(cfg.device)
+    model = create_model(cfg.arch, train_set.num_classes, cfg.pretrained, cfg.weights, cfg.image_size).to(cfg.device)
     if cfg.init:
         init = load_checkpoint(cfg.init)
         if init["config"]["arch"] != cfg.arch:

@@ -83,3 +83,27 @@ def test_preprocess_normalises_a_batch_like_each_image(rgb):
     for got, im in zip(batch, images):
         expected = F.normalize(F.to_tensor(im.resize((24, 24), Image.BILINEAR)), pre.mean, pre.std)
         np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)
+
+
+def test_preprocess_resizes_with_its_filter_and_round_trips(rgb):
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as F
+
+    from spml.data.artifacts import ModelInfo
+
+    pre = Preprocess(24, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bicubic")
+    ours = pre.normalize(pre.resize(Image.fromarray(rgb)))
+    img = F.resize(Image.fromarray(rgb), [24, 24], InterpolationMode.BICUBIC)  # PIL's bicubic, via torchvision
+    np.testing.assert_allclose(ours, F.normalize(F.to_tensor(img), pre.mean, pre.std).numpy(), atol=1e-5)
+    assert not np.allclose(ours, Preprocess(24, pre.mean, pre.std).normalize(Preprocess(24).resize(Image.fromarray(rgb))))
+    assert Preprocess.from_dict(pre.to_dict()) == pre
+    old = {"image_size": 24, "mean": [0.5] * 3, "std": [0.5] * 3}  # a checkpoint from before the filter was recorded
+    assert Preprocess.from_dict(old).interpolation == "bilinear"
+    with pytest.raises(ValueError, match="unknown interpolation"):
+        Preprocess(24, interpolation="random")
+    info = ModelInfo([{"id": 1, "name": "a"}], "timm/x", 24, [0.5] * 3, [0.5] * 3, interpolation="bicubic")
+    assert ModelInfo.from_props(info.to_props()).preprocess == pre
+    props = {k: v for k, v in info.to_props().items() if k != "spml.interpolation"}  # exported before
+    assert ModelInfo.from_props(props).preprocess.interpolation == "bilinear"
+    with pytest.raises(ValueError):
+        ModelInfo.from_props({**info.to_props(), "spml.interpolation": '"sinc"'})
