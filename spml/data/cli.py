@@ -18,6 +18,7 @@ def main():
 
 
 @main.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.argument("directory", type=click.Path(file_okay=False), required=False)
 @click.option("--where", is_flag=True, show_default=True,
               help="Print where the built-in dataset that spml-train and spml-eval use by default lives, and exit.")
@@ -48,6 +49,7 @@ def demo(directory, where, seed, num_train, num_test):
 
 
 @main.command("single-positive", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.argument("instances", type=click.Path(dir_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Single-positive COCO file to write.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random choice of the kept positive.")
