@@ -116,3 +116,12 @@ def test_labels_record_the_teacher_recipe_and_a_relative_images_folder(tiny_onnx
     data.rename(moved)  # the recorded absolute folder is gone; the relative one still holds
     assert load_coco(moved / "labels.json").images_dir.resolve() == moved.resolve()
     assert load_coco(moved / "sp.json").images_dir.resolve() == moved.resolve()
+
+
+def test_error_details_are_cut_at_a_word_boundary():
+    from spml.train.model import first_words
+
+    text = "Weights only load failed. " + "This file can still be loaded with torch.load from a trusted source. " * 3
+    cut = first_words(text, 60)
+    assert cut.endswith(" ...") and text.startswith(cut[:-4]) and text[len(cut) - 4] == " "
+    assert first_words("short\nsecond line") == "short"
