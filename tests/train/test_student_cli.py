@@ -87,12 +87,18 @@ def test_the_card_chain_student_then_eval(tiny_onnx, tiny_data, tmp_path, monkey
     result = invoke(eval_cli, ["student.pt"], SPML_PROGRESS_SECONDS="0")
     assert result.exit_code == 0, result.output
     assert str(tiny_data["test"]) in result.output and "over 16 images" in result.output
-    result = invoke(eval_cli, [tiny_onnx], SPML_PROGRESS_SECONDS="0")
-    assert result.exit_code == 0, result.output
-    assert "evaluating: 16/16" in result.output and "labeling" not in result.output
 
     result = invoke(train_cli, ["--ann", "labels.json", "--loss", "bce", "--out", "kept.pt", "--keep-last"])
     assert result.exit_code == 0 and Path("kept.last.pt").exists()
+
+
+def test_eval_defaults_to_the_builtin_test_set(tiny_teacher, tiny_onnx, tiny_data):
+    # tiny_data is the built-in generator's output: a model trained on it is evaluated on its test split
+    for model in (tiny_teacher, tiny_onnx):
+        result = invoke(eval_cli, [model], SPML_PROGRESS_SECONDS="0")
+        assert result.exit_code == 0, result.output
+        assert f"--ann: {tiny_data['test']}" in result.output and "over 16 images" in result.output
+    assert "evaluating: 16/16" in result.output and "labeling" not in result.output  # the .onnx's bar
 
 
 def test_eval_without_ann(tiny_onnx, tmp_path):
