@@ -29,8 +29,18 @@ def inherit_recipe(config, explicit=(), log=print):
     if not isinstance(recipe, dict):
         return config
     defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    # the lr belongs to its regime: another start (weights) or mode than the teacher's gets that regime's default
+    own_start = config.pretrained is not None or config.weights is not None
+    own_mode = "mode" in explicit and config.mode != recipe.get("mode", config.mode)
+    skip = {"lr"} if own_start or own_mode else set()
+    if own_mode:
+        skip |= {"epochs", "linear_epochs"}  # --mode linear's 25 cheap epochs are not end-to-end's
+    if own_start:
+        skip |= {"pretrained", "weights"}
     taken = {}
     for key in RECIPE_KEYS:
+        if key in skip:
+            continue
         value = recipe.get(key)
         if key in explicit or value is None or not isinstance(value, TYPES[key]) or isinstance(value, bool) != (TYPES[key] is bool):
             continue

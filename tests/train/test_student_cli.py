@@ -63,7 +63,9 @@ def test_linear_teacher_mode_is_inherited_unless_given(tiny_data, tmp_path, monk
     cfg, _ = captured_config(monkeypatch, ["--ann", labels, "--loss", "bce"])
     assert cfg.mode == "linear" and cfg.epochs == 25
     cfg, _ = captured_config(monkeypatch, ["--ann", labels, "--loss", "bce", "--mode", "end-to-end"])
-    assert cfg.mode == "end-to-end"
+    assert cfg.mode == "end-to-end" and cfg.epochs is None and cfg.lr is None  # end-to-end's own defaults
+    cfg, _ = captured_config(monkeypatch, ["--ann", labels, "--loss", "bce", "--pretrained"])
+    assert cfg.pretrained is True and cfg.lr is None  # the lr of the teacher's from-scratch regime is not carried over
 
 
 def test_a_plain_coco_file_inherits_nothing(tiny_data, monkeypatch):
