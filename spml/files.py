@@ -21,6 +21,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # mkstemp creates the file 0600, and the mode survives the rename: give it what open() would have
+        os.chmod(tmp, 0o666 & ~current_umask())
     except OSError as e:
         raise SpmlError(f"cannot write {path}: {e.strerror or e}") from None
     try:
@@ -37,6 +39,20 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
 
             raise SpmlError(f"cannot write {path}: {e.strerror or e} (the previous file, if any, is untouched)") from None
         raise
+
+
+def current_umask() -> int:
+    """The process's umask. Linux reports it in /proc; elsewhere it can only be read by setting it (and back)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def remove_temps(path: str | os.PathLike) -> None:

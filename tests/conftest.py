@@ -36,7 +36,8 @@ def tiny_teacher(tiny_data, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("teacher") / "teacher.pt"
     train(TrainConfig(ann=str(tiny_data["sp"]), val_ann=str(tiny_data["val"]), arch="resnet18", image_size=32,
-                      epochs=1, batch_size=16, pretrained=False, out=str(out), progress=False), log=lambda s: None)
+                      epochs=1, batch_size=16, pretrained=False, out=str(out), progress=False,
+                      keep_last=True), log=lambda s: None)
     return out
 
 

@@ -1,19 +1,19 @@
 """COCO I/O, the single-positive protocol, image decoding and the built-in dataset."""
 
-from spml.data.coco import CocoDataset, load_coco, resolve_images_dir
-from spml.data.images import Preprocess, decode_rgb, load_image
-from spml.data.single_positive import single_positive
+_WHERE = {
+    "CocoDataset": "spml.data.coco", "load_coco": "spml.data.coco", "resolve_images_dir": "spml.data.coco",
+    "Preprocess": "spml.data.images", "decode_rgb": "spml.data.images", "load_image": "spml.data.images",
+    "single_positive": "spml.data.single_positive",
+    "LabelsDataset": "spml.data.labels_dataset",  # needs torch; the labeler imports spml.data and must not
+}
+__all__ = list(_WHERE)
 
-__all__ = [
-    "CocoDataset", "load_coco", "resolve_images_dir", "Preprocess", "decode_rgb", "load_image", "single_positive",
-    "LabelsDataset",
-]
 
+def __getattr__(name):  # imported on first use, so `spml-data --help` needs no numpy or Pillow
+    if name in _WHERE:
+        import importlib
 
-def __getattr__(name):
-    # LabelsDataset needs torch; the labeler imports spml.data and must not
-    if name == "LabelsDataset":
-        from spml.data.labels_dataset import LabelsDataset
-
-        return LabelsDataset
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value  # over the submodule of the same name (single_positive) that the import bound
+        return value
+    raise AttributeError(f"module 'spml.data' has no attribute {name!r}")

@@ -6,25 +6,41 @@ import click
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="spml", message="%(prog)s %(version)s")
 def main():
     """Datasets for spml.
 
     \b
       spml-data demo data/                       # the built-in dataset
+      spml-data demo --where                     # where spml-train and spml-eval find it by default
       spml-data single-positive data/instances_train.json --out data/sp.json
       spml-data backbone                         # a pretrained stand-in: spml-train --weights $(spml-data backbone)
     """
 
 
-@main.command()
-@click.argument("directory", type=click.Path(file_okay=False))
+@main.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="spml", message="%(prog)s %(version)s")
+@click.argument("directory", type=click.Path(file_okay=False), required=False)
+@click.option("--where", is_flag=True, show_default=True,
+              help="Print where the built-in dataset that spml-train and spml-eval use by default lives, and exit.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the generator.")
 @click.option("--num-train", default=1600, show_default=True, type=click.IntRange(5),
               help="Images of the official train split (80% train, 20% val).")
 @click.option("--num-test", default=800, show_default=True, type=click.IntRange(1), help="Test images.")
-def demo(directory, seed, num_train, num_test):
+def demo(directory, where, seed, num_train, num_test):
     """Write the built-in dataset to DIRECTORY: JPEG images and instances_{train,val,test}.json (full labels,
-    bboxes, gappy category ids)."""
+    bboxes, gappy category ids). With --where, show the copy in spml's cache instead."""
+    if where:
+        from spml.files import cache_dir
+
+        root = cache_dir() / "demo"
+        for split in ("train", "val", "test"):
+            path = root / f"instances_{split}.json"
+            click.echo(f"{split}: {path}" + ("" if path.exists() else " (created on first use by spml-train)"))
+        click.echo(f"images: {root / 'images'}  (set SPML_CACHE to move it)")
+        return
+    if directory is None:
+        raise click.UsageError("Missing argument 'DIRECTORY' (or --where to show the built-in copy).")
     from spml.data.demo import DemoConfig, make_demo
 
     paths = make_demo(directory, DemoConfig(num_train=num_train, num_test=num_test, seed=seed))
@@ -33,7 +49,8 @@ def demo(directory, seed, num_train, num_test):
     click.echo(f"next: spml-data single-positive {paths['train']} --out {paths['train'].with_name('sp_train.json')}")
 
 
-@main.command()
+@main.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.option("--arch", default="cnn4", show_default=True, help="Backbone to pretrain.")
 @click.option("--image-size", default=32, show_default=True, type=click.IntRange(8), help="Input size it is trained at.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the source data and of the training.")
@@ -46,12 +63,13 @@ def backbone(arch, image_size, seed):
     click.echo(path)
 
 
-@main.command("single-positive")
+@main.command("single-positive", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.argument("instances", type=click.Path(dir_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Single-positive COCO file to write.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random choice of the kept positive.")
-@click.option("--images", type=click.Path(file_okay=False), default=None,
-              help="Images folder (default: recorded in INSTANCES, else its folder); recorded in the output.")
+@click.option("--images", type=click.Path(file_okay=False), default=None, show_default="recorded in INSTANCES, else its folder",
+              help="Images folder; recorded in the output.")
 def single_positive_cmd(instances, out, seed, images):
     """Keep one positive label per image of INSTANCES, chosen uniformly at random (Cole et al. 2021); images
     without a positive are dropped."""
@@ -61,6 +79,9 @@ def single_positive_cmd(instances, out, seed, images):
 
     dataset = load_coco(instances, images)
     coco, dropped = single_positive(dataset, seed)
+    from spml.data.provenance import relative_to_file
+
+    coco["info"]["images_dir_relative"] = relative_to_file(dataset.images_dir, out)  # moves with the dataset
     write_json(out, coco)
     click.echo(f"wrote {out}: {len(coco['images'])} images, one positive each"
                + (f"; {dropped} images without a positive dropped" if dropped else ""))

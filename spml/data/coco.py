@@ -100,12 +100,15 @@ def _fail(path, message: str):
 
 
 def resolve_images_dir(ann_path: Path | None, raw: dict, explicit: str | os.PathLike | None = None) -> Path:
-    """--images when given; else the folder the file records (`info.images_dir`, as spml writes it, absolute or
-    relative to the file); else the file's own folder."""
+    """--images when given; else the folder the file records (`info.images_dir_relative` when that folder exists,
+    then `info.images_dir`, as spml writes them, absolute or relative to the file); else the file's own folder."""
     if explicit is not None:
         return Path(explicit)
     base = ann_path.parent if ann_path is not None else Path.cwd()
     info = raw.get("info") if isinstance(raw.get("info"), dict) else {}
+    relative = info.get("images_dir_relative")  # spml labels files: moved with the dataset, this still holds
+    if isinstance(relative, str) and relative and not os.path.isabs(relative) and (base / relative).is_dir():
+        return base / relative
     recorded = info.get("images_dir")
     if isinstance(recorded, str) and recorded:
         return (base / recorded) if not os.path.isabs(recorded) else Path(recorded)
@@ -216,10 +219,14 @@ def same_categories(model_categories: list[dict], dataset: CocoDataset, what: st
     ours = {c["id"]: str(c.get("name", c["id"])) for c in model_categories}
     theirs = {c["id"]: str(c.get("name", c["id"])) for c in dataset.categories}
     if ours != theirs:
-        missing = sorted(set(ours.items()) ^ set(theirs.items()))[:3]
+        def listed(pairs):
+            pairs = sorted(pairs)
+            return ", ".join(f"{i}:{n}" for i, n in pairs[:4]) + (f" and {len(pairs) - 4} more" if len(pairs) > 4 else "") or "none"
+
+        only_ours, only_theirs = set(ours.items()) - set(theirs.items()), set(theirs.items()) - set(ours.items())
         raise SpmlError(
-            f"{what}'s categories differ from those of {dataset.path} "
-            f"({len(ours)} vs {len(theirs)} categories; first differences: {missing})"
+            f"{what}'s categories differ from those of {dataset.path}: {what} has {len(ours)}, the data has "
+            f"{len(theirs)}; only in {what}: {listed(only_ours)}; only in the data: {listed(only_theirs)} (id:name)"
         ) from None
     col = dataset.column_of()
     return np.array([col[c["id"]] for c in model_categories], dtype=np.int64)

@@ -67,11 +67,11 @@ def load_image(path: str | os.PathLike, target: int | None = None) -> Image.Imag
                 img.load()
                 return decode_rgb(img)
     except FileNotFoundError:
-        raise ImageError("missing file") from None
+        raise ImageError(f"missing file: {path}") from None  # the path tried, so a wrong --images shows at once
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"image too large ({e})") from None
+        raise ImageError(f"image too large: {path} ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:  # Pillow's errors for corrupt, truncated, empty files
-        raise ImageError(f"cannot decode ({e})") from None
+        raise ImageError(f"cannot decode {path} ({e})") from None
 
 
 @dataclass(frozen=True)

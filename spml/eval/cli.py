@@ -6,25 +6,35 @@ import click
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.argument("target", type=click.Path(dir_okay=False))
-@click.option("--ann", type=click.Path(dir_okay=False), required=True, help="Ground truth (COCO, full labels).")
-@click.option("--images", type=click.Path(file_okay=False), default=None,
-              help="Images folder of --ann (models only). Default: recorded in --ann, else its folder.")
-@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the report as JSON.")
+@click.option("--ann", type=click.Path(dir_okay=False), default=None,
+              show_default="the built-in test set for a model trained on the built-in data; else required",
+              help="Ground truth (COCO, full labels).")
+@click.option("--images", type=click.Path(file_okay=False), default=None, show_default="recorded in --ann, else its folder",
+              help="Images folder of --ann (models only).")
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Images per inference call.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, show_default="no JSON report",
+              help="Write the report as JSON.")
 def main(target, ann, images, batch_size, json_out):
     """Evaluate TARGET against the ground truth in --ann.
 
     \b
     TARGET is a model (.pt or .onnx): mAP and per-class AP on the images of --ann;
     or a labels file (.json, from spml-label): precision, recall, F1 and positives per image of its labels.
+      spml-eval student.pt                         # trained on the built-in data: its test set
       spml-eval student.pt --ann test.json --json report.json
       spml-eval labels.json --ann instances_train.json
     """
     from spml.errors import SpmlError
-    from spml.eval.evaluate import evaluate_labels, evaluate_model
+    from spml.eval.evaluate import default_test_set, evaluate_labels, evaluate_model
     from spml.files import write_json
 
+    if ann is None:
+        if target.lower().endswith(".json"):
+            raise click.UsageError("Missing option '--ann': the ground truth of the labelled images.")
+        ann = default_test_set(target)
+        click.echo(f"--ann: {ann} (the built-in test set; {target} was trained on the built-in data)", err=True)
     if target.lower().endswith(".json"):
         report = evaluate_labels(target, ann)
     elif target.lower().endswith((".pt", ".pth", ".onnx")):

@@ -31,7 +31,7 @@ def model_scores(model: str | os.PathLike, dataset: CocoDataset, batch_size: int
     if suffix == ".onnx":
         from spml.label.labeler import PseudoLabeler
 
-        scores = PseudoLabeler(model, batch_size=batch_size).scores(dataset, progress=progress)
+        scores = PseudoLabeler(model, batch_size=batch_size).scores(dataset, progress=progress, desc="evaluating")
         return scores.values, sorted(scores.failures)
     if suffix in (".pt", ".pth"):
         return _torch_scores(model, dataset, batch_size)
@@ -71,6 +71,37 @@ def _torch_scores(model: str | os.PathLike, dataset: CocoDataset, batch_size: in
     if batch:
         flush()
     return values, failed
+
+
+def recorded_train_ann(model: str | os.PathLike) -> str | None:
+    """The training annotations a model (.pt or .onnx) records."""
+    if not Path(model).is_file():
+        raise SpmlError(f"{model}: no such file") from None
+    if Path(model).suffix.lower() == ".onnx":
+        import onnx
+
+        from spml.data.artifacts import ModelInfo
+
+        try:
+            props = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
+            return ModelInfo.from_props(props).train_ann
+        except Exception as e:  # not ONNX, or no spml metadata
+            raise SpmlError(f"{model}: not an spml model ({type(e).__name__}); pass --ann") from None
+    from spml.train.model import load_checkpoint
+
+    return (load_checkpoint(model).get("data") or {}).get("train_ann")
+
+
+def default_test_set(model: str | os.PathLike) -> Path:
+    """--ann left out: the built-in test set for a model trained on the built-in data, else a clear error."""
+    from spml.data.provenance import builtin_test_set
+
+    train_ann = recorded_train_ann(model)
+    test = builtin_test_set(train_ann)
+    if test is None:
+        raise SpmlError(f"{model} was trained on {train_ann or 'unrecorded data'}, not the built-in data: "
+                        "pass --ann TEST.json (full labels)") from None
+    return test
 
 
 def evaluate_model(model: str | os.PathLike, ann: str | os.PathLike, images: str | os.PathLike | None = None,

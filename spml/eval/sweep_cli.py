@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import click
 
-from spml.eval.sweep import VARIANTS
+from spml.train.loss_names import ALL_LOSS_NAMES
+
+# spml.eval.sweep.VARIANTS, named here so --help needs no numpy (tests/test_cli_help.py checks they agree)
+VARIANT_NAMES = ("soft", "band", "prior", "init", "init-soft", "round2")
 
 
 def _names(text: str) -> tuple:
@@ -12,31 +15,39 @@ def _names(text: str) -> tuple:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.option("--ann", type=click.Path(dir_okay=False), required=True, help="Single-positive training labels.")
-@click.option("--images", type=click.Path(file_okay=False), default=None)
+@click.option("--images", type=click.Path(file_okay=False), default=None, show_default="recorded in --ann, else its folder",
+              help="Images folder of --ann.")
 @click.option("--val-ann", type=click.Path(dir_okay=False), required=True, help="Fully labelled validation set.")
-@click.option("--val-images", type=click.Path(file_okay=False), default=None)
+@click.option("--val-images", type=click.Path(file_okay=False), default=None,
+              show_default="recorded in --val-ann, else its folder", help="Images folder of --val-ann.")
 @click.option("--test-ann", type=click.Path(dir_okay=False), required=True, help="Fully labelled test set.")
-@click.option("--test-images", type=click.Path(file_okay=False), default=None)
-@click.option("--gt-ann", type=click.Path(dir_okay=False), default=None,
+@click.option("--test-images", type=click.Path(file_okay=False), default=None,
+              show_default="recorded in --test-ann, else its folder", help="Images folder of --test-ann.")
+@click.option("--gt-ann", type=click.Path(dir_okay=False), default=None, show_default="none",
               help="Full labels of the training images: pseudo-label precision/recall and the full-label line.")
 @click.option("--tau", "taus", type=click.FloatRange(0, 1, max_open=True), multiple=True,
-              help="Thresholds to sweep. Default: 0.55 0.65 0.75 0.85 0.95.")
-@click.option("--teacher-loss", default="em", show_default=True)
-@click.option("--losses", default="", help="Extra teacher losses for the table of all losses, comma-separated, or 'all'.")
-@click.option("--variants", default="", help=f"Student variants at the best tau, comma-separated: {', '.join(VARIANTS)}.")
+              show_default="0.55 0.65 0.75 0.85 0.95", help="Thresholds to sweep (repeat the option).")
+@click.option("--teacher-loss", type=click.Choice(ALL_LOSS_NAMES), default="em", show_default=True,
+              help="Loss of the teacher whose pseudo labels train the students.")
+@click.option("--losses", default="", show_default="none", help="Extra teacher losses for the table of all losses, comma-separated, or 'all'.")
+@click.option("--variants", default="", show_default="none",
+              help=f"Student variants at the best tau, comma-separated: {', '.join(VARIANT_NAMES)}.")
 @click.option("--variant-tau", type=click.FloatRange(0, 1, max_open=True), default=None,
-              help="tau of the variants. Default: the hard-threshold student's best by validation mAP.")
+              show_default="the hard-threshold student's best by validation mAP", help="tau of the variants.")
 @click.option("--tau-low", type=float, default=0.5, show_default=True, help="band variant: below it, confident negatives.")
 @click.option("--expected-positives", type=float, default=2.9, show_default=True, help="prior variant: positives per image.")
-@click.option("--arch", default=None)
-@click.option("--image-size", type=int, default=None)
-@click.option("--epochs", type=int, default=None)
-@click.option("--batch-size", type=int, default=None)
-@click.option("--lr", type=float, default=None)
-@click.option("--pretrained/--no-pretrained", default=None)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--arch", default=None, show_default="spml-train's", help="Arch of every model (spml-train --arch).")
+@click.option("--image-size", type=int, default=None, show_default="spml-train's", help="Input size of every model.")
+@click.option("--epochs", type=int, default=None, show_default="spml-train's", help="Epochs of every model.")
+@click.option("--batch-size", type=int, default=None, show_default="spml-train's", help="Batch size of every model.")
+@click.option("--lr", type=float, default=None, show_default="spml-train's", help="Learning rate of every model.")
+@click.option("--pretrained/--no-pretrained", default=None, show_default="spml-train's",
+              help="ImageNet weights for every model.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every model.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: CUDA when available.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Report folder.")
 def main(ann, images, val_ann, val_images, test_ann, test_images, gt_ann, taus, teacher_loss, losses, variants, variant_tau, tau_low,
          expected_positives, arch, image_size, epochs, batch_size, lr, pretrained, seed, device, out):

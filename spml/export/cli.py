@@ -8,15 +8,18 @@ import click
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.argument("checkpoint", type=click.Path(dir_okay=False), default="teacher.pt")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Default: CHECKPOINT with .onnx suffix.")
-@click.option("--opset", type=click.IntRange(13, 21), default=17, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, show_default="CHECKPOINT with the .onnx suffix",
+              help="The ONNX file to write.")
+@click.option("--opset", type=click.IntRange(13, 21), default=17, show_default=True, help="ONNX opset to export to.")
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Largest onnxruntime-vs-torch difference allowed (fp32).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
               help="int8: static quantization for CPUs (calibrated on training images); fp16: for GPUs.")
 @click.option("--calibration-ann", type=click.Path(dir_okay=False), default=None,
-              help="int8: images to calibrate on. Default: the training set recorded in the checkpoint.")
-@click.option("--calibration-images", type=click.Path(file_okay=False), default=None, help="Images folder of --calibration-ann.")
+              show_default="the training set recorded in the checkpoint", help="int8: images to calibrate on.")
+@click.option("--calibration-images", type=click.Path(file_okay=False), default=None,
+              show_default="recorded in --calibration-ann, else its folder", help="Images folder of --calibration-ann.")
 @click.option("--calibration-count", type=click.IntRange(1), default=256, show_default=True, help="int8: images sampled.")
 def main(checkpoint, out, opset, atol, precision, calibration_ann, calibration_images, calibration_count):
     """Export CHECKPOINT (default teacher.pt) to ONNX with its categories, input size and normalisation in the
@@ -25,6 +28,10 @@ def main(checkpoint, out, opset, atol, precision, calibration_ann, calibration_i
     \b
       spml-export teacher.pt                       # -> teacher.onnx
     """
+    from spml.errors import SpmlError
+
+    if is_onnx(checkpoint):
+        raise SpmlError(f"{checkpoint} is an ONNX model; spml-export takes the checkpoint (.pt) it came from") from None
     from spml.export.onnx_export import export_onnx, validate_onnx
 
     suffix = ".onnx" if precision == "fp32" else f".{precision}.onnx"
@@ -46,4 +53,15 @@ def main(checkpoint, out, opset, atol, precision, calibration_ann, calibration_i
         click.echo(f"wrote {out} ({precision}, {out.stat().st_size / 1e6:.1f} MB); largest probability difference "
                    f"from fp32 on {len(batches[0])} training images {max_difference(fp32, out, batches[0]):.3f} "
                    f"(compare test mAP with spml-eval)")
-    click.echo(f"next: spml-label --model {out} --tau 0.65 --out labels.json")
+    click.echo(f"next: spml-label {out} --tau 0.65 --out labels.json")
+
+
+def is_onnx(path: str) -> bool:
+    """An ONNX model (by its name, or a protobuf whose first field is ir_version) rather than a checkpoint."""
+    if path.lower().endswith(".onnx"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(1) == b"\x08"  # field 1 (ir_version), varint: how every ONNX file begins
+    except OSError:
+        return False

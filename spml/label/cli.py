@@ -13,47 +13,87 @@ def tau_out_path(out: Path, tau: float, several: bool) -> Path:
     return out.with_name(f"{out.stem}.tau{tau:g}{out.suffix or '.json'}") if several else out
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+class ModelFirst(click.Group):
+    """spml-label takes the model positionally, as spml-export and spml-eval do (`spml-label teacher.onnx --tau
+    0.65 ...`), or as --model; a first positional that names a subcommand (`merge`) is that subcommand."""
+
+    def parse_args(self, ctx, args):
+        takes_value = {name for p in self.params if isinstance(p, click.Option) and not p.is_flag and not p.count
+                       for name in p.opts + p.secondary_opts}
+        args = list(args)
+        i = 0
+        while i < len(args):
+            token = args[i]
+            if token == "--":
+                break
+            if token.startswith("-") and len(token) > 1:
+                i += 2 if token in takes_value else 1
+                continue
+            if token not in self.commands:
+                if any(a == "--model" or a.startswith("--model=") for a in args):
+                    raise click.UsageError(f"the model is given twice: {token} and --model", ctx)
+                args[i:i + 1] = ["--model", token]
+            break
+        return super().parse_args(ctx, args)
+
+
+class RequiredToLabel(click.Option):
+    """Required when labeling, not for `spml-label merge`: checked in main, marked required in --help."""
+
+    def get_help_extra(self, ctx):
+        extra = super().get_help_extra(ctx)
+        extra["required"] = "required"
+        return extra
+
+
+@click.group(cls=ModelFirst, invoke_without_command=True, subcommand_metavar="[MODEL] | merge PARTS... --out OUT",
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.option("--model", type=click.Path(dir_okay=False), default="teacher.onnx", show_default=True,
-              help="The exported teacher (spml-export).")
-@click.option("--ann", type=click.Path(dir_okay=False), default=None,
-              help="COCO file of the images to label, whose positives are the observed labels. "
-                   "Default: the training annotations recorded in the model.")
+              help="The exported teacher (spml-export); may also be given first, without --model.")
+@click.option("--ann", type=click.Path(dir_okay=False), default=None, show_default="the training set recorded in the model",
+              help="COCO file of the images to label, whose positives are the observed labels.")
 @click.option("--images", type=click.Path(file_okay=False), default=None,
-              help="Images folder. Default: recorded in the model (with --ann unset) or in --ann, else --ann's folder.")
-@click.option("--tau", "--tau-high", "tau", type=click.FloatRange(0, 1, max_open=True), multiple=True,
-              help="Threshold: a label is positive when the teacher's probability is above it. Repeat for several "
-                   "files in one pass (OUT.tau0.55.json, ...). --tau-high is the same option, for the ignore band.")
-@click.option("--tau-low", type=click.FloatRange(0, 1, max_open=True), default=None,
+              show_default="recorded in the model (with --ann unset) or in --ann, else --ann's folder", help="Images folder.")
+@click.option("--tau", "--tau-high", "tau", cls=RequiredToLabel, type=click.FloatRange(0, 1, max_open=True), multiple=True,
+              help="A label is positive when the teacher's probability is above it. Repeat for several files in one "
+                   "pass (OUT.tau0.55.json, ...). Two names, one option: --tau-high reads better beside --tau-low.")
+@click.option("--tau-low", type=click.FloatRange(0, 1, max_open=True), default=None, show_default="no ignore band",
               help="Ignore band: labels at or below it are confident negatives, those between it and --tau unknown "
                    "(neg_category_ids / not_exhaustive_category_ids on each image; the student masks the unknowns).")
-@click.option("--class-prior", default=None,
+@click.option("--class-prior", default=None, show_default="off, one --tau for all",
               help="Per-category thresholds making each category's pseudo-positive rate match a prior: a JSON file "
                    "{category name or id: rate}, or 'auto' (estimated from the single positives and --expected-positives). "
                    "Replaces --tau's value (give --tau all the same).")
 @click.option("--expected-positives", type=float, default=2.9, show_default=True,
               help="--class-prior auto: positives per image expected (COCO 2.9).")
-@click.option("--soft", is_flag=True, help="Also write the teacher's probabilities per image (spml_scores) for a soft student.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Labels file (COCO JSON) to write.")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--soft", is_flag=True, show_default=True, help="Also write the teacher's probabilities per image (spml_scores) for a soft student.")
+@click.option("--out", cls=RequiredToLabel, type=click.Path(dir_okay=False), default=None,
+              help="Labels file (COCO JSON) to write.")
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Images per inference call.")
 @click.option("--provider", type=click.Choice(["auto", *PROVIDERS]), default="auto", show_default=True,
               help="auto: CUDA where a GPU really works, else the CPU.")
-@click.option("--threads", type=click.IntRange(1), default=None, help="Decoding threads. Default: CPU count (at most 8).")
+@click.option("--threads", type=click.IntRange(1), default=None, show_default="CPU count, at most 8", help="Decoding threads.")
 @click.option("--keep-observed/--no-keep-observed", default=True, show_default=True,
               help="Keep the observed positives of --ann as positives whatever the teacher says.")
-@click.option("--shard", default=None, help="I/N: label the I-th of N contiguous parts (join them with `spml-label merge`).")
+@click.option("--shard", default=None, show_default="the whole dataset", help="I/N: label the I-th of N contiguous parts (join them with `spml-label merge`).")
 @click.option("--chunk-size", type=click.IntRange(1), default=1024, show_default=True,
               help="Images per resume chunk: the most work a kill can lose.")
-@click.option("--strict", is_flag=True, help="Any image that cannot be labeled is an error (exit 1, nothing written).")
-@click.option("--allow-outside", is_flag=True, help="Open image file_names that point outside the images folder.")
+@click.option("--strict", is_flag=True, show_default=True,
+              help="Any image that cannot be labeled is an error (exit 1, nothing written).")
+@click.option("--max-failed", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Warn loudly when more than this share of the images cannot be labeled (all failing is an error).")
+@click.option("--allow-outside", is_flag=True, show_default=True,
+              help="Open image file_names that point outside the images folder.")
 @click.pass_context
-def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives, soft, out, batch_size, provider, threads, keep_observed, shard, chunk_size, strict, allow_outside):
+def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives, soft, out, batch_size, provider, threads,
+         keep_observed, shard, chunk_size, strict, max_failed, allow_outside):
     """Label the images of a COCO dataset with a teacher: pseudo multi-labels as COCO JSON that pycocotools,
     FiftyOne and other trainers load. Killed, the same command resumes where it stopped.
 
     \b
       spml-label --tau 0.65 --out labels.json      # teacher.onnx on the images it was trained on
-      spml-label --model teacher.onnx --ann sp.json --images imgs/ --tau 0.55 --tau 0.75 --out labels.json
+      spml-label teacher.onnx --ann sp.json --images imgs/ --tau 0.55 --tau 0.75 --out labels.json
       spml-label --tau 0.65 --shard 0/2 --out part0.json   # ... then: spml-label merge part0.json part1.json --out labels.json
     """
     if ctx.invoked_subcommand is not None:
@@ -63,6 +103,7 @@ def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives,
     if out is None:
         raise click.UsageError("Missing option '--out'.")
     from spml.data.coco import load_coco
+    from spml.data.provenance import teacher_recipe
     from spml.errors import SpmlError, sigterm_as_interrupt
     from spml.files import remove_temps, sha256_of
     from spml.label.job import finish, parse_shard, resumable_scores, shard_rows, state_dir
@@ -77,25 +118,34 @@ def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives,
             raise SpmlError(f"{model} records no training annotations; pass --ann") from None
         images = images or labeler.info.train_images
     dataset = load_coco(ann, images)
+    labeler.check_categories(dataset)  # before any work, so a mismatch leaves nothing behind
+    if tau_low is not None and tau_low >= min(tau):
+        raise SpmlError(f"--tau-low {tau_low} must be below --tau {min(tau)}") from None
     rows = shard_rows(len(dataset), part)
     click.echo(f"labeling {len(rows)} images of {ann}" + (f" (shard {shard})" if shard else "")
                + f" with {model} on {labeler.provider}", err=True)
     sha = sha256_of(model)
+    recipe = teacher_recipe(labeler.info, model)
+    extra_info = {"teacher": recipe} if recipe else None  # what a student trained on these labels inherits
     out = Path(out)
     try:
         scores = resumable_scores(labeler, dataset, out, rows, sha, chunk_size, progress=True,
                                   log=lambda m: click.echo(m, err=True))
-        if strict and scores.failures:
-            row, reason = next(iter(sorted(scores.failures.items())))
-            raise SpmlError(f"{len(scores.failures)} images could not be labeled (--strict), first: "
-                            f"{dataset.images[row]['file_name']}: {reason}") from None
-        if tau_low is not None and tau_low >= min(tau):
-            raise SpmlError(f"--tau-low {tau_low} must be below --tau {min(tau)}") from None
+        failed = len(scores.failures)
+        if failed and (strict or failed >= len(rows)):
+            finish(out)  # nothing is written: the chunks hold only failures
+            what = (f"none of the {len(rows)} images could be labeled" if failed >= len(rows)
+                    else f"{failed} of {len(rows)} images could not be labeled (--strict)")
+            raise SpmlError(f"{what} (images folder {dataset.images_dir}); first: {first_reasons(scores, dataset)}") from None
+        if failed > max_failed * len(rows):
+            click.secho(f"WARNING: {failed} of {len(rows)} images ({100 * failed / len(rows):.0f}%) could not be labeled, "
+                        f"more than --max-failed {max_failed:g}; first: {first_reasons(scores, dataset)}",
+                        err=True, fg="red", bold=True)
         per_class = class_thresholds(class_prior, dataset, scores.values, expected_positives) if class_prior else None
         for t in tau:
             path = tau_out_path(out, t, len(tau) > 1)
             summary = write_labels(path, dataset, scores, t if per_class is None else per_class, keep_observed, model, sha,
-                                   rows, shard, tau_low, soft)
+                                   rows, shard, tau_low, soft, extra_info=extra_info)
             click.echo(f"wrote {path}: tau {t:g}, {summary['images']} images, {summary['positives_per_image']:.2f} "
                        f"positives per image, {summary['failed']} failed"
                        + (f" (listed in {summary['failures_file']})" if summary["failures_file"] else ""))
@@ -108,6 +158,14 @@ def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives,
     if scores.seconds:
         click.echo(f"{len(rows)} images in {scores.seconds:.1f}s ({len(rows) / scores.seconds:.0f} img/s)")
     click.echo(f"next: spml-train --ann {tau_out_path(out, tau[0], len(tau) > 1)} --loss bce --out student.pt")
+
+
+def first_reasons(scores, dataset, count: int = 3) -> str:
+    """The first few failures, each naming the file that was tried."""
+    items = sorted(scores.failures.items())[:count]
+    more = len(scores.failures) - len(items)
+    return "; ".join(f"{dataset.images[row]['file_name']}: {reason}" for row, reason in items) + (
+        f" (and {more} more)" if more > 0 else "")
 
 
 def class_thresholds(class_prior: str, dataset, scores, expected_positives: float):
@@ -134,9 +192,10 @@ def class_thresholds(class_prior: str, dataset, scores, expected_positives: floa
     return prior_thresholds(scores, priors)
 
 
-@main.command()
+@main.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("parts", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="The joined labels file.")
+@click.version_option(package_name="spml", message="%(prog)s %(version)s")
 def merge(parts, out):
     """Join the labels files written with --shard 0/N .. N-1/N into one, identical to a single run's."""
     from spml.label.job import merge_labels

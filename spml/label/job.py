@@ -84,7 +84,7 @@ def resumable_scores(labeler: PseudoLabeler, dataset: CocoDataset, out: str | os
             done += 1
     if done:
         log(f"resuming: {done} of {len(starts)} chunks already labeled in {folder}")
-    from tqdm import tqdm
+    from spml.progress import tqdm
 
     bar = tqdm(total=len(rows), initial=min(done * chunk, len(rows)), unit="img", disable=not progress,
                mininterval=1.0, desc="labeling")
@@ -139,6 +139,10 @@ def merge_labels(parts: list[str | os.PathLike], out: str | os.PathLike) -> dict
             raise SpmlError(f"{p}: not from the same job as {loaded[0][1]} (differs in {', '.join(differ) or 'categories'})") from None
     info = {k: v for k, v in first["info"].items() if k != "shard"}
     info["failed_images"] = sum(raw["info"].get("failed_images", 0) for _, _, raw in loaded)
+    if info.get("images_dir"):
+        from spml.data.provenance import relative_to_file
+
+        info["images_dir_relative"] = relative_to_file(info["images_dir"], out)
     images = [im for _, _, raw in loaded for im in raw["images"]]
     annotations = ({k: v for k, v in a.items() if k != "id"} for _, _, raw in loaded for a in raw["annotations"])
     count = write_coco(out, info, first.get("licenses", []), images, first["categories"], annotations)

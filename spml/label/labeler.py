@@ -20,6 +20,7 @@ import numpy as np
 
 from spml.data.artifacts import ONNX_INPUT, ONNX_OUTPUT, ModelInfo
 from spml.data.coco import CocoDataset, same_categories
+from spml.data.provenance import relative_to_file
 from spml.data.images import ImageError, image_path, load_image
 from spml.errors import SpmlError
 from spml.files import atomic_write, sha256_of
@@ -42,6 +43,8 @@ class PseudoLabeler:
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             raise SpmlError(f"{model_path}: no such file") from None
+        if is_checkpoint(self.model_path):
+            raise SpmlError(f"{model_path} is a checkpoint: export it first with spml-export {model_path}") from None
         from spml.files import cache_dir
 
         # TensorRT builds an engine per model and shape once; keep it in spml's cache for the next run. The decode
@@ -104,18 +107,22 @@ class PseudoLabeler:
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 
-    def scores(self, dataset: CocoDataset, rows=None, progress: bool = False, bar=None) -> Scores:
-        """Run the model over the dataset's images (or the given rows)."""
-        from tqdm import tqdm
+    def check_categories(self, dataset: CocoDataset) -> np.ndarray:
+        """The dataset's columns in the model's output order; SpmlError naming which list is which if they differ."""
+        return same_categories(self.info.categories, dataset, f"model {self.model_path}")
 
-        columns = same_categories(self.info.categories, dataset, f"model {self.model_path}")
+    def scores(self, dataset: CocoDataset, rows=None, progress: bool = False, bar=None, desc: str = "labeling") -> Scores:
+        """Run the model over the dataset's images (or the given rows)."""
+        from spml.progress import tqdm
+
+        columns = self.check_categories(dataset)
         rows = range(len(dataset)) if rows is None else rows
         values = np.full((len(dataset), dataset.num_classes), np.nan, dtype=np.float32)
         failures: dict[int, str] = {}
         started = time.time()
         own_bar = bar is None
         if own_bar:
-            bar = tqdm(total=len(rows), unit="img", disable=not progress, mininterval=1.0, desc="labeling")
+            bar = tqdm(total=len(rows), unit="img", disable=not progress, mininterval=1.0, desc=desc)
         batch_rows, batch = [], []
 
         def flush():
@@ -143,6 +150,18 @@ class PseudoLabeler:
         if own_bar:
             bar.close()
         return Scores(values, failures, time.time() - started)
+
+
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """A torch checkpoint (a zip archive, or a legacy pickle) rather than an ONNX model (a protobuf)."""
+    if Path(path).suffix.lower() in (".pt", ".pth"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"
 
 
 def threshold(scores: np.ndarray, tau) -> np.ndarray:
@@ -196,7 +215,8 @@ def write_coco(out: str | os.PathLike, info: dict, licenses: list, images: list,
 
 def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, tau, keep_observed: bool,
                  model_path: str | os.PathLike, model_sha256: str | None = None, rows: range | None = None,
-                 shard: str | None = None, tau_low: float | None = None, soft: bool = False) -> dict:
+                 shard: str | None = None, tau_low: float | None = None, soft: bool = False,
+                 extra_info: dict | None = None) -> dict:
     """Write the labels file for `rows` (default all; atomically, annotations streamed) and its failures list
     beside it when any image failed. Returns a summary.
 
@@ -221,11 +241,15 @@ def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, t
         "model_sha256": model_sha256 or sha256_of(model_path),
         "source_annotations": str(dataset.path),
         "images_dir": str(dataset.images_dir.resolve()),
+        # read first, so a dataset folder moved together with its labels file still resolves
+        "images_dir_relative": relative_to_file(dataset.images_dir, out),
         "date_created": created_time(),
         "failed_images": int(failed[rows.start:rows.stop].sum()),
     }
     if shard is not None:
         info["shard"] = shard
+    if extra_info:
+        info.update(extra_info)
     if tau_low is not None:
         info["tau_low"] = tau_low
     if soft:

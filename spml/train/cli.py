@@ -3,76 +3,111 @@
 from __future__ import annotations
 
 import click
+from click.core import ParameterSource
 
-from spml.train.losses import LOSSES
-from spml.train.stateful_losses import STATEFUL_LOSSES
+from spml.train.loss_names import ALL_LOSS_NAMES
+
+
+def _list_archs(ctx, param, value):
+    if not value or ctx.resilient_parsing:
+        return
+    from spml.train.model import available_archs
+
+    click.echo("\n".join(available_archs()))
+    ctx.exit()
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--ann", type=click.Path(dir_okay=False), default=None,
-              help="Training labels (COCO): single positives, full labels or a labels.json. Default: the built-in dataset.")
+@click.version_option(package_name="spml", message="%(prog)s %(version)s")
+@click.option("--list-archs", is_flag=True, expose_value=False, is_eager=True, callback=_list_archs,
+              help="List every --arch name and exit.")
+@click.option("--ann", type=click.Path(dir_okay=False), default=None, show_default="the built-in dataset",
+              help="Training labels (COCO): single positives, full labels or a labels.json of spml-label, whose "
+                   "teacher's recipe fills every option left unset.")
 @click.option("--images", type=click.Path(file_okay=False), default=None,
-              help="Images folder. Default: the one recorded in --ann, else the folder of --ann.")
-@click.option("--val-ann", type=click.Path(dir_okay=False), default=None,
-              help="Fully labelled validation set; the best epoch by its mAP is kept. Default: none (last epoch).")
-@click.option("--val-images", type=click.Path(file_okay=False), default=None, help="Images folder of --val-ann.")
-@click.option("--loss", type=click.Choice([*LOSSES, *STATEFUL_LOSSES]), default=None,
-              help="Default: em when every image has exactly one positive, else bce.")
-@click.option("--arch", default=None,
-              help="Any torchvision classifier, or timm/<name> for any timm model (pip install 'spml[timm]'). "
-                   "Default: resnet50 (built-in dataset: resnet18).")
-@click.option("--pretrained/--no-pretrained", default=None,
-              help="Start from torchvision's ImageNet weights, or timm's for timm/ archs (downloaded once). "
-                   "Default: only if already cached.")
-@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              show_default="the one recorded in --ann, else the folder of --ann", help="Images folder.")
+@click.option("--val-ann", type=click.Path(dir_okay=False), default=None, show_default="none: the last epoch is kept",
+              help="Fully labelled validation set; the best epoch by its mAP is kept.")
+@click.option("--val-images", type=click.Path(file_okay=False), default=None,
+              show_default="recorded in --val-ann, else its folder", help="Images folder of --val-ann.")
+@click.option("--loss", type=click.Choice(ALL_LOSS_NAMES), default=None,
+              show_default="em when every image has exactly one positive, else bce", help="Training loss.")
+@click.option("--arch", default=None, show_default="resnet50; built-in dataset: resnet18",
+              help="Any torchvision classifier (spml-train --list-archs), spml's small cnn4, or timm/<name> for any "
+                   "timm model (pip install 'spml[timm]').")
+@click.option("--pretrained/--no-pretrained", default=None, show_default="only if already cached",
+              help="Start from torchvision's ImageNet weights, or timm's for timm/ archs (downloaded once).")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None, show_default="none",
               help="Start from a local state dict of --arch (ImageNet weights from elsewhere; for timm/ archs a timm "
                    "state dict, its head dropped if sized for other classes).")
-@click.option("--init", type=click.Path(dir_okay=False), default=None,
+@click.option("--init", type=click.Path(dir_okay=False), default=None, show_default="none",
               help="Start from an spml checkpoint of the same arch and categories (a student from its teacher).")
 @click.option("--mode", type=click.Choice(["end-to-end", "linear", "linear-init"]), default="end-to-end", show_default=True,
               help="linear: freeze the backbone, train the head on features cached on disk (fast on a CPU); "
                    "linear-init: that first, then end to end.")
 @click.option("--linear-epochs", type=click.IntRange(1), default=25, show_default=True,
               help="linear-init: epochs of the linear phase.")
-@click.option("--soft-targets", is_flag=True, help="Fit the teacher's probabilities of a labels file written with spml-label --soft.")
-@click.option("--image-size", type=int, default=None,
-              help="Square input size. Default: 448; a timm model's own input size (built-in dataset: 64).")
-@click.option("--epochs", type=int, default=None, help="Default: 10 (built-in dataset: 8); --mode linear: 25.")
-@click.option("--batch-size", type=int, default=None, help="Default: 8 (built-in dataset: 32).")
-@click.option("--lr", type=float, default=None, help="Adam learning rate. Default: 1e-5 with ImageNet weights, 1e-3 from scratch.")
+@click.option("--soft-targets", is_flag=True, show_default=True,
+              help="Fit the teacher's probabilities of a labels file written with spml-label --soft.")
+@click.option("--image-size", type=int, default=None, show_default="448, a timm model's own input size; built-in dataset: 64",
+              help="Square input size.")
+@click.option("--epochs", type=int, default=None, show_default="10; built-in dataset: 8; --mode linear: 25",
+              help="Training epochs.")
+@click.option("--batch-size", type=int, default=None, show_default="8; built-in dataset: 32", help="Images per step.")
+@click.option("--lr", type=float, default=None, show_default="1e-5 with ImageNet weights, 1e-3 from scratch",
+              help="Adam learning rate.")
 @click.option("--alpha", type=float, default=0.1, show_default=True, help="em: weight of the entropy term.")
 @click.option("--expected-positives", type=float, default=2.9, show_default=True, help="epr, role: expected positives per image.")
-@click.option("--beta", type=float, default=None, help="em-apl: weight of the pseudo negatives. Default: 0.9 (COCO).")
-@click.option("--theta", type=float, default=None, help="em-apl: final share of unobserved labels made negatives. Default: 0.9.")
-@click.option("--warmup-epochs", type=click.IntRange(1), default=None, help="em-apl: epochs before pseudo labelling. Default: 5.")
-@click.option("--delta-rel", type=float, default=None, help="ll-r/ll-ct/ll-cp: per-epoch growth of the large-loss share. Default: 0.002.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers. Default: 0 on CPU, 8 on CUDA.")
+@click.option("--beta", type=float, default=None, show_default="0.9 (COCO)", help="em-apl: weight of the pseudo negatives.")
+@click.option("--theta", type=float, default=None, show_default="0.9",
+              help="em-apl: final share of unobserved labels made negatives.")
+@click.option("--warmup-epochs", type=click.IntRange(1), default=None, show_default="5",
+              help="em-apl: epochs before pseudo labelling.")
+@click.option("--delta-rel", type=float, default=None, show_default="0.002",
+              help="ll-r/ll-ct/ll-cp: per-epoch growth of the large-loss share.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialisation, shuffling and flips.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: CUDA when available.")
+@click.option("--workers", type=click.IntRange(0), default=None, show_default="0 on CPU, 8 on CUDA",
+              help="DataLoader workers.")
 @click.option("--out", type=click.Path(dir_okay=False), default="teacher.pt", show_default=True,
-              help="Checkpoint of the best epoch; <out>.last.pt holds the latest epoch for --resume.")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run from <out>.last.pt.")
-@click.option("--allow-outside", is_flag=True, help="Open image file_names that point outside the images folder.")
-def main(**options):
+              help="Checkpoint of the best epoch. <out>.last.pt holds the latest epoch for --resume while the run "
+                   "goes, and is removed when it completes (unless --keep-last).")
+@click.option("--resume", is_flag=True, show_default=True, help="Continue an interrupted run from <out>.last.pt.")
+@click.option("--keep-last", is_flag=True, show_default=True,
+              help="Keep <out>.last.pt (the latest epoch with the optimizer state, ~3x the checkpoint) after the run.")
+@click.option("--allow-outside", is_flag=True, show_default=True,
+              help="Open image file_names that point outside the images folder.")
+@click.pass_context
+def main(ctx, **options):
     """Train a multi-label classifier.
 
     \b
-    A teacher on single positive labels (loss em), then a student on its pseudo labels (loss bce):
+    A teacher on single positive labels (loss em), then a student on its pseudo labels (loss bce); the student
+    inherits the teacher's recipe from labels.json for every option not given:
       spml-train                                   # built-in dataset -> teacher.pt
       spml-train --ann sp.json --images imgs/ --val-ann val.json --arch resnet50 --pretrained
       spml-train --ann labels.json --loss bce --out student.pt
     """
+    from spml.data.provenance import builtin_test_set, is_labels_file, read_info
     from spml.errors import sigterm_as_interrupt
     from spml.files import remove_temps
+    from spml.train.recipe import inherit_recipe
     from spml.train.trainer import TrainConfig, last_path, linear_phase_path, train
 
+    explicit = {name for name in options if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
+    config = inherit_recipe(TrainConfig(**options), explicit, log=click.echo)
     sigterm_as_interrupt()  # the last finished epoch stays in <out>.last.pt for --resume
     try:
-        out = train(TrainConfig(**options), log=click.echo)
+        out = train(config, log=click.echo)
     except KeyboardInterrupt:
         remove_temps(options["out"])
         for path in (options["out"], linear_phase_path(options["out"])):
             remove_temps(last_path(path))
         remove_temps(linear_phase_path(options["out"]))
         raise
-    click.echo(f"next: spml-export {out}")
+    if config.ann is not None and is_labels_file(read_info(config.ann)):  # a student: evaluate it
+        test = builtin_test_set(config.ann)
+        click.echo(f"next: spml-eval {out}" + ("" if test else " --ann TEST.json"))
+    else:
+        click.echo(f"next: spml-export {out}")

@@ -64,7 +64,7 @@ def extract_features(model: nn.Module, data: ImageLabels, batch_size: int, devic
                      progress: bool = False) -> np.ndarray:
     """(N, D) float32 inputs of the head for every image, without augmentation, in dataset order."""
     from torch.utils.data import DataLoader
-    from tqdm import tqdm
+    from spml.progress import tqdm
 
     head, name = head_of(model)
     parent_name, _, child = name.rpartition(".")

@@ -34,7 +34,7 @@ def check_arch(arch: str) -> str:
     if arch not in archs:
         close = difflib.get_close_matches(arch, archs, n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise SpmlError(f"unknown arch {arch!r}: {hint}valid: {', '.join(archs)}") from None
+        raise SpmlError(f"unknown arch {arch!r}: {hint}spml-train --list-archs lists all {len(archs)}") from None
     return arch
 
 
@@ -147,13 +147,21 @@ def load_state_dict_file(path: str | os.PathLike) -> dict:
     except FileNotFoundError:
         raise SpmlError(f"{path}: no such file") from None
     except Exception as e:  # pickle that tries to run code, truncated or foreign file
-        raise SpmlError(f"{path}: not a loadable weights file ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+        raise SpmlError(f"{path}: not a loadable weights file ({type(e).__name__}: {first_words(str(e))})") from None
     for key in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise SpmlError(f"{path}: not a state dict") from None
     return obj
+
+
+def first_words(text: str, limit: int = 120) -> str:
+    """The first line of an error, cut at a word boundary, never mid-word."""
+    line = (text.strip().splitlines() or [""])[0]
+    if len(line) <= limit:
+        return line
+    return line[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -165,7 +173,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     except IsADirectoryError:
         raise SpmlError(f"{path}: is a folder, not a checkpoint") from None
     except Exception as e:
-        raise SpmlError(f"{path}: not an spml checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+        raise SpmlError(f"{path}: not an spml checkpoint ({type(e).__name__}: {first_words(str(e))})") from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt or "model" not in ckpt:
         raise SpmlError(f"{path}: not an spml checkpoint (no format_version/model)") from None
     if ckpt["format_version"] != FORMAT_VERSION:

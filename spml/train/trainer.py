@@ -60,6 +60,7 @@ class TrainConfig:
     workers: int | None = None  # DataLoader workers; None: 0 on the CPU (decoding would steal the cores), else 8
     out: str = "teacher.pt"
     resume: bool = False  # continue from <out>.last.pt
+    keep_last: bool = False  # keep <out>.last.pt (optimizer state, ~3x the checkpoint) after the run completes
     allow_outside: bool = False  # open image file_names that point outside the images folder
     progress: bool = True
 
@@ -137,8 +138,9 @@ def check_images(dataset: CocoDataset, allow_outside: bool, what: str) -> None:
     bad = []
     for im in dataset.images:
         try:
-            if not image_path(dataset.images_dir, im["file_name"], allow_outside).is_file():
-                bad.append(f"{im['file_name']}: missing file")
+            path = image_path(dataset.images_dir, im["file_name"], allow_outside)
+            if not path.is_file():
+                bad.append(f"missing file: {path}")
         except ImageError as e:
             bad.append(str(e))
     if bad:
@@ -167,7 +169,7 @@ def make_stateful_loss(cfg: TrainConfig, num_images: int, num_classes: int) -> S
 
 def train_one_epoch(model, loader, optimizer, scheduler, cfg: TrainConfig, epoch: int,
                     stateful: StatefulLoss | None = None) -> float:
-    from tqdm import tqdm
+    from spml.progress import tqdm
 
     model.train()
     total, count = 0.0, 0
@@ -241,10 +243,14 @@ def train(config: TrainConfig, log=print) -> Path:
     the head that way first (<out>.linear.pt), then the whole network from it."""
     if config.mode == "linear-init":
         log(f"linear-init: {config.linear_epochs} epochs of the head on cached features, then end to end")
+        # the first phase's .last.pt stays until the whole run completes, so --resume can tell the phase is done
         first = dataclasses.replace(config, mode="linear", epochs=config.linear_epochs, lr=None,
-                                    out=str(linear_phase_path(config.out)))
+                                    out=str(linear_phase_path(config.out)), keep_last=True)
         first_out = _train(first, log)
-        return _train(dataclasses.replace(config, init=str(first_out)), log)
+        out = _train(dataclasses.replace(config, init=str(first_out)), log)
+        if not config.keep_last:
+            last_path(first_out).unlink(missing_ok=True)
+        return out
     return _train(config, log)
 
 
@@ -320,6 +326,8 @@ def _train(config: TrainConfig, log=print) -> Path:
             stateful.load_state_dict(state["loss_state"])
         start_epoch, best_metric, history = state["epoch"] + 1, state["best_metric"], state["history"]
         log(f"resuming after epoch {start_epoch} of {cfg.epochs} from {last_path(cfg.out)}")
+    elif cfg.resume:
+        log(f"nothing to resume: no {last_path(cfg.out)} (a completed run removes it unless --keep-last); training afresh")
 
     start = f"from {cfg.init}" if cfg.init else "ImageNet weights" if cfg.pretrained else cfg.weights or "from scratch"
     log(f"training {cfg.arch}{' head' if cfg.mode == 'linear' else ''} ({start}) at "
@@ -357,5 +365,7 @@ def _train(config: TrainConfig, log=print) -> Path:
         log(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}"
             + (f", val mAP {val_map:.2f}" if val_map is not None else "")
             + (" (best, saved)" if improved else "") + f", {time.time() - started:.0f}s")
+    if not cfg.keep_last:  # the run is complete: the resume state (optimizer included) is dead weight
+        last_path(cfg.out).unlink(missing_ok=True)
     log(f"wrote {cfg.out}" + (f" (best val mAP {best_metric:.2f})" if best_metric is not None else ""))
     return Path(cfg.out)

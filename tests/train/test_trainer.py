@@ -25,7 +25,7 @@ def test_every_loss_trains(loss, tiny_data, tmp_path):
 @pytest.mark.parametrize("loss,mode", [("em-apl", "end-to-end"), ("ll-cp", "end-to-end"), ("role", "end-to-end"),
                                        ("role", "linear")])
 def test_resume_restores_the_loss_state_exactly(loss, mode, tiny_data, tmp_path, monkeypatch):
-    kw = dict(loss=loss, mode=mode, epochs=2, warmup_epochs=1 if loss == "em-apl" else None, delta_rel=0.2 if loss == "ll-cp" else None)
+    kw = dict(loss=loss, mode=mode, epochs=2, keep_last=True, warmup_epochs=1 if loss == "em-apl" else None, delta_rel=0.2 if loss == "ll-cp" else None)
     whole = train(config(tiny_data, tmp_path / "whole.pt", **kw), log=lambda s: None)
 
     real = trainer.train_one_epoch

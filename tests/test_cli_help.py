@@ -1,0 +1,96 @@
+"""Help that helps: every option of every command explained with its default, --version everywhere, --help that
+imports no torch, onnx or numpy, and an unknown --arch answered with the closest names."""
+
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from spml.data.cli import main as data_cli
+from spml.eval.cli import main as eval_cli
+from spml.eval.sweep_cli import main as sweep_cli
+from spml.export.cli import main as export_cli
+from spml.label.cli import main as label_cli
+from spml.train.cli import main as train_cli
+
+COMMANDS = {"spml-data": data_cli, "spml-train": train_cli, "spml-export": export_cli, "spml-label": label_cli,
+            "spml-eval": eval_cli, "spml-sweep": sweep_cli}
+MODULES = ["spml.data.cli", "spml.train.cli", "spml.export.cli", "spml.label.cli", "spml.eval.cli", "spml.eval.sweep_cli"]
+
+
+def every_command():
+    for name, cmd in COMMANDS.items():
+        yield name, cmd
+        for sub_name, sub in getattr(cmd, "commands", {}).items():
+            yield f"{name} {sub_name}", sub
+
+
+@pytest.mark.parametrize("name,cmd", list(every_command()), ids=[n for n, _ in every_command()])
+def test_every_option_has_help_and_a_shown_default(name, cmd):
+    for param in cmd.params:
+        if not isinstance(param, click.Option) or param.name in ("help", "version"):
+            continue
+        assert param.help, f"{name} {param.opts[0]}: no help text"
+        flag = param.is_flag and not param.secondary_opts  # off unless given: nothing to show
+        required = param.get_help_extra(click.Context(cmd)).get("required")  # required, or marked so in --help
+        assert flag or required or param.show_default, f"{name} {param.opts[0]}: no shown default"
+
+
+@pytest.mark.parametrize("name,cmd", list(every_command()), ids=[n for n, _ in every_command()])
+def test_version_on_every_command(name, cmd):
+    from spml import __version__
+
+    args = name.split()[1:] + ["--version"]
+    root = COMMANDS[name.split()[0]]
+    result = CliRunner().invoke(root, args)
+    assert result.exit_code == 0 and __version__ in result.output, result.output
+
+
+def test_labels_required_options_are_marked_and_tau_high_explained_once():
+    text = CliRunner().invoke(label_cli, ["--help"]).output
+    flat = " ".join(text.split())
+    assert "beside --tau-low. [0<=x<1; required]" in flat and "Labels file (COCO JSON) to write. [required]" in flat
+    assert text.count("--tau-high") == 2  # the option's names, and the one sentence saying it is --tau
+    assert "[MODEL]" in text  # the model positionally, as spml-export and spml-eval take it
+
+
+def test_sweep_teacher_loss_is_a_choice():
+    from spml.train.loss_names import ALL_LOSS_NAMES
+
+    option = next(p for p in sweep_cli.params if p.name == "teacher_loss")
+    assert isinstance(option.type, click.Choice) and tuple(option.type.choices) == ALL_LOSS_NAMES
+    result = CliRunner().invoke(sweep_cli, ["--ann", "a", "--val-ann", "v", "--test-ann", "t", "--out", "o",
+                                            "--teacher-loss", "nope"])
+    assert result.exit_code == 2 and "'em'" in result.output
+
+
+def test_the_torch_free_names_match_the_real_ones():
+    from spml.eval.sweep import VARIANTS
+    from spml.eval.sweep_cli import VARIANT_NAMES
+    from spml.train.loss_names import LOSS_NAMES, STATEFUL_LOSS_NAMES
+    from spml.train.losses import LOSSES
+    from spml.train.stateful_losses import STATEFUL_LOSSES
+
+    assert LOSS_NAMES == tuple(LOSSES) and STATEFUL_LOSS_NAMES == tuple(STATEFUL_LOSSES)
+    assert VARIANT_NAMES == tuple(VARIANTS)
+
+
+def test_the_commands_import_no_heavy_library_before_parsing():
+    # what makes --help slow is importing torch (2-3 s), onnx or numpy before click runs; time goes to benchmarks
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in MODULES)
+            + "print(sorted(m for m in ('torch', 'torchvision', 'onnx', 'onnxruntime', 'numpy', 'PIL', 'tqdm',"
+              " 'pycocotools') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_an_unknown_arch_gives_the_closest_and_where_to_list_all(tiny_data):
+    result = CliRunner().invoke(train_cli, ["--ann", str(tiny_data["sp"]), "--arch", "resnet51", "--no-pretrained"])
+    assert result.exit_code == 1
+    line = [line for line in result.output.splitlines() if line.startswith("Error")][0]
+    assert "did you mean resnet50, resnet152, resnet101?" in line or line.count("resnet") == 4, line
+    assert "spml-train --list-archs" in line and "vit_b_16" not in line
+    listed = CliRunner().invoke(train_cli, ["--list-archs"])
+    assert listed.exit_code == 0 and "resnet18" in listed.output.split() and "vit_b_16" in listed.output.split()
