@@ -13,8 +13,8 @@ from pathlib import Path
 
 from spml.files import atomic_write, cache_dir
 
-SOURCE_IMAGES = 6000  # images of the source task's train split (80% train, 20% val)
-SOURCE_EPOCHS = 12
+SOURCE_IMAGES = 4000  # images of the source task's train split (80% train, 20% val)
+SOURCE_EPOCHS = 8
 
 
 def backbone_path(arch: str, image_size: int, seed: int) -> Path:
