@@ -32,7 +32,7 @@ def _list_archs(ctx, param, value):
               show_default="recorded in --val-ann, else its folder", help="Images folder of --val-ann.")
 @click.option("--loss", type=click.Choice(ALL_LOSS_NAMES), default=None,
               show_default="em when every image has exactly one positive, else bce", help="Training loss.")
-@click.option("--arch", default=None, show_default="resnet50; built-in dataset: resnet18",
+@click.option("--arch", default=None, show_default="resnet50; built-in dataset: cnn4",
               help="Any torchvision classifier (spml-train --list-archs), spml's small cnn4, or timm/<name> for any "
                    "timm model (pip install 'spml[timm]').")
 @click.option("--pretrained/--no-pretrained", default=None, show_default="only if already cached",
@@ -49,12 +49,12 @@ def _list_archs(ctx, param, value):
               help="linear-init: epochs of the linear phase.")
 @click.option("--soft-targets", is_flag=True, show_default=True,
               help="Fit the teacher's probabilities of a labels file written with spml-label --soft.")
-@click.option("--image-size", type=int, default=None, show_default="448, a timm model's own input size; built-in dataset: 64",
+@click.option("--image-size", type=int, default=None, show_default="448, a timm model's own input size; built-in dataset: 32",
               help="Square input size.")
 @click.option("--epochs", type=int, default=None, show_default="10; built-in dataset: 8; --mode linear: 25",
               help="Training epochs.")
 @click.option("--batch-size", type=int, default=None, show_default="8; built-in dataset: 32", help="Images per step.")
-@click.option("--lr", type=float, default=None, show_default="1e-5 with ImageNet weights, 1e-3 from scratch",
+@click.option("--lr", type=float, default=None, show_default="1e-5 with ImageNet weights, 1e-3 from scratch; built-in dataset: 3e-4 from its source-task backbone",
               help="Adam learning rate.")
 @click.option("--alpha", type=float, default=0.1, show_default=True, help="em: weight of the entropy term.")
 @click.option("--expected-positives", type=float, default=2.9, show_default=True, help="epr, role: expected positives per image.")

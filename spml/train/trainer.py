@@ -66,7 +66,8 @@ class TrainConfig:
 
 
 # Settings for the built-in dataset (small images, no pretrained weights): a run takes minutes on 2 CPU cores.
-BUILTIN_PRESET = {"arch": "resnet18", "image_size": 64, "epochs": 8, "batch_size": 32}
+BUILTIN_PRESET = {"arch": "cnn4", "image_size": 32, "epochs": 8, "batch_size": 32}
+BUILTIN_LR = 3e-4  # fine-tuning the source-task backbone (spml.train.pretrain), as in docs/demo-seeds
 PAPER_DEFAULTS = {"arch": "resnet50", "image_size": 448, "epochs": 10, "batch_size": 8}
 MODES = ("end-to-end", "linear", "linear-init")  # Cole et al.'s training settings
 LINEAR_EPOCHS = 25  # Cole et al.'s linear setting: cheap epochs on cached features
@@ -97,6 +98,13 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         if getattr(cfg, key) is None:
             setattr(cfg, key, value)
     check_arch(cfg.arch)
+    if (defaults is BUILTIN_PRESET and cfg.arch in SMALL_ARCHS and cfg.weights is None and cfg.pretrained is None
+            and cfg.init is None):
+        # the built-in data in the paper's regime: the source-task backbone stands in for ImageNet weights
+        from spml.train.pretrain import builtin_backbone
+
+        cfg.weights = str(builtin_backbone(cfg.arch, cfg.image_size))
+        cfg.lr = BUILTIN_LR if cfg.lr is None else cfg.lr
     if cfg.pretrained is None:
         cfg.pretrained = cfg.weights is None and pretrained_weights_cached(cfg.arch)
     if cfg.lr is None:
