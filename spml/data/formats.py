@@ -63,8 +63,9 @@ class LabelRows:
         return cls(dataset, scores, np.arange(len(dataset)), observed, positives=positives,
                    info=info if info is not None else raw_info)
 
-    def blocks(self, size: int = BLOCK) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    def blocks(self, size: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """(rows, positive, scores, observed) for consecutive blocks of `rows`."""
+        size = size or BLOCK
         for start in range(0, len(self.rows), size):
             rows = self.rows[start:start + size]
             # one contiguous slice where possible: a memmap reads it sequentially
