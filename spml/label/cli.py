@@ -56,8 +56,9 @@ def tau_out_path(out: Path, tau: float, several: bool) -> Path:
 @click.option("--allow-outside", is_flag=True, help="Open image file_names that point outside the images folder.")
 @click.pass_context
 def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives, soft, out, formats, csv_scores, batch_size, provider, threads, keep_observed, shard, chunk_size, strict, allow_outside):
-    """Label the images of a COCO dataset with a teacher: pseudo multi-labels as COCO JSON that pycocotools,
-    FiftyOne and other trainers load. Killed, the same command resumes where it stopped.
+    """Label the images of a COCO dataset, an image list or a folder with a teacher: pseudo multi-labels as COCO
+    JSON that pycocotools and trainers load, and with --format for FiftyOne, CSV and Parquet. Killed, the same
+    command resumes where it stopped.
 
     \b
       spml-label --tau 0.65 --out labels.json      # teacher.onnx on the images it was trained on
