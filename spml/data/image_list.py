@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -78,7 +79,7 @@ def _read_entries(path: Path) -> list[dict]:
                 raise SpmlError(f"{path}:{n}: expected an object with a 'file_name' string") from None
             entries.append(obj)
     elif suffix == ".csv":
-        reader = csv.DictReader(text.splitlines())
+        reader = csv.DictReader(io.StringIO(text, newline=""))  # quoted fields may hold commas and newlines
         if not reader.fieldnames or "file_name" not in reader.fieldnames:
             raise SpmlError(f"{path}: the CSV header has no 'file_name' column (got {reader.fieldnames})") from None
         for n, row in enumerate(reader, 2):

@@ -77,7 +77,7 @@ def test_jsonl_and_csv_lists_with_ids_and_observed_labels(photos):
     assert ds.image_ids == [70, 9]
     np.testing.assert_array_equal(ds.positives, [[True, True], [False, False]])
     # the CSV spml writes (names with _ for spaces) reads back as observed labels
-    (root / "l.csv").write_text("file_name,id,labels\nb.jpg,5,traffic_light\na/z.png,6,\n")
+    (root / "l.csv").write_text('file_name,id,labels\nb.jpg,5,traffic_light\n"a/z.png",6,\n')
     ds = load_image_list(root / "l.csv", CATS)
     assert ds.image_ids == [5, 6]
     np.testing.assert_array_equal(ds.positives, [[False, True], [False, False]])
