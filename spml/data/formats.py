@@ -181,11 +181,12 @@ def write_fiftyone(out_dir: str | os.PathLike, labels: LabelRows) -> int:
         with open(tmp / "labels.json", "w") as f:
             f.write('{"classes": ' + json.dumps(dataset.category_names) + ', "labels": {')
             for row, cols, scores, observed in labels.records():
-                targets = [{"label": int(j), "confidence": round(float(s), 6),
-                            "attributes": {"source": "observed" if o else "pseudo"}}
-                           for j, s, o in zip(cols, scores, observed)]
+                # formatted by hand: json.dumps of a dict per label was the writer's whole cost
+                targets = ", ".join(f'{{"label": {j}, "confidence": {round(float(s), 6)!r}, "attributes": '
+                                    f'{{"source": "{"observed" if o else "pseudo"}"}}}}'
+                                    for j, s, o in zip(cols.tolist(), scores.tolist(), observed.tolist()))
                 path = os.path.normpath(root / dataset.images[row]["file_name"])
-                f.write(f"{', ' if count else ''}{json.dumps(path)}: {json.dumps(targets)}")
+                f.write(f"{', ' if count else ''}{json.dumps(path)}: [{targets}]")
                 count += 1
             f.write("}}\n")
             f.flush()
