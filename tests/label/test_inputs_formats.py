@@ -215,3 +215,25 @@ def test_the_labeler_needs_neither_torch_nor_fiftyone_nor_pyarrow_unless_asked(t
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 1 and "pip install 'spml[parquet]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_folder_that_changed_is_not_resumed_from_the_old_chunks(tiny_onnx, photos, tmp_path, monkeypatch):
+    common = ["--model", tiny_onnx, "--images", photos, "--tau", "0.5", "--batch-size", "4", "--chunk-size", "8"]
+    real, calls = PseudoLabeler.scores, []
+
+    def dies_on_second_chunk(self, *a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(PseudoLabeler, "scores", dies_on_second_chunk)
+    out = tmp_path / "labels.json"
+    assert label(*common, "--out", out).exit_code != 0
+    monkeypatch.setattr(PseudoLabeler, "scores", real)
+    # as many images, other names: only the listing tells the two jobs apart
+    (photos / "train" / "000008.jpg").rename(photos / "train" / "000000.jpg")
+    result = label(*common, "--out", out)
+    assert result.exit_code == 0 and "starting afresh" in result.output, result.output
+    assert label(*common, "--out", tmp_path / "fresh.json").exit_code == 0
+    assert out.read_bytes() == (tmp_path / "fresh.json").read_bytes().replace(b"fresh.json", b"labels.json")
