@@ -47,7 +47,9 @@ class LabelRows:
     @classmethod
     def from_scores(cls, dataset, scores, tau, keep_observed: bool = True, failures=(), rows=None, info=None):
         """The labeler's view: failed rows are left out, as labels.json leaves them out."""
-        rows = np.arange(len(dataset)) if rows is None else np.asarray(list(rows), dtype=np.int64)
+        if rows is None or isinstance(rows, range):  # a shard's range, without a Python int per image
+            rows = np.arange(len(dataset)) if rows is None else np.arange(rows.start, rows.stop, rows.step)
+        rows = np.asarray(rows, dtype=np.int64)
         failed = np.zeros(len(dataset), dtype=bool)
         failed[list(failures)] = True
         return cls(dataset, scores, rows[~failed[rows]], dataset.positives, tau, keep_observed, info=info or {})
