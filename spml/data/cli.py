@@ -1,4 +1,4 @@
-"""spml-data: the built-in dataset and the single-positive protocol."""
+"""spml-data: the built-in dataset, the single-positive protocol and labels in other formats."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ def main():
       spml-data demo --where                     # where spml-train and spml-eval find it by default
       spml-data single-positive data/instances_train.json --out data/sp.json
       spml-data backbone                         # a pretrained stand-in: spml-train --weights $(spml-data backbone)
+      spml-data convert labels.json --to fiftyone labels.fiftyone/
     """
 
 
@@ -85,3 +86,28 @@ def single_positive_cmd(instances, out, seed, images):
     write_json(out, coco)
     click.echo(f"wrote {out}: {len(coco['images'])} images, one positive each"
                + (f"; {dropped} images without a positive dropped" if dropped else ""))
+
+
+@main.command()
+@click.argument("labels", type=click.Path(dir_okay=False))
+@click.argument("out", type=click.Path())
+@click.option("--to", "fmt", type=click.Choice(["fiftyone", "csv", "parquet"]), required=True,
+              help="fiftyone: a FiftyOne image-classification dataset folder (images referenced in place); csv: "
+                   "file_name,labels (space-separated names); parquet: one row per image (needs pyarrow).")
+@click.option("--images", type=click.Path(file_okay=False), default=None,
+              help="Images folder (default: recorded in LABELS, else its folder).")
+@click.option("--csv-scores", is_flag=True, help="--to csv: add a scores column aligned with labels.")
+def convert(labels, out, fmt, images, csv_scores):
+    """Write a labels file (spml-label's, or any COCO file) as OUT in another format, the same positives,
+    scores and sources.
+
+    \b
+      spml-data convert labels.json --to fiftyone labels.fiftyone/
+      spml-data convert labels.json --to csv labels.csv --csv-scores
+    """
+    from spml.data.coco import load_coco
+    from spml.data.formats import LabelRows, write_format
+
+    dataset = load_coco(labels, images)
+    count = write_format(fmt, out, LabelRows.from_labels(dataset), csv_scores)
+    click.echo(f"wrote {out}: {fmt}, {count} images")

@@ -9,10 +9,6 @@ import click
 from spml.label.providers import PROVIDERS
 
 
-def tau_out_path(out: Path, tau: float, several: bool) -> Path:
-    return out.with_name(f"{out.stem}.tau{tau:g}{out.suffix or '.json'}") if several else out
-
-
 class ModelFirst(click.Group):
     """spml-label takes the model positionally, as spml-export and spml-eval do (`spml-label teacher.onnx --tau
     0.65 ...`), or as --model; a first positional that names a subcommand (`merge`) is that subcommand."""
@@ -52,9 +48,12 @@ class RequiredToLabel(click.Option):
 @click.option("--model", type=click.Path(dir_okay=False), default="teacher.onnx", show_default=True,
               help="The exported teacher (spml-export); may also be given first, without --model.")
 @click.option("--ann", type=click.Path(dir_okay=False), default=None, show_default="the training set recorded in the model",
-              help="COCO file of the images to label, whose positives are the observed labels.")
+              help="The images to label: a COCO file, whose positives are the observed labels, or an image list by "
+                   "its extension: .txt (a path a line), .jsonl or .csv (file_name, optional id and labels).")
 @click.option("--images", type=click.Path(file_okay=False), default=None,
-              show_default="recorded in the model (with --ann unset) or in --ann, else --ann's folder", help="Images folder.")
+              show_default="recorded in --ann or the model, else --ann's folder",
+              help="Images folder. Alone (no --ann): label every image under it, recursively. With --ann: the folder "
+                   "its paths are relative to.")
 @click.option("--tau", "--tau-high", "tau", cls=RequiredToLabel, type=click.FloatRange(0, 1, max_open=True), multiple=True,
               help="A label is positive when the teacher's probability is above it. Repeat for several files in one "
                    "pass (OUT.tau0.55.json, ...). Two names, one option: --tau-high reads better beside --tau-low.")
@@ -69,7 +68,12 @@ class RequiredToLabel(click.Option):
               help="--class-prior auto: positives per image expected (COCO 2.9).")
 @click.option("--soft", is_flag=True, show_default=True, help="Also write the teacher's probabilities per image (spml_scores) for a soft student.")
 @click.option("--out", cls=RequiredToLabel, type=click.Path(dir_okay=False), default=None,
-              help="Labels file (COCO JSON) to write.")
+              help="Labels file (COCO JSON) to write; other formats go beside it (labels.csv, labels.parquet, "
+                   "labels.fiftyone/).")
+@click.option("--format", "formats", default="coco", show_default=True,
+              help="Output formats, comma-separated, all from the same scores in one pass: coco, fiftyone (FiftyOne's "
+                   "image-classification dataset), csv (file_name,labels), parquet (needs pyarrow).")
+@click.option("--csv-scores", is_flag=True, show_default=True, help="--format csv: add a scores column aligned with labels.")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Images per inference call.")
 @click.option("--provider", type=click.Choice(["auto", *PROVIDERS]), default="auto", show_default=True,
               help="auto: CUDA where a GPU really works, else the CPU.")
@@ -86,14 +90,16 @@ class RequiredToLabel(click.Option):
 @click.option("--allow-outside", is_flag=True, show_default=True,
               help="Open image file_names that point outside the images folder.")
 @click.pass_context
-def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives, soft, out, batch_size, provider, threads,
-         keep_observed, shard, chunk_size, strict, max_failed, allow_outside):
-    """Label the images of a COCO dataset with a teacher: pseudo multi-labels as COCO JSON that pycocotools,
-    FiftyOne and other trainers load. Killed, the same command resumes where it stopped.
+def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives, soft, out, formats, csv_scores, batch_size,
+         provider, threads, keep_observed, shard, chunk_size, strict, max_failed, allow_outside):
+    """Label the images of a COCO dataset, an image list or a folder with a teacher: pseudo multi-labels as COCO
+    JSON that pycocotools and trainers load, and with --format for FiftyOne, CSV and Parquet. Killed, the same
+    command resumes where it stopped.
 
     \b
       spml-label --tau 0.65 --out labels.json      # teacher.onnx on the images it was trained on
       spml-label teacher.onnx --ann sp.json --images imgs/ --tau 0.55 --tau 0.75 --out labels.json
+      spml-label teacher.onnx --images photos/ --tau 0.65 --format coco,fiftyone,csv --out labels.json
       spml-label --tau 0.65 --shard 0/2 --out part0.json   # ... then: spml-label merge part0.json part1.json --out labels.json
     """
     if ctx.invoked_subcommand is not None:
@@ -102,27 +108,26 @@ def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives,
         raise click.UsageError("Missing option '--tau'.")
     if out is None:
         raise click.UsageError("Missing option '--out'.")
-    from spml.data.coco import load_coco
+    from spml.data.formats import parse_formats
     from spml.data.provenance import teacher_recipe
     from spml.errors import SpmlError, sigterm_as_interrupt
     from spml.files import remove_temps, sha256_of
+    from spml.label.inputs import load_inputs
     from spml.label.job import finish, parse_shard, resumable_scores, shard_rows, state_dir
     from spml.label.labeler import PseudoLabeler, write_labels
+    from spml.label.outputs import planned_paths, remove_partial, write_other
 
     sigterm_as_interrupt()
     part = parse_shard(shard)
+    formats = parse_formats(formats)
+    paths = planned_paths(out, formats, tau)
     labeler = PseudoLabeler(model, provider, batch_size, threads, allow_outside)
-    if ann is None:
-        ann = labeler.info.train_ann
-        if not ann:
-            raise SpmlError(f"{model} records no training annotations; pass --ann") from None
-        images = images or labeler.info.train_images
-    dataset = load_coco(ann, images)
+    dataset, what = load_inputs(ann, images, labeler)
     labeler.check_categories(dataset)  # before any work, so a mismatch leaves nothing behind
     if tau_low is not None and tau_low >= min(tau):
         raise SpmlError(f"--tau-low {tau_low} must be below --tau {min(tau)}") from None
     rows = shard_rows(len(dataset), part)
-    click.echo(f"labeling {len(rows)} images of {ann}" + (f" (shard {shard})" if shard else "")
+    click.echo(f"labeling {len(rows)} images of {what}" + (f" (shard {shard})" if shard else "")
                + f" with {model} on {labeler.provider}", err=True)
     sha = sha256_of(model)
     recipe = teacher_recipe(labeler.info, model)
@@ -143,21 +148,27 @@ def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives,
                         err=True, fg="red", bold=True)
         per_class = class_thresholds(class_prior, dataset, scores.values, expected_positives) if class_prior else None
         for t in tau:
-            path = tau_out_path(out, t, len(tau) > 1)
-            summary = write_labels(path, dataset, scores, t if per_class is None else per_class, keep_observed, model, sha,
-                                   rows, shard, tau_low, soft, extra_info=extra_info)
-            click.echo(f"wrote {path}: tau {t:g}, {summary['images']} images, {summary['positives_per_image']:.2f} "
-                       f"positives per image, {summary['failed']} failed"
-                       + (f" (listed in {summary['failures_file']})" if summary["failures_file"] else ""))
+            t_value = t if per_class is None else per_class
+            if "coco" in formats:
+                path = paths["coco", t]
+                summary = write_labels(path, dataset, scores, t_value, keep_observed, model, sha, rows, shard, tau_low,
+                                       soft, extra_info=extra_info)
+                click.echo(f"wrote {path}: tau {t:g}, {summary['images']} images, {summary['positives_per_image']:.2f} "
+                           f"positives per image, {summary['failed']} failed"
+                           + (f" (listed in {summary['failures_file']})" if summary["failures_file"] else ""))
+            info = {"tau": t, "keep_observed": keep_observed, "model": str(Path(model).resolve()), "model_sha256": sha}
+            for fmt in (f for f in formats if f != "coco"):
+                count = write_other(fmt, paths[fmt, t], dataset, scores, t_value, keep_observed, rows, info, csv_scores)
+                click.echo(f"wrote {paths[fmt, t]}: {fmt}, tau {t:g}, {count} images")
     except KeyboardInterrupt:
-        for t in tau:
-            remove_temps(tau_out_path(out, t, len(tau) > 1))
+        remove_partial(paths.values())
         remove_temps(state_dir(out))
         raise
     finish(out)
     if scores.seconds:
         click.echo(f"{len(rows)} images in {scores.seconds:.1f}s ({len(rows) / scores.seconds:.0f} img/s)")
-    click.echo(f"next: spml-train --ann {tau_out_path(out, tau[0], len(tau) > 1)} --loss bce --out student.pt")
+    if "coco" in formats:
+        click.echo(f"next: spml-train --ann {paths['coco', tau[0]]} --loss bce --out student.pt")
 
 
 def first_reasons(scores, dataset, count: int = 3) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from spml.data.coco import CocoDataset
+from spml.data.image_list import listing_sha256
 from spml.errors import SpmlError
 from spml.files import atomic_write, remove_temps, sha256_of
 from spml.label.labeler import PseudoLabeler, Scores
@@ -47,7 +48,7 @@ def resumable_scores(labeler: PseudoLabeler, dataset: CocoDataset, out: str | os
     chunk = labeler.batch_size * max(1, chunk_images // labeler.batch_size)  # whole batches: a resumed run batches alike
     manifest = {
         "model_sha256": model_sha256,
-        "annotations_sha256": sha256_of(dataset.path) if dataset.path else None,
+        "annotations_sha256": sha256_of(dataset.path) if dataset.path else listing_sha256(dataset),  # a scanned folder
         "images_dir": str(dataset.images_dir.resolve()),
         "rows": [rows.start, rows.stop],
         "chunk": chunk,

@@ -1,0 +1,66 @@
+"""The README's "Use the labels elsewhere" examples, run as written: the commands on a folder of images, then the
+FiftyOne and CSV snippets on what they wrote."""
+
+import json
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from spml.data.cli import main as data_cli
+from spml.label.cli import main as label_cli
+from tests.data.test_fiftyone import fo  # noqa: F401 - the fixture: fiftyone with a database of the test's own
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def blocks(must_contain: str) -> list[str]:
+    text = README.read_text()
+    section = text.split("## Use the labels elsewhere", 1)[1].split("\n## ", 1)[0]
+    found = [b for b in re.findall(r"```\w*\n(.*?)```", section, re.S) if must_contain in b]
+    assert found, f"no example with {must_contain!r} in the README's section"
+    return found
+
+
+@pytest.fixture
+def ran_commands(tiny_data, tiny_onnx, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(tiny_onnx, "teacher.onnx")
+    shutil.copytree(tiny_data["sp"].parent / "images" / "train", "photos")
+    clis = {"spml-label": label_cli, "spml-data": data_cli}
+    for line in blocks("spml-label")[0].splitlines():
+        argv = shlex.split(line, comments=True)
+        result = CliRunner().invoke(clis[argv[0]], argv[1:])
+        assert result.exit_code == 0, f"{line}\n{result.output}"
+    return tmp_path
+
+
+def test_readme_fiftyone_example(ran_commands, fo):  # noqa: F811
+    scope = {}
+    exec(blocks("fo.Dataset.from_dir")[0], scope)
+    labels = json.loads(Path("labels.json").read_text())
+    counts = scope["ds"].count_values("spml.classifications.label")
+    names = {c["id"]: c["name"] for c in labels["categories"]}
+    want = {}
+    for a in labels["annotations"]:
+        want[names[a["category_id"]]] = want.get(names[a["category_id"]], 0) + 1
+    assert counts == want and len(scope["ds"]) == len(labels["images"])
+    # no observed labels in a folder: every labeled image keeps its labels in the pseudo view
+    assert len(scope["pseudo"]) == len({a["image_id"] for a in labels["annotations"]}) > 0
+    scope["ds"].delete()
+
+
+def test_readme_csv_example(ran_commands):
+    scope = {}
+    exec(blocks("read_csv")[0], scope)
+    labels = json.loads(Path("labels.json").read_text())
+    names = {c["id"]: c["name"].replace(" ", "_") for c in labels["categories"]}
+    want = {im["file_name"]: [] for im in labels["images"]}
+    files = {im["id"]: im["file_name"] for im in labels["images"]}
+    for a in labels["annotations"]:
+        want[files[a["image_id"]]].append(names[a["category_id"]])
+    assert dict(zip(scope["df"]["file_name"], scope["df"]["labels"])) == want
+    assert Path("labels.parquet").exists()
