@@ -32,7 +32,9 @@ def ran_commands(tiny_data, tiny_onnx, tmp_path, monkeypatch):
     shutil.copytree(tiny_data["sp"].parent / "images" / "train", "photos")
     clis = {"spml-label": label_cli, "spml-data": data_cli}
     for line in blocks("spml-label")[0].splitlines():
-        argv = shlex.split(line, comments=True)
+        # the toy one-epoch teacher's probabilities sit near 0.5, where EM pushes unobserved labels; the README's
+        # tau is for a trained one, so the run here lowers it to get labels to check
+        argv = shlex.split(line.replace("--tau 0.65", "--tau 0.5"), comments=True)
         result = CliRunner().invoke(clis[argv[0]], argv[1:])
         assert result.exit_code == 0, f"{line}\n{result.output}"
     return tmp_path
