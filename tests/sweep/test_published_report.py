@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from spml.eval.seeds import seeds_markdown
-from spml.eval.sweep import report_markdown
+from spml.sweep.run import report_markdown
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "sweep-builtin"
 SEEDS = sorted(DOCS.glob("seed*/report.json"))

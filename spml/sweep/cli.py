@@ -1,10 +1,10 @@
-"""spml-sweep: the click command over `spml.eval.sweep.run_sweep`."""
+"""spml-sweep: the click command over `spml.sweep.run.run_sweep`."""
 
 from __future__ import annotations
 
 import click
 
-from spml.eval.sweep import VARIANTS
+from spml.sweep.run import VARIANTS
 
 
 def _names(text: str) -> tuple:
@@ -47,7 +47,7 @@ def main(ann, images, val_ann, val_images, test_ann, test_images, gt_ann, taus, 
     \b
       spml-sweep --ann sp.json --val-ann val.json --test-ann test.json --gt-ann train.json --out report/
     """
-    from spml.eval.sweep import SweepConfig, run_sweep
+    from spml.sweep.run import SweepConfig, run_sweep
     from spml.train.trainer import ALL_LOSSES
 
     train = {k: v for k, v in dict(arch=arch, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
