@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from spml.train.losses import LOSSES
+from spml.train.presets import LR_SCHEDULES, PRESETS
 from spml.train.stateful_losses import STATEFUL_LOSSES
 
 
@@ -35,8 +36,19 @@ from spml.train.stateful_losses import STATEFUL_LOSSES
 @click.option("--epochs", type=int, default=None, help="Default: 10 (built-in dataset: 8); --mode linear: 25.")
 @click.option("--batch-size", type=int, default=None, help="Default: 8 (built-in dataset: 32).")
 @click.option("--lr", type=float, default=None, help="Adam learning rate. Default: 1e-5 with ImageNet weights, 1e-3 from scratch.")
-@click.option("--alpha", type=float, default=0.1, show_default=True, help="em: weight of the entropy term.")
-@click.option("--expected-positives", type=float, default=2.9, show_default=True, help="epr, role: expected positives per image.")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
+              help="The reference code's settings for this dataset (alpha, beta, theta, warm-up, expected positives, "
+                   "batch size, fine-tuning lr, constant lr; for ll-*: batch 16, head lr x10). Options given "
+                   "explicitly win. Default: none.")
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=None,
+              help="Per-step learning-rate schedule. Default: cosine (--preset: constant, as the references).")
+@click.option("--head-lr-mult", type=float, default=None,
+              help="End to end: the head's lr as a multiple of --lr. Default: 1 (--preset with ll-*: 10).")
+@click.option("--ls-coef", type=float, default=None,
+              help="an-ls, bce-ls: label smoothing e; positives trained towards 1-e, negatives towards e. Default: 0.1.")
+@click.option("--alpha", type=float, default=None, help="em, em-apl: weight of the entropy term. Default: 0.1 (COCO).")
+@click.option("--expected-positives", type=float, default=None,
+              help="epr, role: expected positives per image. Default: 2.9 (COCO).")
 @click.option("--beta", type=float, default=None, help="em-apl: weight of the pseudo negatives. Default: 0.9 (COCO).")
 @click.option("--theta", type=float, default=None, help="em-apl: final share of unobserved labels made negatives. Default: 0.9.")
 @click.option("--warmup-epochs", type=click.IntRange(1), default=None, help="em-apl: epochs before pseudo labelling. Default: 5.")
@@ -56,6 +68,7 @@ def main(**options):
       spml-train                                   # built-in dataset -> teacher.pt
       spml-train --ann sp.json --images imgs/ --val-ann val.json --arch resnet50 --pretrained
       spml-train --ann labels.json --loss bce --out student.pt
+      spml-train --ann voc_sp.json --val-ann voc_val.json --preset voc --loss em-apl --pretrained
     """
     from spml.errors import sigterm_as_interrupt
     from spml.files import remove_temps
