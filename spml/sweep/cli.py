@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from spml.sweep.run import VARIANTS
+from spml.train.presets import LR_SCHEDULES, PRESETS
 
 
 def _names(text: str) -> tuple:
@@ -35,11 +36,18 @@ def _names(text: str) -> tuple:
 @click.option("--batch-size", type=int, default=None)
 @click.option("--lr", type=float, default=None)
 @click.option("--pretrained/--no-pretrained", default=None)
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
+              help="Every model: spml-train's --preset (the reference code's settings for the dataset). Default: none.")
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=None,
+              help="Every model: spml-train's --lr-schedule. Default: cosine (--preset: constant).")
+@click.option("--head-lr-mult", type=float, default=None,
+              help="Every model: spml-train's --head-lr-mult. Default: 1 (--preset with ll-*: 10).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Report folder.")
 def main(ann, images, val_ann, val_images, test_ann, test_images, gt_ann, taus, teacher_loss, losses, variants, variant_tau, tau_low,
-         expected_positives, arch, image_size, epochs, batch_size, lr, pretrained, seed, device, out):
+         expected_positives, arch, image_size, epochs, batch_size, lr, pretrained, preset, lr_schedule, head_lr_mult, seed,
+         device, out):
     """The seed paper's tau study: AN and EM teachers, a student per tau, test mAP and positives per image
     against tau (Figure 1), written to OUT as report.json, report.md and two PNG plots. Artifacts in OUT are
     reused, so an interrupted sweep continues.
@@ -51,7 +59,8 @@ def main(ann, images, val_ann, val_images, test_ann, test_images, gt_ann, taus, 
     from spml.train.trainer import ALL_LOSSES
 
     train = {k: v for k, v in dict(arch=arch, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
-                                    pretrained=pretrained, seed=seed, device=device).items() if v is not None}
+                                    pretrained=pretrained, preset=preset, lr_schedule=lr_schedule, head_lr_mult=head_lr_mult,
+                                    seed=seed, device=device).items() if v is not None}
     extra = tuple(n for n in ALL_LOSSES if n not in ("bce", "bce-ls")) if losses == "all" else _names(losses)
     cfg = SweepConfig(ann=ann, images=images, val_ann=val_ann, val_images=val_images, test_ann=test_ann,
                       test_images=test_images, gt_ann=gt_ann, taus=tuple(taus) or SweepConfig.taus,
