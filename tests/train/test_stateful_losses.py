@@ -433,3 +433,23 @@ def test_ll_matches_the_reference_on_random_inputs(name, mode, epoch):
     if name == "ll-cp":  # spml records all k it corrected, the reference's k - 1 plus the k-th
         assert recorded < {tuple(x) for x in loss.corrected.nonzero().tolist()}
         assert int(loss.corrected.sum()) == k
+
+
+def test_role_first_batch_init_equals_init_at_construction():
+    # Adam over batches that reach each row at a different step: setting the observed positives at a row's first
+    # batch ends where setting all of them up front (as the reference's LabelEstimator does) ends
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 3, generator=gen)
+    targets = torch.zeros(4, 3)
+    targets[[0, 1, 2, 3], [2, 0, 1, 2]] = 1.0
+    lazy, eager = (create_stateful_loss("role", 4, 3, 2, seed=5) for _ in range(2))
+    with torch.no_grad():
+        eager.estimate_logits[targets > 0.5] = math.log(0.995 / 0.005)
+        eager.initialised[:] = True
+    for loss in (lazy, eager):
+        opt = torch.optim.Adam(loss.extra_lr_params(), lr=0.05)
+        for rows in ([0, 1], [2, 3], [0, 2], [1, 3]):
+            opt.zero_grad()
+            loss(logits[rows], targets[rows], None, t(rows), 0).backward()
+            opt.step()
+    torch.testing.assert_close(lazy.estimate_logits, eager.estimate_logits, rtol=0, atol=1e-7)
