@@ -10,14 +10,14 @@ from click.testing import CliRunner
 
 from spml.data.cli import main as data_cli
 from spml.eval.cli import main as eval_cli
-from spml.eval.sweep_cli import main as sweep_cli
+from spml.sweep.cli import main as sweep_cli
 from spml.export.cli import main as export_cli
 from spml.label.cli import main as label_cli
 from spml.train.cli import main as train_cli
 
 COMMANDS = {"spml-data": data_cli, "spml-train": train_cli, "spml-export": export_cli, "spml-label": label_cli,
             "spml-eval": eval_cli, "spml-sweep": sweep_cli}
-MODULES = ["spml.data.cli", "spml.train.cli", "spml.export.cli", "spml.label.cli", "spml.eval.cli", "spml.eval.sweep_cli"]
+MODULES = ["spml.data.cli", "spml.train.cli", "spml.export.cli", "spml.label.cli", "spml.eval.cli", "spml.sweep.cli"]
 
 
 def every_command():
@@ -51,7 +51,7 @@ def test_version_on_every_command(name, cmd):
 def test_labels_required_options_are_marked_and_tau_high_explained_once():
     text = CliRunner().invoke(label_cli, ["--help"]).output
     flat = " ".join(text.split())
-    assert "beside --tau-low. [0<=x<1; required]" in flat and "Labels file (COCO JSON) to write. [required]" in flat
+    assert "beside --tau-low. [0<=x<1; required]" in flat and "labels.fiftyone/). [required]" in flat
     assert text.count("--tau-high") == 2  # the option's names, and the one sentence saying it is --tau
     assert "[MODEL]" in text  # the model positionally, as spml-export and spml-eval take it
 
@@ -67,14 +67,18 @@ def test_sweep_teacher_loss_is_a_choice():
 
 
 def test_the_torch_free_names_match_the_real_ones():
-    from spml.eval.sweep import VARIANTS
-    from spml.eval.sweep_cli import VARIANT_NAMES
+    from spml.sweep import cli as sweep_module
+    from spml.sweep.run import VARIANTS
+    from spml.train import cli as train_module
     from spml.train.loss_names import LOSS_NAMES, STATEFUL_LOSS_NAMES
     from spml.train.losses import LOSSES
+    from spml.train.presets import LR_SCHEDULES, PRESETS
     from spml.train.stateful_losses import STATEFUL_LOSSES
 
     assert LOSS_NAMES == tuple(LOSSES) and STATEFUL_LOSS_NAMES == tuple(STATEFUL_LOSSES)
-    assert VARIANT_NAMES == tuple(VARIANTS)
+    assert sweep_module.VARIANT_NAMES == tuple(VARIANTS)
+    for module in (train_module, sweep_module):
+        assert module.PRESET_NAMES == tuple(PRESETS) and module.LR_SCHEDULE_NAMES == tuple(LR_SCHEDULES)
 
 
 def test_the_commands_import_no_heavy_library_before_parsing():

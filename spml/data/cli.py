@@ -88,15 +88,16 @@ def single_positive_cmd(instances, out, seed, images):
                + (f"; {dropped} images without a positive dropped" if dropped else ""))
 
 
-@main.command()
+@main.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.argument("labels", type=click.Path(dir_okay=False))
 @click.argument("out", type=click.Path())
 @click.option("--to", "fmt", type=click.Choice(["fiftyone", "csv", "parquet"]), required=True,
               help="fiftyone: a FiftyOne image-classification dataset folder (images referenced in place); csv: "
                    "file_name,labels (space-separated names); parquet: one row per image (needs pyarrow).")
 @click.option("--images", type=click.Path(file_okay=False), default=None,
-              help="Images folder (default: recorded in LABELS, else its folder).")
-@click.option("--csv-scores", is_flag=True, help="--to csv: add a scores column aligned with labels.")
+              show_default="recorded in LABELS, else its folder", help="Images folder.")
+@click.option("--csv-scores", is_flag=True, show_default=True, help="--to csv: add a scores column aligned with labels.")
 def convert(labels, out, fmt, images, csv_scores):
     """Write a labels file (spml-label's, or any COCO file) as OUT in another format, the same positives,
     scores and sources.

@@ -7,6 +7,10 @@ from click.core import ParameterSource
 
 from spml.train.loss_names import ALL_LOSS_NAMES
 
+# spml.train.presets' names, here so --help needs no torch (tests/test_cli_help.py checks they agree)
+PRESET_NAMES = ("coco", "voc", "nus", "cub")
+LR_SCHEDULE_NAMES = ("constant", "cosine")
+
 
 def _list_archs(ctx, param, value):
     if not value or ctx.resilient_parsing:
@@ -56,8 +60,19 @@ def _list_archs(ctx, param, value):
 @click.option("--batch-size", type=int, default=None, show_default="8; built-in dataset: 32", help="Images per step.")
 @click.option("--lr", type=float, default=None, show_default="1e-5 with ImageNet weights, 1e-3 from scratch; built-in dataset: 3e-4 from its source-task backbone",
               help="Adam learning rate.")
-@click.option("--alpha", type=float, default=0.1, show_default=True, help="em: weight of the entropy term.")
-@click.option("--expected-positives", type=float, default=2.9, show_default=True, help="epr, role: expected positives per image.")
+@click.option("--preset", type=click.Choice(PRESET_NAMES), default=None, show_default="none",
+              help="The reference code's settings for this dataset (alpha, beta, theta, warm-up, expected positives, "
+                   "batch size, fine-tuning lr, constant lr; for ll-*: batch 16, head lr x10). Options given "
+                   "explicitly win.")
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULE_NAMES), default=None, show_default="cosine; --preset: constant",
+              help="Per-step learning-rate schedule.")
+@click.option("--head-lr-mult", type=float, default=None, show_default="1; --preset with ll-*: 10",
+              help="End to end: the head's lr as a multiple of --lr.")
+@click.option("--ls-coef", type=float, default=None, show_default="0.1",
+              help="an-ls, bce-ls: label smoothing e; positives trained towards 1-e, negatives towards e.")
+@click.option("--alpha", type=float, default=None, show_default="0.1 (COCO)", help="em, em-apl: weight of the entropy term.")
+@click.option("--expected-positives", type=float, default=None, show_default="2.9 (COCO)",
+              help="epr, role: expected positives per image.")
 @click.option("--beta", type=float, default=None, show_default="0.9 (COCO)", help="em-apl: weight of the pseudo negatives.")
 @click.option("--theta", type=float, default=None, show_default="0.9",
               help="em-apl: final share of unobserved labels made negatives.")
@@ -88,6 +103,7 @@ def main(ctx, **options):
       spml-train                                   # built-in dataset -> teacher.pt
       spml-train --ann sp.json --images imgs/ --val-ann val.json --arch resnet50 --pretrained
       spml-train --ann labels.json --loss bce --out student.pt
+      spml-train --ann voc_sp.json --val-ann voc_val.json --preset voc --loss em-apl --pretrained
     """
     from spml.data.provenance import builtin_test_set, is_labels_file, read_info
     from spml.errors import sigterm_as_interrupt

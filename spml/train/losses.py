@@ -4,12 +4,23 @@ Every loss takes logits (B, L) and targets (B, L) in [0, 1]: for single-positive
 positive and 0 an unobserved label; for full or pseudo labels 0 is a negative. `known` (B, L, bool), where given,
 marks the entries with a label at all (an ignore band's unknowns are False) and the others add nothing.
 As in the reference codebases, a loss is the mean over the batch's B x L entries.
+
+References (read, not copied): Cole et al. 2021, github.com/elijahcole/single-positive-multi-label, losses.py
+(`loss_an`, `loss_an_ls`, `loss_bce_ls`, `loss_wan`, `loss_epr`); Zhou et al. 2022,
+github.com/Correr-Zhou/SPML-AckTheUnknown, losses.py (EM).
+
+One deliberate difference, everywhere: the references take -log(p + 1e-5) and -log(1 - p + 1e-5) of probabilities;
+spml takes exact log-sigmoids of the logits. The values agree to ~1e-5 / p, but the reference's gradient vanishes
+where its eps dominates: for an observed positive at logit -15 the reference's d loss / d logit is about -0.03,
+spml's -1.0, so a confidently wrong positive keeps being corrected (tests/train/test_losses.py shows both).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+LS_COEF = 0.1  # Cole et al.'s ls_coef (train.py)
 
 
 def _mean(loss_matrix: torch.Tensor, known: torch.Tensor | None) -> torch.Tensor:
@@ -18,16 +29,19 @@ def _mean(loss_matrix: torch.Tensor, known: torch.Tensor | None) -> torch.Tensor
     return (loss_matrix * known).sum() / known.sum().clamp_min(1)
 
 
-def bce(logits, targets, known=None, smoothing: float = 0.0):
-    """Binary cross-entropy on every (known) entry; `smoothing` e maps targets to y(1-e) + e/2 (bce-ls)."""
-    if smoothing:
-        targets = targets * (1 - smoothing) + smoothing / 2
+def bce(logits, targets, known=None, ls_coef: float = 0.0):
+    """Binary cross-entropy on every (known) entry. With label smoothing (bce-ls, an-ls) the target is
+    y(1 - e) + (1 - y)e, e = ls_coef: positives trained towards 0.9 and negatives towards 0.1 at e = 0.1, as the
+    reference's (1-e)(-log p) + e(-log(1-p)) on positives and its mirror on negatives. Soft targets (a teacher's
+    probabilities) are mapped by the same line, y(1 - 2e) + e."""
+    if ls_coef:
+        targets = targets * (1 - ls_coef) + (1 - targets) * ls_coef
     return _mean(F.binary_cross_entropy_with_logits(logits, targets, reduction="none"), known)
 
 
-def assume_negative(logits, targets, known=None, smoothing: float = 0.0):
+def assume_negative(logits, targets, known=None, ls_coef: float = 0.0):
     """AN: single-positive labels with every unobserved label taken as a negative (Cole et al. 2021)."""
-    return bce(logits, targets, known, smoothing)
+    return bce(logits, targets, known, ls_coef)
 
 
 def weak_assume_negative(logits, targets, known=None):
@@ -48,32 +62,34 @@ def entropy_maximization(logits, targets, known=None, alpha: float = 0.1):
 
 
 def expected_positive_regularization(logits, targets, known=None, expected_positives: float = 2.9):
-    """EPR (Cole et al. 2021): -log p on observed positives plus ((sum_j p_j - k) / L)^2 per image."""
+    """EPR (Cole et al. 2021, `loss_epr`): -log p on the observed positives, zero elsewhere, averaged over the
+    B x L (known) entries like every other loss; plus ((1/B sum_b sum_j p_bj) - k)^2 / L^2, the square of the
+    batch mean of the expected positives per image (not the mean of per-image squares). The regulariser counts
+    every entry, known or not: k is a number of positives per image."""
     num_classes = logits.shape[1]
     observed = targets > 0.5
-    positive_term = torch.where(observed, -F.logsigmoid(logits), torch.zeros_like(logits))
-    positive_term = positive_term.sum() / observed.sum().clamp_min(1)
-    reg = ((torch.sigmoid(logits).sum(dim=1) - expected_positives) / num_classes) ** 2
-    return positive_term + reg.mean()
+    positive_term = _mean(torch.where(observed, -F.logsigmoid(logits), torch.zeros_like(logits)), known)
+    reg = (torch.sigmoid(logits).sum(dim=1).mean() - expected_positives) ** 2 / num_classes ** 2
+    return positive_term + reg
 
 
 LOSSES = {
     "an": "assume negative: unobserved labels are negatives",
-    "an-ls": "assume negative with label smoothing (0.1)",
+    "an-ls": "assume negative with label smoothing (--ls-coef, 0.1: targets 0.9 / 0.1)",
     "wan": "weak assume negative: negatives weighted 1/(L-1)",
     "epr": "expected positive regularisation",
     "em": "entropy maximisation on unobserved labels (Zhou et al. 2022)",
     "bce": "binary cross-entropy on full or pseudo labels",
-    "bce-ls": "binary cross-entropy with label smoothing (0.1), the seed paper's student",
+    "bce-ls": "binary cross-entropy with label smoothing (--ls-coef), the seed paper's student",
 }
 
 
-def compute_loss(name: str, logits, targets, known=None, *, alpha: float = 0.1, smoothing: float = 0.1,
+def compute_loss(name: str, logits, targets, known=None, *, alpha: float = 0.1, ls_coef: float = LS_COEF,
                  expected_positives: float = 2.9):
     if name == "an":
         return assume_negative(logits, targets, known)
     if name == "an-ls":
-        return assume_negative(logits, targets, known, smoothing)
+        return assume_negative(logits, targets, known, ls_coef)
     if name == "wan":
         return weak_assume_negative(logits, targets, known)
     if name == "epr":
@@ -83,5 +99,5 @@ def compute_loss(name: str, logits, targets, known=None, *, alpha: float = 0.1, 
     if name == "bce":
         return bce(logits, targets, known)
     if name == "bce-ls":
-        return bce(logits, targets, known, smoothing)
+        return bce(logits, targets, known, ls_coef)
     raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")

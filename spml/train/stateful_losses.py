@@ -6,7 +6,8 @@ B x L (known) entries, as in the reference codebases. In addition every call get
 batch's images in the training set, and `epoch` (0-based), and the trainer calls `end_epoch(epoch)` after each
 epoch. All state lives in buffers or parameters, so `state_dict()` saves it and a resumed run continues exactly.
 
-References (read, not copied; where we differ it is said at the place):
+References (read, not copied; where we differ it is said at the place). Everywhere, as in spml.train.losses:
+exact log-sigmoids of the logits where the references take -log(x + 1e-5) of probabilities.
 - ROLE: Cole et al. 2021, github.com/elijahcole/single-positive-multi-label (losses.py `loss_role`,
   models.py `LabelEstimator`, train.py for lr_mult).
 - EM+APL: Zhou et al. 2022, github.com/Correr-Zhou/SPML-AckTheUnknown (losses.py `loss_EM_APL`,
@@ -95,20 +96,25 @@ class StatefulLoss(torch.nn.Module):
 class RoleLoss(StatefulLoss):
     """ROLE (Cole et al. 2021): an N x L matrix of label estimates, stored as logits, trained jointly with the model.
 
-    Per entry (reference losses.py `loss_role`): 0.5 * (classifier terms + estimator terms), where the classifier
-    fits the detached estimates, -[e log p + (1-e) log(1-p)], plus -log p on observed positives, and the estimator
-    fits the detached predictions, -[p log e + (1-p) log(1-e)], plus -log e on observed positives. Mean over B x L,
-    plus 0.5 * (R(p) + R(e)) with R(x) = (mean_b sum_j x_bj - k)^2 / L^2 (the reference squares the batch mean of
-    the per-image sums, unlike spml.train.losses.epr which averages per-image squares).
+    Per entry, as the reference losses.py `loss_role`, for every entry alike: 0.5 * (classifier terms + estimator
+    terms). The classifier fits the detached estimates, -[e log p + (1-e) log(1-p)], plus -log p on observed
+    positives; the estimator fits the detached predictions, -[p log e + (1-p) log(1-e)], plus -log e on observed
+    positives. Mean over B x L, plus 0.5 * (R(p) + R(e)) with R(x) = (mean_b sum_j x_bj - k)^2 / L^2 (the square
+    of the batch mean of the per-image sums, as spml.train.losses.epr).
 
-    Differences from the reference: observed positives of the estimates are held at exactly 1 (the reference
-    initialises them at 0.995 and lets -log e keep them there), so their estimator terms are constants and dropped;
-    the classifier's observed-positive terms are unchanged (0.5 * -log p twice = -log p). Losses are computed from
-    logits, without the reference's +1e-5 inside the logs.
-    Initialisation as in the reference models.py `LabelEstimator`: unobserved logits uniform in [-q, q],
-    q = logit(0.5 + init_width), init_width = 0.1; drawn from a private generator seeded by `seed`, so creating
-    the loss does not move the global RNG. The estimates get lr_mult = 10 x the lr (reference train.py, P['lr_mult']).
+    Initialisation as the reference models.py `LabelEstimator`: unobserved logits uniform in [-q, q],
+    q = logit(0.5 + init_width), init_width = 0.1, drawn from a private generator seeded by `seed` (creating the
+    loss does not move the global RNG); observed positives at logit(0.995), and trainable like every other
+    estimate. The loss learns which entries are observed from the targets, so an image's positives are set to
+    logit(0.995) at its first batch (`initialised` remembers which rows): the same as setting them at
+    construction, since a row's estimates get no gradient, hence no update, before its first batch (their
+    optimizer group has no weight decay). The estimates get lr_mult = 10 x the lr (reference train.py, P['lr_mult']).
+
+    Differences from the reference: exact log-sigmoids of the logits, not -log(x + 1e-5) (see spml.train.losses);
+    entries with known False add nothing to the mean (the reference has no unknown entries).
     """
+
+    POSITIVE_INIT = 0.995  # reference models.py: init_logit_pos = inverse_sigmoid(0.995)
 
     def __init__(self, num_images, num_classes, epochs, expected_positives=2.9, lr_mult=10.0, init_width=0.1, seed=0):
         super().__init__(num_images, num_classes, epochs)
@@ -120,6 +126,7 @@ class RoleLoss(StatefulLoss):
         generator = torch.Generator().manual_seed(int(seed))
         init = q * (2 * torch.rand(self.num_images, self.num_classes, generator=generator) - 1)
         self.estimate_logits = torch.nn.Parameter(init)
+        self.register_buffer("initialised", torch.zeros(self.num_images, dtype=torch.bool))
 
     def extra_lr_params(self) -> list:
         return [self.estimate_logits]
@@ -127,25 +134,35 @@ class RoleLoss(StatefulLoss):
     def _regulariser(self, x: torch.Tensor) -> torch.Tensor:
         return (x.sum(dim=1).mean() - self.expected_positives) ** 2 / self.num_classes ** 2
 
-    def estimates(self, rows, targets) -> torch.Tensor:
-        """The label estimates of `rows` in [0, 1], observed positives (targets > 0.5) fixed at 1."""
+    @torch.no_grad()
+    def _initialise_positives(self, rows, observed) -> None:
+        rows = rows.to(self.initialised.device)
+        new = ~self.initialised[rows]
+        if new.any():
+            fresh = rows[new]
+            positives = observed[new.to(observed.device)].to(self.estimate_logits.device)
+            block = self.estimate_logits.data[fresh]
+            block[positives] = _logit(self.POSITIVE_INIT)
+            self.estimate_logits.data[fresh] = block
+            self.initialised[fresh] = True
+
+    def estimates(self, rows) -> torch.Tensor:
+        """The current label estimates of `rows`, in [0, 1]."""
         rows = torch.as_tensor(rows, device=self.estimate_logits.device).long()
-        est = torch.sigmoid(self.estimate_logits[rows])
-        return torch.where(targets.to(est.device) > 0.5, torch.ones_like(est), est)
+        return torch.sigmoid(self.estimate_logits[rows]).detach()
 
     def forward(self, logits, targets, known, rows, epoch):
         logits, observed, known, rows = self._prepare(logits, targets, known, rows)
+        self._initialise_positives(rows, observed)
         est_logits = self.estimate_logits[rows.to(self.estimate_logits.device)].to(logits.device)
-        est = torch.where(observed, torch.ones_like(est_logits), torch.sigmoid(est_logits))
-        p = torch.sigmoid(logits)
+        est, p = torch.sigmoid(est_logits), torch.sigmoid(logits)
         zero = torch.zeros_like(logits)
-        # classifier side: targets are the detached estimates
-        cls_pos = torch.where(observed, -F.logsigmoid(logits), zero)
-        cls_cross = F.binary_cross_entropy_with_logits(logits, est.detach(), reduction="none")
-        # estimator side: targets are the detached predictions; nothing at observed positives (fixed at 1)
-        est_cross = torch.where(observed, zero,
-                                F.binary_cross_entropy_with_logits(est_logits, p.detach(), reduction="none"))
-        main = _masked_mean(0.5 * (cls_pos + cls_cross) + 0.5 * est_cross, known)
+        # classifier side: targets are the detached estimates; estimator side: the detached predictions
+        cls = torch.where(observed, -F.logsigmoid(logits), zero) \
+            + F.binary_cross_entropy_with_logits(logits, est.detach(), reduction="none")
+        estimator = torch.where(observed, -F.logsigmoid(est_logits), zero) \
+            + F.binary_cross_entropy_with_logits(est_logits, p.detach(), reduction="none")
+        main = _masked_mean(0.5 * (cls + estimator), known)
         return main + 0.5 * (self._regulariser(p) + self._regulariser(est))
 
 
@@ -237,17 +254,26 @@ class LargeLossLoss(StatefulLoss):
 
     How many: k = ceil(n * rate) of the batch's n = B x L entries (as the reference; with a known mask, n = the
     known entries), picked among the unobserved (known, not yet corrected) entries. rate = delta_rel * epoch for
-    LL-R and LL-Ct (reference train.py: clean_rate starts at 1 and loses delta_rel after every epoch; k uses
-    1 - clean_rate). For LL-Cp, schedule "fixed" (default) uses rate = delta_rel from epoch 1 on: the reference's
-    LL-Cp branch in losses.py (`if P['mod_scheme'] is 'LL-Cp'`) intends that, since corrections accumulate, but
-    compares strings with `is` and so never takes it; schedule "growing" gives what the public code ran.
-    Permanent corrections live in an N x L bool buffer and are trained with target 1 in later calls.
+    LL-R and LL-Ct (reference train.py: the clean rate starts at 1 and loses delta_rel after every epoch; k uses
+    1 - clean rate).
+
+    LL-Cp, and what the public code runs: the paper's LL-Cp corrects a fixed share, delta_rel, of each batch and
+    keeps those corrections. The repository's current losses.py and train.py test `P['mod_scheme'] is 'LL-Cp'`;
+    for a string parsed from the command line `is` is False, so neither the fixed share nor the permanent record
+    is ever taken and `--mod_scheme LL-Cp` runs exactly LL-Ct (spml's ll-ct). An earlier revision of the
+    repository, which switched on a perm_mod flag instead, ran the fixed share with permanent corrections. spml's
+    ll-cp does what the paper describes: schedule "fixed" (default) uses rate = delta_rel from epoch 1 on, and
+    the corrections accumulate in an N x L bool buffer, trained with target 1 in later calls. schedule "growing"
+    (rate = delta_rel * epoch, with permanent corrections) is neither the paper's nor any reference run's; it is
+    kept only as an option.
 
     Differences from the reference: exactly k entries are picked (the reference modifies every entry whose loss
-    ties the k-th, and with a zero threshold would touch observed positives); LL-Cp records all k corrected
-    entries (the reference records only those strictly above the k-th loss); observed positives are never picked.
-    delta_rel: README.md lists --delta_rel in {0.1, ..., 0.5} (percent; config.py divides by 100, default 0 = AN);
-    the default 0.002 is that list's 0.2.
+    ties the k-th, and with a zero threshold would touch observed positives); observed positives are never
+    picked; LL-Cp records all k entries it corrects, where the reference corrects k in the loss but records as
+    permanent only those strictly above the k-th loss (k - 1 of them when there are no ties).
+    delta_rel: the reference has no usable default. Its README asks for --delta_rel in {0.1, ..., 0.5}, in percent
+    (config.py divides by 100; its fallback 0 would leave plain AN). spml takes a fraction: the default 0.002 is
+    the README's 0.2 (%). The README gives no value per dataset, so every --preset uses 0.002 too.
     """
 
     MODES = ("reject", "correct", "permanent")

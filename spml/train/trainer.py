@@ -19,6 +19,7 @@ from spml.errors import SpmlError
 from spml.files import atomic_write
 from spml.train.data import ImageLabels
 from spml.train.losses import LOSSES, compute_loss
+from spml.train.presets import apply_preset, fill_defaults, fine_tune_lr
 from spml.train.stateful_losses import DEFAULTS as STATEFUL_DEFAULTS
 from spml.train.stateful_losses import STATEFUL_LOSSES, StatefulLoss, create_stateful_loss
 from spml.train.model import (FORMAT_VERSION, check_arch, create_model, load_checkpoint, model_preprocess,
@@ -48,8 +49,12 @@ class TrainConfig:
     batch_size: int | None = None  # None: 8 as in the papers (built-in dataset: 32)
     lr: float | None = None  # None: 1e-5 fine-tuning pretrained weights, 1e-3 from scratch or for a linear head
     weight_decay: float = 0.0
-    alpha: float = 0.1  # em: weight of the entropy term (Zhou et al.: COCO 0.1, VOC 0.2)
-    expected_positives: float = 2.9  # epr, role: k, positives per image expected (COCO 2.9)
+    preset: str | None = None  # coco | voc | nus | cub: the reference code's settings for it (spml.train.presets)
+    lr_schedule: str | None = None  # cosine | constant (the references'); None: cosine, --preset: constant
+    head_lr_mult: float | None = None  # the head's lr = this x lr, end to end; None: 1, --preset with ll-*: 10
+    ls_coef: float | None = None  # an-ls, bce-ls: label smoothing e, targets 1-e / e; None: 0.1 (Cole et al.)
+    alpha: float | None = None  # em, em-apl: weight of the entropy term (None: 0.1; Zhou et al.: COCO 0.1, VOC 0.2)
+    expected_positives: float | None = None  # epr, role: k, positives per image expected (None: COCO's 2.9)
     beta: float | None = None  # em-apl: weight of the pseudo negatives (None: COCO's 0.9)
     theta: float | None = None  # em-apl: final share of unobserved labels made pseudo negatives (None: 0.9)
     warmup_epochs: int | None = None  # em-apl: epochs before pseudo labelling starts (None: 5)
@@ -86,6 +91,8 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         defaults = BUILTIN_PRESET
     else:
         defaults = PAPER_DEFAULTS
+    apply_preset(cfg)  # before spml's defaults: an explicit option wins over the preset, the preset over ours
+    fill_defaults(cfg)
     if cfg.mode not in MODES:
         raise SpmlError(f"unknown mode {cfg.mode!r}; valid: {', '.join(MODES)}") from None
     if cfg.mode == "linear" and cfg.epochs is None:
@@ -108,7 +115,7 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     if cfg.pretrained is None:
         cfg.pretrained = cfg.weights is None and pretrained_weights_cached(cfg.arch)
     if cfg.lr is None:
-        cfg.lr = 1e-5 if (cfg.pretrained or cfg.weights) and cfg.mode != "linear" else 1e-3
+        cfg.lr = fine_tune_lr(cfg, 1e-5) if (cfg.pretrained or cfg.weights) and cfg.mode != "linear" else 1e-3
     if cfg.device == "auto":
         cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
     elif cfg.device == "cuda" and not torch.cuda.is_available():
@@ -175,6 +182,30 @@ def make_stateful_loss(cfg: TrainConfig, num_images: int, num_classes: int) -> S
         raise SpmlError(f"--loss {cfg.loss}: {e}") from None
 
 
+def make_optimizer(model, trainable, cfg: TrainConfig, stateful: StatefulLoss | None, log=print):
+    """Adam over the trained parameters: the head at head_lr_mult x lr when training end to end (LargeLossMatters
+    gives it 10x), ROLE's label estimates at their own lr_mult (10x, Cole et al.)."""
+    groups = [{"params": list(trainable.parameters())}]
+    if cfg.head_lr_mult != 1 and trainable is model:
+        from spml.train.features import head_of
+
+        head = {id(p) for p in head_of(model)[0].parameters()}
+        groups = [{"params": [p for p in model.parameters() if id(p) not in head]},
+                  {"params": [p for p in model.parameters() if id(p) in head], "lr": cfg.lr * cfg.head_lr_mult}]
+    elif cfg.head_lr_mult != 1:
+        log(f"--mode {cfg.mode}: only the head trains, at --lr; --head-lr-mult does not apply")
+    if stateful is not None and stateful.extra_lr_params():
+        groups.append({"params": stateful.extra_lr_params(), "lr": cfg.lr * stateful.lr_mult, "weight_decay": 0.0})
+    return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(optimizer, cfg: TrainConfig, steps: int):
+    """Per step: cosine from lr to 0 over the run (spml's default), or constant (the reference loops)."""
+    if cfg.lr_schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+
+
 def train_one_epoch(model, loader, optimizer, scheduler, cfg: TrainConfig, epoch: int,
                     stateful: StatefulLoss | None = None) -> float:
     from spml.progress import tqdm
@@ -189,7 +220,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, cfg: TrainConfig, epoch
         if stateful is not None:
             loss = stateful(logits, targets, known, rows.to(cfg.device), epoch)
         else:
-            loss = compute_loss(cfg.loss, logits, targets, known, alpha=cfg.alpha, expected_positives=cfg.expected_positives)
+            loss = compute_loss(cfg.loss, logits, targets, known, alpha=cfg.alpha, ls_coef=cfg.ls_coef,
+                                expected_positives=cfg.expected_positives)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -316,12 +348,9 @@ def _train(config: TrainConfig, log=print) -> Path:
         trainable.requires_grad_(True)
         log("linear: the backbone is frozen; the head trains on its cached features (no flips)")
     stateful = make_stateful_loss(cfg, len(train_set), train_set.num_classes)
-    groups = [{"params": trainable.parameters()}]
-    if stateful is not None and stateful.extra_lr_params():  # ROLE's label estimates learn 10x faster
-        groups.append({"params": stateful.extra_lr_params(), "lr": cfg.lr * stateful.lr_mult, "weight_decay": 0.0})
-    optimizer = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(model, trainable, cfg, stateful, log)
     steps_per_epoch = -(-len(fit_data) // cfg.batch_size)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps_per_epoch)
+    scheduler = make_scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
     start_epoch, best_metric, history = 0, None, []
     if cfg.resume and last_path(cfg.out).exists():
         state = load_checkpoint(last_path(cfg.out))
@@ -340,7 +369,9 @@ def _train(config: TrainConfig, log=print) -> Path:
     start = f"from {cfg.init}" if cfg.init else "ImageNet weights" if cfg.pretrained else cfg.weights or "from scratch"
     log(f"training {cfg.arch}{' head' if cfg.mode == 'linear' else ''} ({start}) at "
         f"{cfg.image_size}px on {len(train_set)} images, {train_set.num_classes} categories, {cfg.epochs} epochs, "
-        f"batch {cfg.batch_size}, lr {cfg.lr:g}, device {cfg.device}"
+        f"batch {cfg.batch_size}, lr {cfg.lr:g} ({cfg.lr_schedule}"
+        + (f", head x{cfg.head_lr_mult:g}" if cfg.head_lr_mult != 1 and cfg.mode != "linear" else "")
+        + (f", preset {cfg.preset}" if cfg.preset else "") + f"), device {cfg.device}"
         + (f"; validation on {len(val_set)} images" if val_set else "; no validation set: the last epoch is kept"))
     for epoch in range(start_epoch, cfg.epochs):
         started = time.time()

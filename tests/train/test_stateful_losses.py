@@ -5,6 +5,7 @@ a state_dict round trip."""
 import io
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -58,40 +59,48 @@ def role_setup(k=1.5):
     with torch.no_grad():
         for row, values in zip(ROLE_ROWS, ROLE_EST):
             loss.estimate_logits[row] = t(values)
+        loss.initialised[ROLE_ROWS] = True  # keep the estimates set here (no first-batch init of positives)
     return loss
 
 
-def test_role_value_and_gradients_by_hand():
+def ref_role(preds, est, obs, k, eps=0.0):
+    """Cole et al.'s loss_role in numpy float64: every entry gets both cross terms, observed ones also -log p and
+    -log e; mean over B x L; 0.5 * (R(p) + R(e)), R(x) = (mean_b sum_j x_bj - k)^2 / L^2."""
+    preds, est, obs = (np.asarray(a, dtype=np.float64) for a in (preds, est, obs))
+    nl = lambda x: -np.log(x + eps)  # noqa: E731
+    B, L = obs.shape
+    pos_1 = np.where(obs == 1, nl(preds), 0.0)
+    cross_1 = est * nl(preds) + (1 - est) * nl(1 - preds)
+    pos_2 = np.where(obs == 1, nl(est), 0.0)
+    cross_2 = preds * nl(est) + (1 - preds) * nl(1 - est)
+    reg = lambda x: (x.sum(axis=1).mean(axis=0) - k) ** 2 / L ** 2  # noqa: E731
+    return (0.5 * (pos_1 + pos_2) + 0.5 * (cross_1 + cross_2)).sum() / (B * L) + 0.5 * (reg(preds) + reg(est))
+
+
+def test_role_value_matches_the_reference_formula():
+    k = 1.5
+    loss = role_setup(k)
+    value = loss(t(LOGITS, dtype=torch.float64), t(TARGETS), None, t(ROLE_ROWS), 0).item()
+    preds, est = 1 / (1 + np.exp(-np.array(LOGITS))), 1 / (1 + np.exp(-np.array(ROLE_EST)))
+    assert value == pytest.approx(ref_role(preds, est, TARGETS, k), rel=1e-6)
+    # the reference's eps moves the value by ~1e-5 here
+    assert abs(value - ref_role(preds, est, TARGETS, k, eps=1e-5)) < 1e-4
+
+
+def test_role_gradients_by_hand():
     k, B, L = 1.5, 2, 3
     loss = role_setup(k)
     logits = t(LOGITS, requires_grad=True)
-    value = loss(logits, t(TARGETS), None, t(ROLE_ROWS), 0)
-    value.backward()
-
+    loss(logits, t(TARGETS), None, t(ROLE_ROWS), 0).backward()
     p = [[sig(s) for s in row] for row in LOGITS]
-    e = [[1.0 if y else sig(v) for v, y in zip(er, yr)] for er, yr in zip(ROLE_EST, TARGETS)]
-    total = 0.0
+    e = [[sig(v) for v in row] for row in ROLE_EST]
+    sp, se = sum(map(sum, p)) / B, sum(map(sum, e)) / B
+    # each side fits the other's detached value; observed entries add -0.5 log p / -0.5 log e on their own side
     for b in range(B):
         for j in range(L):
-            if TARGETS[b][j]:  # classifier: -log p (observed term) and its fit to e = 1; estimate fixed
-                total += 0.5 * -math.log(p[b][j]) + 0.5 * bce(p[b][j], 1.0)
-            else:  # each side fits the other's detached value
-                total += 0.5 * bce(p[b][j], e[b][j]) + 0.5 * bce(e[b][j], p[b][j])
-    sp = sum(sum(r) for r in p) / B  # mean over the batch of the per-image sums
-    se = sum(sum(r) for r in e) / B
-    reg = 0.5 * ((sp - k) ** 2 / L ** 2 + (se - k) ** 2 / L ** 2)
-    assert value.item() == pytest.approx(total / (B * L) + reg, rel=1e-6)
-
-    # gradients show the detachment: predictions only feel their own terms, estimates theirs
-    for b in range(B):
-        for j in range(L):
-            pb, eb = p[b][j], e[b][j]
-            reg_p = 0.5 * 2 * (sp - k) / L ** 2 / B * pb * (1 - pb)
-            if TARGETS[b][j]:
-                want_p, want_e = -(1 - pb) / (B * L) + reg_p, 0.0
-            else:
-                want_p = 0.5 * (pb - eb) / (B * L) + reg_p
-                want_e = 0.5 * (eb - pb) / (B * L) + 0.5 * 2 * (se - k) / L ** 2 / B * eb * (1 - eb)
+            pb, eb, y = p[b][j], e[b][j], TARGETS[b][j]
+            want_p = 0.5 * ((pb - eb) - y * (1 - pb)) / (B * L) + (sp - k) / L ** 2 / B * pb * (1 - pb)
+            want_e = 0.5 * ((eb - pb) - y * (1 - eb)) / (B * L) + (se - k) / L ** 2 / B * eb * (1 - eb)
             assert logits.grad[b, j].item() == pytest.approx(want_p, rel=1e-5, abs=1e-9)
             assert loss.estimate_logits.grad[ROLE_ROWS[b], j].item() == pytest.approx(want_e, rel=1e-5, abs=1e-9)
     assert torch.all(loss.estimate_logits.grad[[1, 3]] == 0)  # rows not in the batch
@@ -103,19 +112,20 @@ def test_role_known_mask_drops_entries():
     loss = role_setup(k)
     value = loss(t(LOGITS), t(TARGETS), t(known), t(ROLE_ROWS), 0).item()
     p = [[sig(s) for s in row] for row in LOGITS]
-    e = [[1.0 if y else sig(v) for v, y in zip(er, yr)] for er, yr in zip(ROLE_EST, TARGETS)]
+    e = [[sig(v) for v in row] for row in ROLE_EST]
     terms = []
     for b in range(B):
         for j in range(L):
             if known[b][j]:
-                terms.append(-math.log(p[b][j]) if TARGETS[b][j]
-                             else 0.5 * bce(p[b][j], e[b][j]) + 0.5 * bce(e[b][j], p[b][j]))
+                y = TARGETS[b][j]
+                terms.append(0.5 * (-y * math.log(p[b][j]) - y * math.log(e[b][j]))
+                             + 0.5 * (bce(p[b][j], e[b][j]) + bce(e[b][j], p[b][j])))
     sp, se = sum(map(sum, p)) / B, sum(map(sum, e)) / B
     reg = 0.5 * ((sp - k) ** 2 + (se - k) ** 2) / L ** 2
     assert value == pytest.approx(sum(terms) / len(terms) + reg, rel=1e-6)
 
 
-def test_role_estimates_are_extra_lr_params_and_positives_stay_at_one():
+def test_role_positives_start_at_0995_and_stay_trainable():
     loss = create_stateful_loss("role", 4, 3, 2)
     params = loss.extra_lr_params()
     assert len(params) == 1 and params[0] is loss.estimate_logits
@@ -124,18 +134,21 @@ def test_role_estimates_are_extra_lr_params_and_positives_stay_at_one():
     q = math.log(0.6 / 0.4)  # reference init: uniform in [-logit(0.6), logit(0.6)]
     assert loss.estimate_logits.abs().max().item() <= q + 1e-6
 
-    opt = torch.optim.SGD(params, lr=100.0)
     logits, targets, rows = t(LOGITS), t(TARGETS), t(ROLE_ROWS)
     before = loss.estimate_logits.detach().clone()
-    for _ in range(3):
-        opt.zero_grad()
-        loss(logits, targets, None, rows, 0).backward()
-        observed = targets > 0.5
-        assert torch.all(loss.estimate_logits.grad[rows][observed] == 0)
-        opt.step()
-    est = loss.estimates(rows, targets)
-    assert torch.all(est[targets > 0.5] == 1.0)
-    assert not torch.equal(loss.estimate_logits.detach()[rows][targets < 0.5], before[rows][targets < 0.5])
+    loss(logits, targets, None, rows, 0).backward()
+    observed = targets > 0.5
+    est = loss.estimates(rows)
+    assert est[observed].tolist() == pytest.approx([0.995, 0.995], rel=1e-6)  # set at the rows' first batch
+    assert torch.equal(loss.estimate_logits.detach()[rows][~observed], before[rows][~observed])
+    assert torch.all(loss.estimate_logits.grad[rows][observed] != 0)  # trainable, like every other estimate
+
+    opt = torch.optim.SGD(params, lr=100.0)
+    opt.step()
+    moved = loss.estimates(rows)
+    assert not torch.equal(moved[observed], est[observed])
+    loss(logits, targets, None, rows, 1)  # a later batch does not reset them
+    assert torch.equal(loss.estimates(rows), moved)
 
 
 def test_role_init_is_seeded_and_leaves_global_rng_alone():
@@ -385,3 +398,58 @@ def test_ll_schedules():
     assert loss.delta_rel == 0.002
     loss(logits, torch.zeros(16, 5), None, torch.arange(10).repeat(2)[:16], 3)
     assert int(loss.last_selected.sum()) == math.ceil(80 * 0.006)
+
+
+def ref_large_loss(s, y, rate, mode):
+    """LargeLossMatters' compute_batch_loss in numpy float64 (AN loss, k = ceil(B L rate), threshold = the k-th
+    largest unobserved loss; entries below it keep their loss, the others are rejected or corrected), and the
+    entries it records as permanent corrections (strictly above the threshold)."""
+    s, y = np.asarray(s, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    p = 1 / (1 + np.exp(-s))
+    loss = np.where(y == 1, -np.log(p), -np.log(1 - p))
+    corrected = -np.log(p)  # bce against not(y) on unobserved entries
+    unobserved_loss = (y == 0) * loss
+    k = math.ceil(y.size * rate)
+    threshold = np.sort(unobserved_loss.flatten())[::-1][k - 1]
+    other = corrected if mode in ("LL-Ct", "LL-Cp") else 0.0
+    final = np.where(unobserved_loss < threshold, loss, other)
+    recorded = {tuple(x) for x in np.argwhere(unobserved_loss > threshold)}
+    return final.sum() / y.size, recorded
+
+
+@pytest.mark.parametrize("name, mode, epoch", [("ll-r", "LL-R", 3), ("ll-ct", "LL-Ct", 3), ("ll-cp", "LL-Cp", 5)])
+def test_ll_matches_the_reference_on_random_inputs(name, mode, epoch):
+    gen = np.random.default_rng(1)
+    s = gen.normal(0, 2, (8, 6))
+    y = np.zeros((8, 6))
+    y[np.arange(8), gen.integers(0, 6, 8)] = 1.0
+    loss = create_stateful_loss(name, 8, 6, 10, delta_rel=0.05)
+    value = loss(t(s), t(y), None, torch.arange(8), epoch).item()
+    rate = 0.05 if name == "ll-cp" else 0.05 * epoch  # ll-cp: the paper's fixed share
+    want, recorded = ref_large_loss(s, y, rate, mode)
+    assert value == pytest.approx(want, rel=1e-6)
+    k = math.ceil(48 * rate)
+    assert int(loss.last_selected.sum()) == k and len(recorded) == k - 1  # no ties: the reference records k - 1
+    if name == "ll-cp":  # spml records all k it corrected, the reference's k - 1 plus the k-th
+        assert recorded < {tuple(x) for x in loss.corrected.nonzero().tolist()}
+        assert int(loss.corrected.sum()) == k
+
+
+def test_role_first_batch_init_equals_init_at_construction():
+    # Adam over batches that reach each row at a different step: setting the observed positives at a row's first
+    # batch ends where setting all of them up front (as the reference's LabelEstimator does) ends
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 3, generator=gen)
+    targets = torch.zeros(4, 3)
+    targets[[0, 1, 2, 3], [2, 0, 1, 2]] = 1.0
+    lazy, eager = (create_stateful_loss("role", 4, 3, 2, seed=5) for _ in range(2))
+    with torch.no_grad():
+        eager.estimate_logits[targets > 0.5] = math.log(0.995 / 0.005)
+        eager.initialised[:] = True
+    for loss in (lazy, eager):
+        opt = torch.optim.Adam(loss.extra_lr_params(), lr=0.05)
+        for rows in ([0, 1], [2, 3], [0, 2], [1, 3]):
+            opt.zero_grad()
+            loss(logits[rows], targets[rows], None, t(rows), 0).backward()
+            opt.step()
+    torch.testing.assert_close(lazy.estimate_logits, eager.estimate_logits, rtol=0, atol=1e-7)

@@ -46,7 +46,7 @@ class SweepConfig:
     variant_tau: float | None = None  # None: the best tau by validation mAP
     tau_low: float = 0.5  # band variant
     expected_positives: float = 2.9  # prior variant
-    train: dict = field(default_factory=dict)  # arch, image_size, epochs, batch_size, lr, pretrained, seed, device
+    train: dict = field(default_factory=dict)  # TrainConfig options for every model: arch, image_size, ..., preset, seed
 
 
 def _train(cfg: SweepConfig, out: Path, ann: str, loss: str, images=None, log=print, **extra) -> Path:

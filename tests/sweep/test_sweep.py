@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from sklearn.metrics import average_precision_score
 
 from spml.data.coco import load_coco
-from spml.eval.sweep import plot_figure1, report_markdown
-from spml.eval.sweep_cli import main as sweep_cli
+from spml.sweep.run import plot_figure1, report_markdown
+from spml.sweep.cli import main as sweep_cli
 
 
 @pytest.fixture(scope="module")

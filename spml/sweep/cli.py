@@ -1,4 +1,4 @@
-"""spml-sweep: the click command over `spml.eval.sweep.run_sweep`."""
+"""spml-sweep: the click command over `spml.sweep.run.run_sweep`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import click
 
 from spml.train.loss_names import ALL_LOSS_NAMES
 
-# spml.eval.sweep.VARIANTS, named here so --help needs no numpy (tests/test_cli_help.py checks they agree)
+# spml.sweep.run.VARIANTS, named here so --help needs no numpy (tests/test_cli_help.py checks they agree)
 VARIANT_NAMES = ("soft", "band", "prior", "init", "init-soft", "round2")
+# spml.train.presets' names, for the same reason
+PRESET_NAMES = ("coco", "voc", "nus", "cub")
+LR_SCHEDULE_NAMES = ("constant", "cosine")
 
 
 def _names(text: str) -> tuple:
@@ -45,12 +48,21 @@ def _names(text: str) -> tuple:
 @click.option("--lr", type=float, default=None, show_default="spml-train's", help="Learning rate of every model.")
 @click.option("--pretrained/--no-pretrained", default=None, show_default="spml-train's",
               help="ImageNet weights for every model.")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None, show_default="none",
+              help="Every model starts from this local state dict (spml-train --weights), e.g. $(spml-data backbone).")
+@click.option("--preset", type=click.Choice(PRESET_NAMES), default=None, show_default="none",
+              help="Every model: spml-train's --preset (the reference code's settings for the dataset).")
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULE_NAMES), default=None, show_default="cosine; --preset: constant",
+              help="Every model: spml-train's --lr-schedule.")
+@click.option("--head-lr-mult", type=float, default=None, show_default="1; --preset with ll-*: 10",
+              help="Every model: spml-train's --head-lr-mult.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every model.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto: CUDA when available.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Report folder.")
 def main(ann, images, val_ann, val_images, test_ann, test_images, gt_ann, taus, teacher_loss, losses, variants, variant_tau, tau_low,
-         expected_positives, arch, image_size, epochs, batch_size, lr, pretrained, seed, device, out):
+         expected_positives, arch, image_size, epochs, batch_size, lr, pretrained, weights, preset, lr_schedule, head_lr_mult,
+         seed, device, out):
     """The seed paper's tau study: AN and EM teachers, a student per tau, test mAP and positives per image
     against tau (Figure 1), written to OUT as report.json, report.md and two PNG plots. Artifacts in OUT are
     reused, so an interrupted sweep continues.
@@ -58,11 +70,12 @@ def main(ann, images, val_ann, val_images, test_ann, test_images, gt_ann, taus, 
     \b
       spml-sweep --ann sp.json --val-ann val.json --test-ann test.json --gt-ann train.json --out report/
     """
-    from spml.eval.sweep import SweepConfig, run_sweep
+    from spml.sweep.run import SweepConfig, run_sweep
     from spml.train.trainer import ALL_LOSSES
 
     train = {k: v for k, v in dict(arch=arch, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
-                                    pretrained=pretrained, seed=seed, device=device).items() if v is not None}
+                                    pretrained=pretrained, weights=weights, preset=preset, lr_schedule=lr_schedule, head_lr_mult=head_lr_mult,
+                                    seed=seed, device=device).items() if v is not None}
     extra = tuple(n for n in ALL_LOSSES if n not in ("bce", "bce-ls")) if losses == "all" else _names(losses)
     cfg = SweepConfig(ann=ann, images=images, val_ann=val_ann, val_images=val_images, test_ann=test_ann,
                       test_images=test_images, gt_ann=gt_ann, taus=tuple(taus) or SweepConfig.taus,
