@@ -46,8 +46,19 @@ def tau_out_path(out: Path, tau: float, several: bool) -> Path:
               help="Images per resume chunk: the most work a kill can lose.")
 @click.option("--strict", is_flag=True, help="Any image that cannot be labeled is an error (exit 1, nothing written).")
 @click.option("--allow-outside", is_flag=True, help="Open image file_names that point outside the images folder.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process. ray: a pool of Ray actors, on this machine or a cluster (pip install 'spml[ray]').")
+@click.option("--ray-address", default=None, show_default="start a local Ray instance",
+              help="--engine ray: the Ray cluster to join; 'auto' is the one `ray start` runs on this machine.")
+@click.option("--workers", type=click.IntRange(1), default=None, show_default="as many as the cluster's CPUs/GPUs hold",
+              help="--engine ray: actors, each holding one model session.")
+@click.option("--cpus-per-worker", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+              help="--engine ray: CPUs each actor reserves (its decoding and model threads).")
+@click.option("--gpus-per-worker", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="--engine ray: GPUs each actor reserves (fractions share one); with a GPU it runs on CUDA (or --provider).")
 @click.pass_context
-def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives, soft, out, batch_size, provider, threads, keep_observed, shard, chunk_size, strict, allow_outside):
+def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives, soft, out, batch_size, provider, threads, keep_observed, shard, chunk_size, strict, allow_outside,
+         engine, ray_address, workers, cpus_per_worker, gpus_per_worker):
     """Label the images of a COCO dataset with a teacher: pseudo multi-labels as COCO JSON that pycocotools,
     FiftyOne and other trainers load. Killed, the same command resumes where it stopped.
 
@@ -70,7 +81,16 @@ def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives,
 
     sigterm_as_interrupt()
     part = parse_shard(shard)
-    labeler = PseudoLabeler(model, provider, batch_size, threads, allow_outside)
+    ray_only = [f"--{n.replace('_', '-')}" for n in ("ray_address", "workers", "cpus_per_worker", "gpus_per_worker")
+                if ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT]
+    if engine == "local" and ray_only:
+        raise click.UsageError(f"{', '.join(ray_only)}: only with --engine ray")
+    if engine == "ray":
+        from spml.label.ray_engine import import_ray
+
+        import_ray()  # before any work: without Ray, one line saying how to install it
+    # with Ray the actors run the model; the driver's session only reads the model's metadata
+    labeler = PseudoLabeler(model, "cpu" if engine == "ray" else provider, batch_size, threads, allow_outside)
     if ann is None:
         ann = labeler.info.train_ann
         if not ann:
@@ -79,19 +99,25 @@ def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives,
     dataset = load_coco(ann, images)
     rows = shard_rows(len(dataset), part)
     click.echo(f"labeling {len(rows)} images of {ann}" + (f" (shard {shard})" if shard else "")
-               + f" with {model} on {labeler.provider}", err=True)
+               + f" with {model} on " + ("Ray" if engine == "ray" else labeler.provider), err=True)
     sha = sha256_of(model)
     out = Path(out)
+    log = lambda m: click.echo(m, err=True)  # noqa: E731
+    score = None
+    if engine == "ray":
+        from spml.label.ray_engine import ray_engine
+
+        score = ray_engine(labeler, dataset, model, provider, ray_address, workers, cpus_per_worker, gpus_per_worker,
+                           threads, allow_outside, log=log)
     try:
-        scores = resumable_scores(labeler, dataset, out, rows, sha, chunk_size, progress=True,
-                                  log=lambda m: click.echo(m, err=True))
+        scores = resumable_scores(labeler, dataset, out, rows, sha, chunk_size, progress=True, log=log, engine=score)
         if strict and scores.failures:
             row, reason = next(iter(sorted(scores.failures.items())))
             raise SpmlError(f"{len(scores.failures)} images could not be labeled (--strict), first: "
                             f"{dataset.images[row]['file_name']}: {reason}") from None
         if tau_low is not None and tau_low >= min(tau):
             raise SpmlError(f"--tau-low {tau_low} must be below --tau {min(tau)}") from None
-        per_class = class_thresholds(class_prior, dataset, scores.values, expected_positives) if class_prior else None
+        per_class = class_thresholds(class_prior, dataset, scores, expected_positives, rows) if class_prior else None
         for t in tau:
             path = tau_out_path(out, t, len(tau) > 1)
             summary = write_labels(path, dataset, scores, t if per_class is None else per_class, keep_observed, model, sha,
@@ -110,7 +136,7 @@ def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives,
     click.echo(f"next: spml-train --ann {tau_out_path(out, tau[0], len(tau) > 1)} --loss bce --out student.pt")
 
 
-def class_thresholds(class_prior: str, dataset, scores, expected_positives: float):
+def class_thresholds(class_prior: str, dataset, scores, expected_positives: float, rows=None):
     """Per-category thresholds from --class-prior (a JSON file of rates by name or id, or 'auto')."""
     import json
 
@@ -131,7 +157,7 @@ def class_thresholds(class_prior: str, dataset, scores, expected_positives: floa
         if np.isnan(priors).any():
             missing = [c["name"] for c, p in zip(dataset.categories, priors) if np.isnan(p)]
             raise SpmlError(f"--class-prior {class_prior}: no rate for {', '.join(missing[:5])}") from None
-    return prior_thresholds(scores, priors)
+    return prior_thresholds(scores, priors, rows)
 
 
 @main.command()
