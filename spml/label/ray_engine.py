@@ -118,10 +118,11 @@ def start_ray(ray, address: str | None) -> None:
     import logging
 
     try:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
-                 configure_logging=True, log_to_driver=True)
+        # the workers' own output stays in Ray's session logs (/tmp/ray); their errors reach the driver as exceptions
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     except ConnectionError as e:
         raise SpmlError(f"--ray-address {address}: cannot join a Ray cluster ({str(e).splitlines()[0][:200]})") from None
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its execution plans and notes would bury the job's lines
     from spml.errors import sigterm_as_interrupt
 
     sigterm_as_interrupt()  # ray.init's SIGTERM handler exits at once; ours unwinds and keeps finished chunks
