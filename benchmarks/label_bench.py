@@ -166,7 +166,8 @@ def row_spml_label(args) -> dict:
 
 def row_spml_label_ray(args) -> dict:
     """spml-label --engine ray: a local Ray instance, 2 workers sharing the --threads cores, the same model and
-    images. `label_seconds` is what the command reports for its chunks (Ray's start and actor startup outside)."""
+    images. `label_seconds` is what the command reports for its chunks: Ray's own start outside, the actors' start
+    (each opening the model) inside."""
     import contextlib
     import io
     import re
@@ -299,7 +300,7 @@ def main():
         report["ray_vs_local"] = local["seconds"] / ray["seconds"]
         report["ray_vs_local_labeling"] = local["label_seconds"] / ray["label_seconds"]
         print(f"\nRay engine (2 workers) / local engine, throughput: {report['ray_vs_local']:.2f}x end to end, "
-              f"{report['ray_vs_local_labeling']:.2f}x labeling (Ray's start and actor startup excluded)")
+              f"{report['ray_vs_local_labeling']:.2f}x labeling (the chunks: Ray's own start excluded, its actors' included)")
     if "spml-label-int8" in results and "spml-label" in results:
         report["int8_vs_fp32_spml_label"] = results["spml-label-int8"]["img_per_s"] / results["spml-label"]["img_per_s"]
         print(f"\nint8 / fp32 (spml-label end to end): {report['int8_vs_fp32_spml_label']:.2f}x")

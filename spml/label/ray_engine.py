@@ -103,9 +103,11 @@ def ray_engine(labeler, dataset, model_path: str, provider: str = "auto", addres
                     started = now
                     held = [{k: v[n:] for k, v in merged.items()}] if len(merged["row"]) > n else []
                     part = next(waiting, None)
-        except ray.exceptions.RayError as e:
+        except ray.exceptions.RayError as e:  # UserCodeException, ActorDiedError, ... included
+            # Ray's message is a remote traceback; its last line is the cause (an SpmlError's own one line)
             lines = [line for line in str(e).splitlines() if line.strip()]
-            raise SpmlError(f"the Ray job failed: {lines[-1][:300] if lines else type(e).__name__}") from None
+            cause = lines[-1].removeprefix("spml.errors.SpmlError: ")[:300] if lines else type(e).__name__
+            raise SpmlError(f"the Ray job failed: {cause}") from None
 
     return score
 
@@ -122,7 +124,8 @@ def start_ray(ray, address: str | None) -> None:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     except ConnectionError as e:
         raise SpmlError(f"--ray-address {address}: cannot join a Ray cluster ({str(e).splitlines()[0][:200]})") from None
-    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its execution plans and notes would bury the job's lines
+    # its execution plans, notes and remote tracebacks would bury the job's lines; a failure ends the job with one
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
     from spml.errors import sigterm_as_interrupt
 
     sigterm_as_interrupt()  # ray.init's SIGTERM handler exits at once; ours unwinds and keeps finished chunks
