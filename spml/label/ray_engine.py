@@ -124,6 +124,9 @@ def start_ray(ray, address: str | None) -> None:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     except ConnectionError as e:
         raise SpmlError(f"--ray-address {address}: cannot join a Ray cluster ({str(e).splitlines()[0][:200]})") from None
+    except Exception as e:  # Ray raises a bare Exception when its processes do not come up (an overloaded machine)
+        raise SpmlError(f"Ray did not start ({str(e).splitlines()[0][:200]}); its logs: "
+                        "/tmp/ray/session_latest/logs") from None
     # its execution plans, notes and remote tracebacks would bury the job's lines; a failure ends the job with one
     logging.getLogger("ray.data").setLevel(logging.CRITICAL)
     from spml.errors import sigterm_as_interrupt

@@ -18,7 +18,13 @@ from spml.label.cli import main as label_cli
 @pytest.fixture(scope="module")
 def ray_session():
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    for attempt in range(3):  # Ray's raylet gives its agents 15 s to start, too little on a busy 2-core machine
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
     yield ray
     ray.shutdown()
 
