@@ -4,13 +4,15 @@ bench.json. Each row runs in its own process so its peak RSS is its own.
 
     python benchmarks/label_bench.py --out bench_out                 # ResNet-50 at 224, 2000 images
     python benchmarks/label_bench.py --image-size 448                # the reference codebases' size
-    python benchmarks/label_bench.py --memory-check                  # peak RSS at 2,000 vs 20,000 images
+    python benchmarks/label_bench.py --memory-check                  # peak RSS, 20k vs 200k tiny images x 1,000 categories
+    python benchmarks/label_bench.py --rows spml-label,spml-label-ray --no-int8   # Ray engine (2 workers) vs local
     python benchmarks/label_bench.py --provider cuda --precision fp16 --no-int8   # on a GPU (or tensorrt)
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -147,10 +149,43 @@ def row_spml_label(args) -> dict:
     start = time.perf_counter()
     from spml.label.cli import main as label_cli
 
-    label_cli(["--model", args.onnx, "--ann", args.ann, "--tau", "0.5", "--out", str(out), "--batch-size",
-               str(args.batch_size), "--threads", str(args.threads), "--provider", args.provider], standalone_mode=False)
+    import contextlib
+    import io
+    import re
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):  # this row's stdout is its JSON result
+        label_cli(["--model", args.onnx, "--ann", args.ann, "--tau", "0.5", "--out", str(out), "--batch-size",
+                   str(args.batch_size), "--threads", str(args.threads), "--provider", args.provider],
+                  standalone_mode=False)
     seconds = time.perf_counter() - start
-    return {"images": len(json.loads(Path(args.ann).read_text())["images"]), "seconds": seconds}
+    found = re.search(r"images in ([0-9.]+)s", printed.getvalue())
+    return {"images": len(json.loads(Path(args.ann).read_text())["images"]), "seconds": seconds,
+            "label_seconds": float(found.group(1)) if found else seconds}
+
+
+def row_spml_label_ray(args) -> dict:
+    """spml-label --engine ray: a local Ray instance, 2 workers sharing the --threads cores, the same model and
+    images. `label_seconds` is what the command reports for its chunks: Ray's own start outside, the actors' start
+    (each opening the model) inside."""
+    import contextlib
+    import io
+    import re
+
+    out = Path(args.workdir) / "labels_ray.json"
+    start = time.perf_counter()
+    from spml.label.cli import main as label_cli
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        label_cli(["--model", args.onnx, "--ann", args.ann, "--tau", "0.5", "--out", str(out), "--batch-size",
+                   str(args.batch_size), "--provider", args.provider, "--engine", "ray", "--workers", "2",
+                   "--cpus-per-worker", f"{args.threads / 2:g}", "--threads", str(max(1, args.threads // 2))],
+                  standalone_mode=False)
+    seconds = time.perf_counter() - start
+    found = re.search(r"images in ([0-9.]+)s", printed.getvalue())
+    return {"images": len(json.loads(Path(args.ann).read_text())["images"]), "seconds": seconds,
+            "label_seconds": float(found.group(1)) if found else seconds}
 
 
 def row_spml_label_int8(args) -> dict:
@@ -160,7 +195,10 @@ def row_spml_label_int8(args) -> dict:
 
 
 ROWS = {"torch-eager": row_torch_eager, "model-only": row_model_only, "spml-label": row_spml_label,
-        "spml-label-int8": row_spml_label_int8}
+        "spml-label-int8": row_spml_label_int8, "spml-label-ray": row_spml_label_ray}
+# the Ray row where the spml[ray] extra is installed
+DEFAULT_ROWS = "torch-eager,model-only,spml-label,spml-label-int8" + (
+    ",spml-label-ray" if importlib.util.find_spec("ray") else "")
 
 
 def run_row(name: str, args, ann: Path, ckpt: Path, onnx: Path, count: int, workdir: Path) -> dict:
@@ -196,8 +234,12 @@ def main():
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
                    help="fp16: the spml-export --precision fp16 model (and autocast for torch eager); for GPUs")
     p.add_argument("--no-int8", action="store_true", help="skip the int8 row")
-    p.add_argument("--rows", default=",".join(ROWS), help="rows to run, comma-separated (torch-eager is the baseline)")
-    p.add_argument("--memory-check", action="store_true", help="peak RSS of spml-label at --images and 10x as many")
+    p.add_argument("--rows", default=DEFAULT_ROWS,
+                   help=f"rows to run, comma-separated, of {', '.join(ROWS)} (torch-eager is the baseline)")
+    p.add_argument("--memory-check", action="store_true",
+                   help="peak RSS of spml-label on tiny images x --memory-categories at the two --memory-images counts")
+    p.add_argument("--memory-images", default="20000,200000", help="--memory-check: the two image counts")
+    p.add_argument("--memory-categories", type=int, default=1000, help="--memory-check: categories of the model")
     p.add_argument("--row", choices=list(ROWS), help=argparse.SUPPRESS)
     p.add_argument("--ann", help=argparse.SUPPRESS)
     p.add_argument("--ckpt", help=argparse.SUPPRESS)
@@ -213,6 +255,8 @@ def main():
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.memory_check:
+        return memory_check(args, out)
     ann = make_images(out / "data", args.images)
     ckpt, onnx = make_model(out, args.arch, args.image_size)
     if args.precision == "fp16":
@@ -222,8 +266,6 @@ def main():
         if not onnx.exists():
             convert_fp16(fp32, onnx)
     gflops = gflops_per_image(args.arch, args.image_size)
-    if args.memory_check:
-        return memory_check(args, out, ann, ckpt, onnx)
     rows = [r for r in args.rows.split(",") if not (r == "spml-label-int8" and (args.no_int8 or args.precision != "fp32"))]
     if "spml-label-int8" in rows and not Path(str(onnx).replace(".onnx", ".int8.onnx")).exists():
         from spml.data.artifacts import ModelInfo
@@ -253,6 +295,12 @@ def main():
               "gflop_per_image": gflops, "rows": results,
               "spml_label_vs_torch_eager": results.get("spml-label", nan)["img_per_s"] / base,
               "spml_label_vs_model_only": results.get("spml-label", nan)["img_per_s"] / ceiling}
+    if "spml-label-ray" in results and "spml-label" in results:
+        local, ray = results["spml-label"], results["spml-label-ray"]
+        report["ray_vs_local"] = local["seconds"] / ray["seconds"]
+        report["ray_vs_local_labeling"] = local["label_seconds"] / ray["label_seconds"]
+        print(f"\nRay engine (2 workers) / local engine, throughput: {report['ray_vs_local']:.2f}x end to end, "
+              f"{report['ray_vs_local_labeling']:.2f}x labeling (the chunks: Ray's own start excluded, its actors' included)")
     if "spml-label-int8" in results and "spml-label" in results:
         report["int8_vs_fp32_spml_label"] = results["spml-label-int8"]["img_per_s"] / results["spml-label"]["img_per_s"]
         print(f"\nint8 / fp32 (spml-label end to end): {report['int8_vs_fp32_spml_label']:.2f}x")
@@ -260,22 +308,81 @@ def main():
     print(f"\nwrote {out / 'bench.json'}")
 
 
-def memory_check(args, out, ann, ckpt, onnx):
-    """The same images listed 10 times over: peak RSS must stay flat in the number of images."""
-    raw = json.loads(ann.read_text())
-    big = dict(raw, images=[dict(im, id=k * len(raw["images"]) + im["id"]) for k in range(10) for im in raw["images"]],
-               annotations=[])
-    big_ann = ann.with_name(f"instances_{len(big['images'])}x.json")
-    big_ann.write_text(json.dumps(big))
+def make_tiny_model(path: Path, num_classes: int, size: int = 16) -> Path:
+    """A random-weights spml model of `num_classes` categories that costs next to nothing to run (global average
+    pool, one linear layer, sigmoid), so that the memory check measures the labeler, not a network."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from spml.data.artifacts import ONNX_INPUT, ONNX_OUTPUT, ModelInfo
+
+    if path.exists():
+        return path
+    rng = np.random.default_rng(0)
+    weights = numpy_helper.from_array(rng.standard_normal((3, num_classes)).astype(np.float32), "w")
+    # biases around -4: a few categories of a thousand above 0.5, as a real teacher's labels (the writer's time
+    # and the file's size grow with the positives, which is not what this model is for)
+    bias = numpy_helper.from_array((rng.standard_normal(num_classes) * 1.5 - 4).astype(np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", [ONNX_INPUT], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["flat"]),
+         helper.make_node("Gemm", ["flat", "w", "b"], ["logits"]),
+         helper.make_node("Sigmoid", ["logits"], [ONNX_OUTPUT])],
+        "tiny", [helper.make_tensor_value_info(ONNX_INPUT, TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info(ONNX_OUTPUT, TensorProto.FLOAT, ["batch", num_classes])], [weights, bias])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)  # what onnxruntime reads
+    categories = [{"id": j + 1, "name": f"c{j}"} for j in range(num_classes)]
+    info = ModelInfo(categories=categories, arch="tiny-linear", image_size=size, mean=[0.5] * 3, std=[0.25] * 3)
+    helper.set_model_props(model, info.to_props())
+    onnx.save(model, str(path))
+    return path
+
+
+def tiny_images(folder: Path, count: int, num_classes: int, distinct: int = 8) -> Path:
+    """`count` images, hard links of `distinct` 16x16 JPEGs, and an unlabeled COCO file listing them."""
+    from PIL import Image
+
+    ann = folder / f"tiny_{count}x{num_classes}.json"
+    if ann.exists():
+        return ann
+    images_dir = folder / "tiny_images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for k in range(distinct):
+        if not (images_dir / f"src_{k}.jpg").exists():
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(images_dir / f"src_{k}.jpg")
+    images = []
+    for n in range(count):
+        name = f"{n:07d}.jpg"
+        if not (images_dir / name).exists():
+            os.link(images_dir / f"src_{n % distinct}.jpg", images_dir / name)
+        images.append({"id": n + 1, "file_name": name, "width": 16, "height": 16})
+    categories = [{"id": j + 1, "name": f"c{j}"} for j in range(num_classes)]
+    ann.write_text(json.dumps({"info": {"images_dir": "tiny_images"}, "images": images, "annotations": [],
+                               "categories": categories}))
+    return ann
+
+
+def memory_check(args, out):
+    """Peak RSS of spml-label on N and 10N tiny images x L categories: it must not grow with N x L (the scores
+    of 200k x 1,000 alone are 800 MB of float32). A third run, 10N images x 10 categories, separates what grows
+    with N alone (the COCO file's image records, held as Python dicts) from what grows with N x L."""
+    counts = sorted(int(v) for v in args.memory_images.split(","))
+    small, large = counts[0], counts[-1]
+    args.image_size = 16
     rss = {}
-    for path in (ann, big_ann):
-        n = len(json.loads(path.read_text())["images"])
-        rss[n] = run_row("spml-label", args, path, ckpt, onnx, n, out)["peak_rss_mb"]
-        print(f"  {n} images: peak RSS {rss[n]:.0f} MB", file=sys.stderr)
-    small, large = sorted(rss)
-    print(f"peak RSS: {rss[small]:.0f} MB at {small} images, {rss[large]:.0f} MB at {large} "
-          f"({rss[large] / rss[small] - 1:+.1%})")
-    (out / "memory.json").write_text(json.dumps({"peak_rss_mb": rss}, indent=2))
+    for n, categories in ((small, args.memory_categories), (large, args.memory_categories), (large, 10)):
+        onnx = make_tiny_model(out / f"tiny_{categories}.onnx", categories)
+        ann = tiny_images(out / "data", n, categories)
+        r = run_row("spml-label", args, ann, onnx, onnx, n, out)
+        rss[f"{n}x{categories}"] = r["peak_rss_mb"]
+        print(f"  {n} images x {categories} categories: peak RSS {r['peak_rss_mb']:.0f} MB, "
+              f"{n / r['seconds']:.0f} img/s end to end", file=sys.stderr)
+    a, b, c = (rss[k] for k in rss)
+    print(f"peak RSS: {a:.0f} MB at {small} x {args.memory_categories}, {b:.0f} MB at {large} x {args.memory_categories} "
+          f"({b / a:.2f}x; target <= 1.2x), {c:.0f} MB at {large} x 10 (x {args.memory_categories} / x 10: {b / c:.2f}x)")
+    (out / "memory.json").write_text(json.dumps({"peak_rss_mb": rss, "ratio_images": b / a, "ratio_categories": b / c},
+                                                indent=2))
 
 
 if __name__ == "__main__":

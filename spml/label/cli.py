@@ -89,12 +89,23 @@ class RequiredToLabel(click.Option):
               help="Warn loudly when more than this share of the images cannot be labeled (all failing is an error).")
 @click.option("--allow-outside", is_flag=True, show_default=True,
               help="Open image file_names that point outside the images folder.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process. ray: a pool of Ray actors, on this machine or a cluster (pip install 'spml[ray]').")
+@click.option("--ray-address", default=None, show_default="start a local Ray instance",
+              help="--engine ray: the Ray cluster to join; 'auto' is the one `ray start` runs on this machine.")
+@click.option("--workers", type=click.IntRange(1), default=None, show_default="as many as the cluster's CPUs/GPUs hold",
+              help="--engine ray: actors, each holding one model session.")
+@click.option("--cpus-per-worker", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+              help="--engine ray: CPUs each actor reserves (its decoding and model threads).")
+@click.option("--gpus-per-worker", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="--engine ray: GPUs each actor reserves (fractions share one); with a GPU it runs on CUDA (or --provider).")
 @click.pass_context
 def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives, soft, out, formats, csv_scores, batch_size,
-         provider, threads, keep_observed, shard, chunk_size, strict, max_failed, allow_outside):
+         provider, threads, keep_observed, shard, chunk_size, strict, max_failed, allow_outside, engine, ray_address,
+         workers, cpus_per_worker, gpus_per_worker):
     """Label the images of a COCO dataset, an image list or a folder with a teacher: pseudo multi-labels as COCO
     JSON that pycocotools and trainers load, and with --format for FiftyOne, CSV and Parquet. Killed, the same
-    command resumes where it stopped.
+    command resumes where it stopped; --engine ray spreads the work over a Ray cluster.
 
     \b
       spml-label --tau 0.65 --out labels.json      # teacher.onnx on the images it was trained on
@@ -121,21 +132,36 @@ def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives,
     part = parse_shard(shard)
     formats = parse_formats(formats)
     paths = planned_paths(out, formats, tau)
-    labeler = PseudoLabeler(model, provider, batch_size, threads, allow_outside)
+    ray_only = [f"--{n.replace('_', '-')}" for n in ("ray_address", "workers", "cpus_per_worker", "gpus_per_worker")
+                if ctx.get_parameter_source(n) != click.core.ParameterSource.DEFAULT]
+    if engine == "local" and ray_only:
+        raise click.UsageError(f"{', '.join(ray_only)}: only with --engine ray")
+    if engine == "ray":
+        from spml.label.ray_engine import import_ray
+
+        import_ray()  # before any work: without Ray, one line saying how to install it
+    # with Ray the actors run the model; the driver's session only reads the model's metadata
+    labeler = PseudoLabeler(model, "cpu" if engine == "ray" else provider, batch_size, threads, allow_outside)
     dataset, what = load_inputs(ann, images, labeler)
     labeler.check_categories(dataset)  # before any work, so a mismatch leaves nothing behind
     if tau_low is not None and tau_low >= min(tau):
         raise SpmlError(f"--tau-low {tau_low} must be below --tau {min(tau)}") from None
     rows = shard_rows(len(dataset), part)
     click.echo(f"labeling {len(rows)} images of {what}" + (f" (shard {shard})" if shard else "")
-               + f" with {model} on {labeler.provider}", err=True)
+               + f" with {model} on " + ("Ray" if engine == "ray" else labeler.provider), err=True)
     sha = sha256_of(model)
     recipe = teacher_recipe(labeler.info, model)
     extra_info = {"teacher": recipe} if recipe else None  # what a student trained on these labels inherits
     out = Path(out)
+    log = lambda m: click.echo(m, err=True)  # noqa: E731
+    score = None
+    if engine == "ray":
+        from spml.label.ray_engine import ray_engine
+
+        score = ray_engine(labeler, dataset, model, provider, ray_address, workers, cpus_per_worker, gpus_per_worker,
+                           threads, allow_outside, log=log)
     try:
-        scores = resumable_scores(labeler, dataset, out, rows, sha, chunk_size, progress=True,
-                                  log=lambda m: click.echo(m, err=True))
+        scores = resumable_scores(labeler, dataset, out, rows, sha, chunk_size, progress=True, log=log, engine=score)
         failed = len(scores.failures)
         if failed and (strict or failed >= len(rows)):
             finish(out)  # nothing is written: the chunks hold only failures
@@ -146,7 +172,7 @@ def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives,
             click.secho(f"WARNING: {failed} of {len(rows)} images ({100 * failed / len(rows):.0f}%) could not be labeled, "
                         f"more than --max-failed {max_failed:g}; first: {first_reasons(scores, dataset)}",
                         err=True, fg="red", bold=True)
-        per_class = class_thresholds(class_prior, dataset, scores.values, expected_positives) if class_prior else None
+        per_class = class_thresholds(class_prior, dataset, scores, expected_positives, rows) if class_prior else None
         for t in tau:
             t_value = t if per_class is None else per_class
             if "coco" in formats:
@@ -179,7 +205,7 @@ def first_reasons(scores, dataset, count: int = 3) -> str:
         f" (and {more} more)" if more > 0 else "")
 
 
-def class_thresholds(class_prior: str, dataset, scores, expected_positives: float):
+def class_thresholds(class_prior: str, dataset, scores, expected_positives: float, rows=None):
     """Per-category thresholds from --class-prior (a JSON file of rates by name or id, or 'auto')."""
     import json
 
@@ -200,7 +226,7 @@ def class_thresholds(class_prior: str, dataset, scores, expected_positives: floa
         if np.isnan(priors).any():
             missing = [c["name"] for c, p in zip(dataset.categories, priors) if np.isnan(p)]
             raise SpmlError(f"--class-prior {class_prior}: no rate for {', '.join(missing[:5])}") from None
-    return prior_thresholds(scores, priors)
+    return prior_thresholds(scores, priors, rows)
 
 
 @main.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -15,7 +15,7 @@ from spml.data.coco import CocoDataset
 from spml.data.image_list import listing_sha256
 from spml.errors import SpmlError
 from spml.files import atomic_write, remove_temps, sha256_of
-from spml.label.labeler import PseudoLabeler, Scores
+from spml.label.labeler import PseudoLabeler
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -42,9 +42,51 @@ def state_dir(out: str | os.PathLike) -> Path:
     return out.with_name(out.name + ".partial")
 
 
+class ChunkScores:
+    """A job's scores read from its chunk files, one chunk at a time (the Scores interface writers stream from):
+    memory stays flat in images x categories. `failures` (dataset row -> reason) is held in memory."""
+
+    def __init__(self, folder: Path, rows: range, chunk: int, seconds: float = 0.0):
+        self.folder, self.rows, self.chunk, self.seconds = folder, rows, chunk, seconds
+        self.failures: dict[int, str] = {}
+        for start in range(rows.start, rows.stop, chunk):
+            with np.load(chunk_path(folder, start)) as saved:
+                self.failures.update({int(r): str(m) for r, m in zip(saved["failed_rows"], saved["failed_reasons"])})
+
+    def blocks(self, rows: range | None = None):
+        rows = self.rows if rows is None else rows
+        for start in range(self.rows.start, self.rows.stop, self.chunk):
+            stop = min(start + self.chunk, self.rows.stop)
+            if stop <= rows.start or start >= rows.stop:
+                continue
+            with np.load(chunk_path(self.folder, start)) as saved:
+                values = saved["values"]
+            lo, hi = max(start, rows.start), min(stop, rows.stop)
+            yield lo, values[lo - start:hi - start]
+
+
+def chunk_path(folder: Path, start: int) -> Path:
+    return folder / f"chunk_{start:09d}.npz"
+
+
+def local_engine(labeler: PseudoLabeler, dataset: CocoDataset):
+    """The engine of one machine: chunks scored one after another by `labeler` in this process."""
+
+    def score(parts, bar):
+        for part in parts:
+            yield part, labeler.scores(dataset, part, bar=bar)
+
+    return score
+
+
 def resumable_scores(labeler: PseudoLabeler, dataset: CocoDataset, out: str | os.PathLike, rows: range,
-                     model_sha256: str, chunk_images: int = 1024, progress: bool = False, log=print) -> Scores:
-    """Scores for `rows`, computed chunk by chunk and kept beside `out` until the labels are written."""
+                     model_sha256: str, chunk_images: int = 1024, progress: bool = False, log=print,
+                     engine=None) -> ChunkScores:
+    """Scores for `rows`, computed chunk by chunk and kept beside `out` until the labels are written.
+
+    `engine(parts, bar)` scores the chunks not yet done (`parts`: ranges of rows, in order) and yields
+    (part, Scores of that part) as each completes: `local_engine` (default), or the Ray engine
+    (spml.label.ray_engine). Both batch a chunk's images alike, so either can resume the other's job."""
     chunk = labeler.batch_size * max(1, chunk_images // labeler.batch_size)  # whole batches: a resumed run batches alike
     manifest = {
         "model_sha256": model_sha256,
@@ -70,40 +112,26 @@ def resumable_scores(labeler: PseudoLabeler, dataset: CocoDataset, out: str | os
         with atomic_write(manifest_path) as f:
             json.dump(manifest, f)
 
-    values = np.full((len(dataset), dataset.num_classes), np.nan, dtype=np.float32)
-    failures: dict[int, str] = {}
-    seconds = 0.0
-    starts = list(range(rows.start, rows.stop, chunk))
-    done = 0
-    for start in starts:
-        path = folder / f"chunk_{start:09d}.npz"
-        if path.exists():
-            with np.load(path) as saved:
-                stop = start + len(saved["values"])
-                values[start:stop] = saved["values"]
-                failures.update({int(r): str(m) for r, m in zip(saved["failed_rows"], saved["failed_reasons"])})
-            done += 1
+    parts = [range(start, min(start + chunk, rows.stop)) for start in range(rows.start, rows.stop, chunk)]
+    pending = [part for part in parts if not chunk_path(folder, part.start).exists()]
+    done = len(parts) - len(pending)
     if done:
-        log(f"resuming: {done} of {len(starts)} chunks already labeled in {folder}")
+        log(f"resuming: {done} of {len(parts)} chunks already labeled in {folder}")
     from spml.progress import tqdm
 
-    bar = tqdm(total=len(rows), initial=min(done * chunk, len(rows)), unit="img", disable=not progress,
+    bar = tqdm(total=len(rows), initial=len(rows) - sum(len(p) for p in pending), unit="img", disable=not progress,
                mininterval=1.0, desc="labeling")
-    for start in starts:
-        path = folder / f"chunk_{start:09d}.npz"
-        if path.exists():
-            continue
-        part = range(start, min(start + chunk, rows.stop))
-        scores = labeler.scores(dataset, part, bar=bar)
-        values[part.start:part.stop] = scores.values[part.start:part.stop]
-        failures.update(scores.failures)
+    seconds = 0.0
+    score = engine or local_engine(labeler, dataset)
+    for part, scores in score(pending, bar):
         seconds += scores.seconds
         failed = sorted(scores.failures)
-        with atomic_write(path, "wb") as f:
-            np.savez(f, values=scores.values[part.start:part.stop], failed_rows=np.array(failed, dtype=np.int64),
+        with atomic_write(chunk_path(folder, part.start), "wb") as f:
+            np.savez(f, values=scores.values[part.start - scores.start:part.stop - scores.start],
+                     failed_rows=np.array(failed, dtype=np.int64),
                      failed_reasons=np.array([scores.failures[r] for r in failed], dtype=str))
     bar.close()
-    return Scores(values, failures, seconds)
+    return ChunkScores(folder, rows, chunk, seconds)
 
 
 def finish(out: str | os.PathLike) -> None:

@@ -29,12 +29,19 @@ from spml.label.providers import PROVIDERS, create_session
 
 @dataclass
 class Scores:
-    """The teacher's probabilities for a dataset: (N, L) float32 in the dataset's category order, NaN rows for
-    images that failed; `failures` maps row -> reason."""
+    """The teacher's probabilities for rows `start .. start + len(values) - 1` of a dataset: (n, L) float32 in the
+    dataset's category order, NaN rows for images that failed; `failures` maps dataset row -> reason."""
 
     values: np.ndarray
     failures: dict[int, str] = field(default_factory=dict)
     seconds: float = 0.0
+    start: int = 0
+
+    def blocks(self, rows: range, size: int = 4096):
+        """(first row, (n, L) values) for `rows` in pieces: the interface writers stream from, which the chunk
+        files of a labeling job (spml.label.job.ChunkScores) offer too."""
+        for s in range(rows.start, rows.stop, size):
+            yield s, self.values[s - self.start:min(s + size, rows.stop) - self.start]
 
 
 class PseudoLabeler:
@@ -68,29 +75,29 @@ class PseudoLabeler:
             raise SpmlError(f"{model_path}: input shape {shape} does not match its metadata's image size "
                             f"{self.info.image_size}") from None
 
-    def _decode(self, dataset: CocoDataset, row: int) -> np.ndarray:
-        path = image_path(dataset.images_dir, dataset.images[row]["file_name"], self.allow_outside)
+    def _decode(self, images_dir: Path, file_name: str) -> np.ndarray:
+        path = image_path(images_dir, file_name, self.allow_outside)
         return self.preprocess.resize(load_image(path, self.preprocess.size))
 
-    def _decoded(self, dataset: CocoDataset, rows):
-        """(row, HWC uint8 or ImageError) in order, decoded by a thread pool kept a few batches ahead."""
+    def _decoded(self, images_dir: Path, file_names):
+        """(index, HWC uint8 or ImageError) in order, decoded by a thread pool kept a few batches ahead."""
         ahead = self.batch_size * 4
         with ThreadPoolExecutor(self.threads) as pool:
             pending: deque = deque()
-            it = iter(rows)
-            for row in it:
-                pending.append((row, pool.submit(self._decode, dataset, row)))
+            it = iter(enumerate(file_names))
+            for k, name in it:
+                pending.append((k, pool.submit(self._decode, images_dir, name)))
                 if len(pending) >= ahead:
                     break
             while pending:
-                row, future = pending.popleft()
+                k, future = pending.popleft()
                 nxt = next(it, None)
                 if nxt is not None:
-                    pending.append((nxt, pool.submit(self._decode, dataset, nxt)))
+                    pending.append((nxt[0], pool.submit(self._decode, images_dir, nxt[1])))
                 try:
-                    yield row, future.result()
+                    yield k, future.result()
                 except ImageError as e:
-                    yield row, e
+                    yield k, e
 
     def predict(self, batch_uint8: np.ndarray) -> np.ndarray:
         """Probabilities for a (B, H, W, 3) uint8 batch."""
@@ -111,45 +118,58 @@ class PseudoLabeler:
         """The dataset's columns in the model's output order; SpmlError naming which list is which if they differ."""
         return same_categories(self.info.categories, dataset, f"model {self.model_path}")
 
-    def scores(self, dataset: CocoDataset, rows=None, progress: bool = False, bar=None, desc: str = "labeling") -> Scores:
-        """Run the model over the dataset's images (or the given rows)."""
+    def scores(self, dataset: CocoDataset, rows: range | None = None, progress: bool = False, bar=None,
+               desc: str = "labeling") -> Scores:
+        """Run the model over the dataset's images (or the contiguous `rows`); the scores hold those rows only."""
         from spml.progress import tqdm
 
         columns = self.check_categories(dataset)
         rows = range(len(dataset)) if rows is None else rows
-        values = np.full((len(dataset), dataset.num_classes), np.nan, dtype=np.float32)
-        failures: dict[int, str] = {}
         started = time.time()
         own_bar = bar is None
         if own_bar:
             bar = tqdm(total=len(rows), unit="img", disable=not progress, mininterval=1.0, desc=desc)
-        batch_rows, batch = [], []
+        values, failures = self.score_files(dataset.images_dir, [dataset.images[r]["file_name"] for r in rows],
+                                            columns, bar)
+        if own_bar:
+            bar.close()
+        return Scores(values, {rows[k]: m for k, m in failures.items()}, time.time() - started, rows.start)
+
+    def score_files(self, images_dir: str | os.PathLike, file_names, columns: np.ndarray, bar=None):
+        """Probabilities of the images `file_names` (in `images_dir`) as (n, L) float32 in dataset column order
+        (`columns`: the dataset column of each model output), NaN rows where an image failed, and the failures
+        {index: reason}. Images are batched in order, failures skipped, so a given list of files always meets the
+        model in the same batches (the Ray engine's actors call this on a job's chunks, as the local engine does)."""
+        images_dir = Path(images_dir)
+        values = np.full((len(file_names), len(columns)), np.nan, dtype=np.float32)
+        failures: dict[int, str] = {}
+        batch_index, batch = [], []
 
         def flush():
             probs = self.predict(np.stack(batch))
-            for r, p in zip(batch_rows, probs):
+            for k, p in zip(batch_index, probs):
                 if np.all(np.isfinite(p)):
-                    values[r, columns] = p
+                    values[k, columns] = p
                 else:
-                    failures[r] = "model output is not finite (NaN or inf)"
-            bar.update(len(batch))
-            batch_rows.clear()
+                    failures[k] = "model output is not finite (NaN or inf)"
+            if bar is not None:
+                bar.update(len(batch))
+            batch_index.clear()
             batch.clear()
 
-        for row, pixels in self._decoded(dataset, rows):
+        for k, pixels in self._decoded(images_dir, file_names):
             if isinstance(pixels, ImageError):
-                failures[row] = str(pixels)
-                bar.update(1)
+                failures[k] = str(pixels)
+                if bar is not None:
+                    bar.update(1)
                 continue
-            batch_rows.append(row)
+            batch_index.append(k)
             batch.append(pixels)
             if len(batch) == self.batch_size:
                 flush()
         if batch:
             flush()
-        if own_bar:
-            bar.close()
-        return Scores(values, failures, time.time() - started)
+        return values, failures
 
 
 def is_checkpoint(path: str | os.PathLike) -> bool:
@@ -171,16 +191,50 @@ def threshold(scores: np.ndarray, tau) -> np.ndarray:
         return scores > np.asarray(tau, dtype=np.float32)
 
 
-def prior_thresholds(scores: np.ndarray, priors: np.ndarray) -> np.ndarray:
-    """Per-category thresholds that make each category's pseudo-positive rate equal its prior: the (1 - prior)
-    quantile of that category's scores over the images that were scored."""
-    ok = ~np.isnan(scores).any(axis=1)
-    taus = np.empty(scores.shape[1], dtype=np.float32)
-    for j in range(scores.shape[1]):
-        column = np.sort(scores[ok, j])
-        above = int(round(float(np.clip(priors[j], 0, 1)) * len(column)))  # images that should be positive
-        taus[j] = 1.0 if above <= 0 else (np.nextafter(column[-above], -1) if above <= len(column) else 0.0)
+def prior_thresholds(scores, priors: np.ndarray, rows: range | None = None) -> np.ndarray:
+    """Per-category thresholds that make each category's pseudo-positive rate equal its prior: just below the
+    `round(prior x n)`-th largest score of that category over the n images that were scored.
+
+    `scores` is an (N, L) array or anything with Scores' `blocks(rows)` (a job's chunk files): the order
+    statistic is found by a radix select over the float32 bit patterns, three passes over the blocks holding
+    only (L, 2048) counts, so memory does not grow with images x categories and the result is exact."""
+    if isinstance(scores, np.ndarray):
+        rows = range(len(scores)) if rows is None else rows
+        scores = Scores(scores)
+    num_classes, ok_count = len(priors), 0
+    for _, values in scores.blocks(rows):
+        ok_count += int((~np.isnan(values).any(axis=1)).sum())
+    above = np.rint(np.clip(np.asarray(priors, np.float64), 0, 1) * ok_count).astype(np.int64)
+    rank = ok_count - above  # 0-based rank, ascending, of the value each threshold sits just below
+    prefix = np.zeros(num_classes, dtype=np.int64)
+    columns = np.arange(num_classes)
+    for shift, width in ((21, 11), (10, 11), (0, 10)):
+        counts = np.zeros((num_classes, 1 << width), dtype=np.int64)
+        for _, values in scores.blocks(rows):
+            keys = _order_keys(values[~np.isnan(values).any(axis=1)])
+            digit = (keys >> shift) & ((1 << width) - 1)
+            match = (keys >> (shift + width)) == prefix  # the values still in each column's chosen bucket
+            flat = (columns * (1 << width) + digit)[match]
+            counts += np.bincount(flat, minlength=counts.size).reshape(counts.shape)
+        cumulative = np.cumsum(counts, axis=1)
+        bucket = np.array([np.searchsorted(c, min(r, max(c[-1] - 1, 0)), side="right") for c, r in zip(cumulative, rank)])
+        rank = rank - np.where(bucket > 0, cumulative[columns, np.maximum(bucket - 1, 0)], 0)
+        prefix = (prefix << width) | bucket
+    value = _from_order_keys(prefix)
+    below = np.nextafter(value, np.float32(-1))
+    taus = np.where(above <= 0, np.float32(1), np.where(above <= ok_count, below, np.float32(0))).astype(np.float32)
     return np.clip(taus, 0.0, 1.0)
+
+
+def _order_keys(values: np.ndarray) -> np.ndarray:
+    """float32 -> int64 keys in the same order (IEEE bits, sign-flipped so that negatives sort below)."""
+    bits = values.astype(np.float32).view(np.uint32).astype(np.int64)
+    return np.where(bits >> 31, 0xFFFFFFFF - bits, bits | 0x80000000)
+
+
+def _from_order_keys(keys: np.ndarray) -> np.ndarray:
+    bits = np.where(keys >> 31, keys & 0x7FFFFFFF, 0xFFFFFFFF - keys).astype(np.uint32)
+    return bits.view(np.float32)
 
 
 def observed_priors(dataset: CocoDataset, expected_positives: float) -> np.ndarray:
@@ -198,14 +252,15 @@ def created_time() -> str:
     return now.isoformat(timespec="seconds")
 
 
-def write_coco(out: str | os.PathLike, info: dict, licenses: list, images: list, categories: list, annotations) -> int:
-    """Write a COCO file atomically, streaming `annotations` (an iterable of dicts without ids; ids are given
-    1, 2, ... in order). Returns the number of annotations."""
+def write_coco(out: str | os.PathLike, info: dict, licenses: list, images, categories: list, annotations) -> int:
+    """Write a COCO file atomically, streaming `images` (an iterable of dicts) and `annotations` (an iterable of
+    dicts without ids; ids are given 1, 2, ... in order). Returns the number of annotations."""
     count = 0
     with atomic_write(out) as f:
-        f.write('{"info": ' + json.dumps(info) + ', "licenses": ' + json.dumps(licenses))
-        f.write(', "images": ' + json.dumps(images) + ', "categories": ' + json.dumps(categories))
-        f.write(', "annotations": [')
+        f.write('{"info": ' + json.dumps(info) + ', "licenses": ' + json.dumps(licenses) + ', "images": [')
+        for k, im in enumerate(images):
+            f.write((", " if k else "") + json.dumps(im))
+        f.write('], "categories": ' + json.dumps(categories) + ', "annotations": [')
         for ann in annotations:
             count += 1
             f.write((", " if count > 1 else "") + json.dumps({"id": count, **ann}))
@@ -223,15 +278,12 @@ def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, t
     `tau` may be one threshold per category. With `tau_low`, an ignore band: labels at or below it are written
     as confident negatives (`neg_category_ids`), those between it and tau as unknown
     (`not_exhaustive_category_ids`, LVIS-style), which the student trainer masks. With `soft`, each image also
-    carries the teacher's probabilities (`spml_scores`, in category order) for a student fitting them."""
+    carries the teacher's probabilities (`spml_scores`, in category order) for a student fitting them.
+
+    The scores are read block by block (`scores.blocks`, from memory or from a job's chunk files), so memory does
+    not grow with images x categories: 9M images x 600 categories would be 21 GB of float32."""
     rows = range(len(dataset)) if rows is None else rows
-    positives = threshold(scores.values, tau)
-    observed = dataset.positives
-    if keep_observed:
-        positives = positives | observed
-    failed = np.zeros(len(dataset), dtype=bool)
-    failed[list(scores.failures)] = True
-    positives[failed] = False
+    failed_rows = [r for r in sorted(scores.failures) if r in rows]
     cat_ids = dataset.category_ids
     info = {
         "description": "spml pseudo labels",
@@ -239,12 +291,12 @@ def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, t
         "keep_observed": keep_observed,
         "model": str(Path(model_path).resolve()),
         "model_sha256": model_sha256 or sha256_of(model_path),
-        "source_annotations": str(dataset.path),
+        "source_annotations": str(dataset.path) if dataset.path is not None else None,
         "images_dir": str(dataset.images_dir.resolve()),
         # read first, so a dataset folder moved together with its labels file still resolves
         "images_dir_relative": relative_to_file(dataset.images_dir, out),
         "date_created": created_time(),
-        "failed_images": int(failed[rows.start:rows.stop].sum()),
+        "failed_images": len(failed_rows),
     }
     if shard is not None:
         info["shard"] = shard
@@ -254,33 +306,45 @@ def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, t
         info["tau_low"] = tau_low
     if soft:
         info["soft"] = True
-    images = [dataset.images[n] for n in rows if not failed[n]]
-    if tau_low is not None or soft:
-        with np.errstate(invalid="ignore"):
-            negative = (scores.values <= tau_low) & ~positives if tau_low is not None else None
-        extended = []
-        for n in rows:
-            if failed[n]:
+
+    def labeled_blocks():
+        """(rows, values, observed, positives) per block, failed images' rows left out."""
+        for start, values in scores.blocks(rows):
+            block = np.arange(start, start + len(values))
+            ok = np.array([r not in scores.failures for r in block.tolist()], dtype=bool)
+            observed = dataset.positives[start:start + len(values)][ok]
+            values = values[ok]
+            positives = threshold(values, tau)
+            if keep_observed:
+                positives |= observed
+            yield block[ok], values, observed, positives
+
+    def images():
+        for block, values, _, positives in labeled_blocks():
+            if tau_low is None and not soft:
+                yield from (dataset.images[n] for n in block.tolist())
                 continue
-            im = dict(dataset.images[n])
-            if negative is not None:
-                im["neg_category_ids"] = [cat_ids[j] for j in np.flatnonzero(negative[n])]
-                im["not_exhaustive_category_ids"] = [cat_ids[j] for j in np.flatnonzero(~negative[n] & ~positives[n])]
-            if soft:
-                im["spml_scores"] = [round(float(v), 5) for v in scores.values[n]]
-            extended.append(im)
-        images = extended
+            with np.errstate(invalid="ignore"):
+                negative = (values <= tau_low) & ~positives if tau_low is not None else None
+            for k, n in enumerate(block.tolist()):
+                im = dict(dataset.images[n])
+                if negative is not None:
+                    im["neg_category_ids"] = [cat_ids[j] for j in np.flatnonzero(negative[k])]
+                    im["not_exhaustive_category_ids"] = [cat_ids[j] for j in np.flatnonzero(~negative[k] & ~positives[k])]
+                if soft:
+                    im["spml_scores"] = [round(float(v), 5) for v in values[k]]
+                yield im
 
     def annotations():
-        for n in rows:
-            image_id = dataset.images[n]["id"]
-            for j in np.flatnonzero(positives[n]):
-                yield {"image_id": image_id, "category_id": cat_ids[j], "score": round(float(scores.values[n, j]), 6),
-                       "iscrowd": 0, "source": "observed" if observed[n, j] else "pseudo"}
+        for block, values, observed, positives in labeled_blocks():
+            for k, n in enumerate(block.tolist()):
+                image_id = dataset.images[n]["id"]
+                for j in np.flatnonzero(positives[k]):
+                    yield {"image_id": image_id, "category_id": cat_ids[j], "score": round(float(values[k, j]), 6),
+                           "iscrowd": 0, "source": "observed" if observed[k, j] else "pseudo"}
 
-    num_annotations = write_coco(out, info, dataset.raw.get("licenses", []), images, dataset.categories, annotations())
+    num_annotations = write_coco(out, info, dataset.raw.get("licenses", []), images(), dataset.categories, annotations())
     failures_path = failures_file(out)
-    failed_rows = [r for r in sorted(scores.failures) if r in rows]
     if failed_rows:
         with atomic_write(failures_path) as f:
             for row in failed_rows:
@@ -288,9 +352,9 @@ def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, t
                                     "reason": scores.failures[row]}) + "\n")
     elif failures_path.exists():
         failures_path.unlink()  # a stale list from an earlier run would mislead
-    labeled = max(len(images), 1)
-    return {"images": len(images), "failed": len(failed_rows), "annotations": num_annotations,
-            "positives_per_image": num_annotations / labeled,
+    num_images = len(rows) - len(failed_rows)
+    return {"images": num_images, "failed": len(failed_rows), "annotations": num_annotations,
+            "positives_per_image": num_annotations / max(num_images, 1),
             "failures_file": str(failures_path) if failed_rows else None}
 
 

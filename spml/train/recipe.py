@@ -12,7 +12,8 @@ from pathlib import Path
 
 from spml.data.provenance import RECIPE_KEYS, read_info
 
-TYPES = {"arch": str, "image_size": int, "epochs": int, "batch_size": int, "lr": (int, float), "pretrained": bool,
+TYPES = {"arch": str, "image_size": int, "epochs": int, "batch_size": int, "lr": (int, float), "lr_schedule": str,
+         "head_lr_mult": (int, float), "pretrained": bool,
          "weights": str, "mode": str, "linear_epochs": int, "flip": bool, "val_ann": str, "val_images": str}
 # fields with a real default rather than None: inherited only when the caller says they were not given
 NOT_NONE = ("mode", "linear_epochs", "flip")
@@ -66,7 +67,8 @@ def describe(taken: dict) -> str:
         if key == "val_images":
             continue
         label = {"image_size": "image size", "batch_size": "batch", "val_ann": "validation set",
-                 "linear_epochs": "linear epochs"}.get(key, key)
+                 "linear_epochs": "linear epochs", "lr_schedule": "lr schedule",
+                 "head_lr_mult": "head lr x"}.get(key, key)
         if key == "pretrained":
             parts.append("ImageNet weights" if value else "no pretrained weights")
         elif key == "val_ann":
