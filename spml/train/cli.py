@@ -33,7 +33,9 @@ from spml.train.stateful_losses import STATEFUL_LOSSES
 @click.option("--soft-targets", is_flag=True, help="Fit the teacher's probabilities of a labels file written with spml-label --soft.")
 @click.option("--image-size", type=int, default=None, help="Square input size. Default: 448 (built-in dataset: 64).")
 @click.option("--epochs", type=int, default=None, help="Default: 10 (built-in dataset: 8); --mode linear: 25.")
-@click.option("--batch-size", type=int, default=None, help="Default: 8 (built-in dataset: 32).")
+@click.option("--batch-size", type=int, default=None,
+              help="Images per optimizer step, over all processes: with --nproc N each takes 1/N of it. "
+                   "Default: 8 (built-in dataset: 32).")
 @click.option("--lr", type=float, default=None, help="Adam learning rate. Default: 1e-5 with ImageNet weights, 1e-3 from scratch.")
 @click.option("--alpha", type=float, default=0.1, show_default=True, help="em: weight of the entropy term.")
 @click.option("--expected-positives", type=float, default=2.9, show_default=True, help="epr, role: expected positives per image.")
@@ -44,6 +46,16 @@ from spml.train.stateful_losses import STATEFUL_LOSSES
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=click.IntRange(0), default=None, help="DataLoader workers. Default: 0 on CPU, 8 on CUDA.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="Autocast of the forward pass (weights, losses, validation stay fp32). auto: bf16 on GPUs that "
+                   "have it, fp16 with loss scaling on older ones, fp32 on the CPU.")
+@click.option("--compile", "compile", is_flag=True,
+              help="torch.compile the model (minutes of compiling, then faster steps on GPUs); falls back to eager with a warning.")
+@click.option("--freeze-bn", is_flag=True,
+              help="BatchNorm keeps its running statistics and trains only its scale and shift (fine-tuning with few images per step).")
+@click.option("--nproc", type=click.IntRange(1), default=1, show_default=True,
+              help="Processes training together, one per GPU: starts torchrun. The same as "
+                   "torchrun --nproc_per_node=N $(which spml-train) ...; the learning rate is not rescaled.")
 @click.option("--out", type=click.Path(dir_okay=False), default="teacher.pt", show_default=True,
               help="Checkpoint of the best epoch; <out>.last.pt holds the latest epoch for --resume.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from <out>.last.pt.")
@@ -56,7 +68,18 @@ def main(**options):
       spml-train                                   # built-in dataset -> teacher.pt
       spml-train --ann sp.json --images imgs/ --val-ann val.json --arch resnet50 --pretrained
       spml-train --ann labels.json --loss bce --out student.pt
+      spml-train --ann sp.json --nproc 4 --batch-size 32      # 4 GPUs, 8 images each per step
     """
+    import os
+
+    if options["nproc"] > 1 and "WORLD_SIZE" not in os.environ:
+        import sys
+
+        from spml.train.distributed import torchrun_command, without_nproc
+
+        # exec, not a child: SIGTERM to this pid reaches torchrun, which passes it to every rank
+        command = torchrun_command(options["nproc"], without_nproc(sys.argv[1:]))
+        os.execv(command[0], command)
     from spml.errors import sigterm_as_interrupt
     from spml.files import remove_temps
     from spml.train.trainer import TrainConfig, last_path, linear_phase_path, train
@@ -70,4 +93,9 @@ def main(**options):
             remove_temps(last_path(path))
         remove_temps(linear_phase_path(options["out"]))
         raise
-    click.echo(f"next: spml-export {out}")
+    if os.environ.get("RANK", "0") == "0":
+        click.echo(f"next: spml-export {out}")
+
+
+if __name__ == "__main__":  # torchrun --module spml.train.cli
+    main()
