@@ -30,10 +30,11 @@ class Dist:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    group: bool = False  # a process group exists (under torchrun, even with one process)
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        return self.group
 
     @property
     def main(self) -> bool:
@@ -54,7 +55,7 @@ def init_distributed(device: str) -> Dist:
             torch.cuda.set_device(local)  # "cuda" means this rank's GPU from here on
         # validation and checkpointing run between collectives; a slow one must not time the others out
         dist.init_process_group("nccl" if device == "cuda" else "gloo", timeout=datetime.timedelta(hours=2))
-    return Dist(rank, world, local)
+    return Dist(rank, world, local, True)
 
 
 def cleanup(d: Dist) -> None:

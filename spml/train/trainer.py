@@ -328,8 +328,10 @@ def set_up_batchnorm(model, cfg: TrainConfig, d: Dist, log):
     if not d.enabled or cfg.freeze_bn or not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         return model
     if cfg.device == "cuda":
-        log(f"BatchNorm synchronised over the {d.world_size} processes (SyncBatchNorm): statistics of the global batch")
+        log("BatchNorm synchronised over the processes (SyncBatchNorm): statistics of the global batch")
         return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if d.world_size == 1:
+        return model
     log("note: on the CPU each process's BatchNorm normalises its own share of the batch (torch's SyncBatchNorm "
         "needs GPUs); --freeze-bn makes N processes train exactly what one does")
     return model
@@ -419,7 +421,8 @@ def _train(config: TrainConfig, log=print) -> Path:
     log(f"training {cfg.arch}{' head' if cfg.mode == 'linear' else ''} ({start}) at "
         f"{cfg.image_size}px on {len(train_set)} images, {train_set.num_classes} categories, {cfg.epochs} epochs, "
         f"batch {cfg.batch_size}, lr {cfg.lr:g}, device {cfg.device}, {cfg.precision}"
-        + (f", {d.world_size} processes (~{cfg.batch_size / d.world_size:g} images each per step)" if d.enabled else "")
+        + (f", DDP over {d.world_size} process{'es' if d.world_size > 1 else ''} (~{cfg.batch_size / d.world_size:g} "
+           "images each per step)" if d.enabled else "")
         + (f"; validation on {len(val_set)} images" if val_set else "; no validation set: the last epoch is kept"))
     net = trainable  # what the training step calls: DDP and/or compiled around the trainable module
     if d.enabled:

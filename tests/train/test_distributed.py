@@ -195,3 +195,19 @@ def test_sigterm_to_torchrun_then_resume_gives_the_uninterrupted_checkpoint(ddp_
     assert ckpt["config"]["nproc"] == 2 and not any(k.startswith("module.") for k in ckpt["model"])
     onnx_path, _ = export_onnx(whole, tmp_path / "whole.onnx")
     assert onnx_path.stat().st_size > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_nccl_ranks_train_what_one_process_does(nproc, tiny_data, tmp_path):
+    if torch.cuda.device_count() < nproc:
+        pytest.skip(f"needs {nproc} GPUs")
+    # BatchNorm as it is: SyncBatchNorm (NCCL) keeps it exact; fp32 so that only the summation order differs
+    common = ["--device", "cuda", "--epochs", "2", "--batch-size", "13", "--precision", "fp32", "--workers", "2"]
+    one_process(args(tiny_data, tmp_path / "one.pt", *common))
+    text = run(torchrun(args(tiny_data, tmp_path / "ddp.pt", *common), nproc))
+    assert "DDP over" in text and "SyncBatchNorm" in text
+    a, b = weights(last_path(tmp_path / "one.pt")), weights(last_path(tmp_path / "ddp.pt"))
+    assert_same_model(a, b)
+
