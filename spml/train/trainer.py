@@ -19,7 +19,7 @@ from spml.errors import SpmlError
 from spml.files import atomic_write
 from spml.train.data import ImageLabels
 from spml.train.distributed import (Dist, EpochBatches, average_grads, cleanup, gather_rows, init_distributed, share,
-                                    share_weight, sync_rows)
+                                    share_weight, sync_rows, under_torchrun)
 from spml.train.precision import CompiledOrEager, autocast, grad_scaler, resolve_precision, set_up_cuda
 from spml.train.losses import LOSSES, compute_loss
 from spml.train.stateful_losses import DEFAULTS as STATEFUL_DEFAULTS
@@ -292,6 +292,9 @@ def train(config: TrainConfig, log=print) -> Path:
 
     --mode linear trains only the head, on features of the frozen backbone cached on disk; linear-init trains
     the head that way first (<out>.linear.pt), then the whole network from it."""
+    if config.mode != "end-to-end" and under_torchrun():
+        raise SpmlError(f"--mode {config.mode} trains a head on cached features in one process: run it without "
+                        "torchrun/--nproc (then --init its checkpoint for end-to-end training on several)") from None
     if config.mode == "linear-init":
         log(f"linear-init: {config.linear_epochs} epochs of the head on cached features, then end to end")
         first = dataclasses.replace(config, mode="linear", epochs=config.linear_epochs, lr=None,
@@ -310,9 +313,6 @@ def set_up_processes(cfg: TrainConfig, log):
         raise SpmlError(f"--nproc {cfg.nproc}, but torchrun started {d.world_size} processes") from None
     if cfg.nproc > 1 and not d.enabled:
         raise SpmlError(f"nproc={cfg.nproc}: start through torchrun (or spml-train --nproc {cfg.nproc})") from None
-    if d.enabled and cfg.mode != "end-to-end":
-        raise SpmlError(f"--mode {cfg.mode} trains a head on cached features in one process: run it without "
-                        "torchrun/--nproc (then --init its checkpoint for end-to-end training on several)") from None
     if d.enabled and cfg.device == "cuda" and d.local_rank >= torch.cuda.device_count():
         raise SpmlError(f"{d.world_size} processes per node, but only {torch.cuda.device_count()} GPUs") from None
     cfg.nproc = d.world_size
