@@ -12,6 +12,11 @@ that N processes train the same model as one process with the same global batch:
   of the global batch's mean even when the last batch does not split evenly;
 - per-image state of the stateful losses is merged at the end of each epoch (`sync_rows`), and ROLE's label
   estimates, which are not inside the DDP model, get their gradients averaged by hand (`average_grads`).
+
+Where N processes differ from one by design (each is a per-batch quantity taken over the rank's share):
+BatchNorm without SyncBatchNorm (the CPU: torch has it on GPUs only; --freeze-bn is exact), ROLE's regulariser
+on the batch mean of the predicted positives, LL-*'s top-k of the batch's largest losses, and, with unknown
+labels, the mean over the share's own known entries.
 """
 
 from __future__ import annotations
