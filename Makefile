@@ -24,6 +24,7 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/label_bench.py --out bench_out
 	$(BIN)/python benchmarks/formats_bench.py --out bench_out
+	$(BIN)/python benchmarks/train_bench.py --out bench_out
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) bench_out

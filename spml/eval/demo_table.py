@@ -51,7 +51,7 @@ def main(directories, tau, seconds):
             title = "student (soft labels" + (f", tau {tau:g}" if tau is not None else "") + ", from the teacher)"
         click.echo(f"| {title} | {maps[name]:.2f} |")
     labels = json.loads((d / "eval_labels.json").read_text())
-    click.echo(f"\npseudo labels" + (f" (tau {tau:g})" if tau is not None else "") + " vs ground truth: precision "
+    click.echo("\npseudo labels" + (f" (tau {tau:g})" if tau is not None else "") + " vs ground truth: precision "
                f"{labels['precision']:.3f}, recall {labels['recall']:.3f}, F1 {labels['f1']:.3f}, "
                f"{labels['positives_per_image']:.2f} positives per image (truth {labels['true_positives_per_image']:.2f})")
     click.echo("orderings: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in orderings(maps).items()))

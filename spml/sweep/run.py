@@ -16,7 +16,7 @@ import numpy as np
 
 from spml.data.coco import load_coco
 from spml.errors import SpmlError
-from spml.files import atomic_write, write_json
+from spml.files import write_json
 
 VARIANTS = {
     "soft": "student fits the teacher's probabilities (observed positive at 1)",

@@ -57,9 +57,10 @@ def _list_archs(ctx, param, value):
               help="Square input size.")
 @click.option("--epochs", type=int, default=None, show_default="10; built-in dataset: 8; --mode linear: 25",
               help="Training epochs.")
-@click.option("--batch-size", type=int, default=None, show_default="8; built-in dataset: 32", help="Images per step.")
+@click.option("--batch-size", type=int, default=None, show_default="8; built-in dataset: 32",
+              help="Images per optimizer step, over all processes: with --nproc N each takes 1/N of it.")
 @click.option("--lr", type=float, default=None, show_default="1e-5 with ImageNet weights, 1e-3 from scratch; built-in dataset: 3e-4 from its source-task backbone",
-              help="Adam learning rate.")
+              help="Adam learning rate (not rescaled with --nproc).")
 @click.option("--preset", type=click.Choice(PRESET_NAMES), default=None, show_default="none",
               help="The reference code's settings for this dataset (alpha, beta, theta, warm-up, expected positives, "
                    "batch size, fine-tuning lr, constant lr; for ll-*: batch 16, head lr x10). Options given "
@@ -85,6 +86,16 @@ def _list_archs(ctx, param, value):
               help="auto: CUDA when available.")
 @click.option("--workers", type=click.IntRange(0), default=None, show_default="0 on CPU, 8 on CUDA",
               help="DataLoader workers.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="Autocast of the forward pass (weights, losses, validation stay fp32). auto: bf16 on GPUs that "
+                   "have it, fp16 with loss scaling on older ones, fp32 on the CPU.")
+@click.option("--compile", "compile", is_flag=True, show_default=True,
+              help="torch.compile the model (minutes of compiling, then faster steps on GPUs); falls back to eager with a warning.")
+@click.option("--freeze-bn", is_flag=True, show_default=True,
+              help="BatchNorm keeps its running statistics and trains only its scale and shift (fine-tuning with few images per step).")
+@click.option("--nproc", type=click.IntRange(1), default=1, show_default=True,
+              help="Processes training together, one per GPU: starts torchrun. The same as "
+                   "torchrun --nproc_per_node=N $(which spml-train) ...; the learning rate is not rescaled.")
 @click.option("--out", type=click.Path(dir_okay=False), default="teacher.pt", show_default=True,
               help="Checkpoint of the best epoch. <out>.last.pt holds the latest epoch for --resume while the run "
                    "goes, and is removed when it completes (unless --keep-last).")
@@ -104,7 +115,18 @@ def main(ctx, **options):
       spml-train --ann sp.json --images imgs/ --val-ann val.json --arch resnet50 --pretrained
       spml-train --ann labels.json --loss bce --out student.pt
       spml-train --ann voc_sp.json --val-ann voc_val.json --preset voc --loss em-apl --pretrained
+      spml-train --ann sp.json --nproc 4 --batch-size 32      # 4 GPUs, 8 images each per step
     """
+    import os
+
+    if options["nproc"] > 1 and "WORLD_SIZE" not in os.environ:
+        import sys
+
+        from spml.train.distributed import torchrun_command, without_nproc
+
+        # exec, not a child: SIGTERM to this pid reaches torchrun, which passes it to every rank
+        command = torchrun_command(options["nproc"], without_nproc(sys.argv[1:]))
+        os.execv(command[0], command)
     from spml.data.provenance import builtin_test_set, is_labels_file, read_info
     from spml.errors import sigterm_as_interrupt
     from spml.files import remove_temps
@@ -122,8 +144,14 @@ def main(ctx, **options):
             remove_temps(last_path(path))
         remove_temps(linear_phase_path(options["out"]))
         raise
+    if os.environ.get("RANK", "0") != "0":
+        return
     if config.ann is not None and is_labels_file(read_info(config.ann)):  # a student: evaluate it
         test = builtin_test_set(config.ann)
         click.echo(f"next: spml-eval {out}" + ("" if test else " --ann TEST.json"))
     else:
         click.echo(f"next: spml-export {out}")
+
+
+if __name__ == "__main__":  # torchrun --module spml.train.cli
+    main()

@@ -32,10 +32,19 @@ class ImageLabels(Dataset):
         self.preprocess = preprocess
         self.flip = flip
         self.seed = seed
-        self.epoch = 0
+        # in shared memory, so persistent DataLoader workers see the epoch the trainer sets
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.allow_outside = allow_outside
         fits = len(dataset) * 3 * preprocess.size ** 2 <= PIXEL_CACHE_BYTES
         self._pixels: dict[int, np.ndarray] | None = {} if fits else None
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch.fill_(int(value))
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -55,7 +64,7 @@ class ImageLabels(Dataset):
 
     def __getitem__(self, row: int):
         pixels = self._resized(row)
-        if self.flip and zlib.crc32(f"{self.seed}/{self.epoch}/{row}".encode()) & 1:
+        if self.flip and zlib.crc32(f"{self.seed}/{int(self._epoch)}/{row}".encode()) & 1:
             pixels = pixels[:, ::-1]
         x = torch.from_numpy(np.ascontiguousarray(self.preprocess.normalize(pixels)))
         known = self.known[row] if self.known is not None else torch.ones_like(self.targets[row], dtype=torch.bool)

@@ -18,12 +18,16 @@ from spml.data.images import ImageError, image_path
 from spml.errors import SpmlError
 from spml.files import atomic_write
 from spml.train.data import ImageLabels
+from spml.train.distributed import (Dist, EpochBatches, average_grads, cleanup, gather_rows, init_distributed, share,
+                                    share_weight, sync_rows, under_torchrun)
+from spml.train.precision import CompiledOrEager, autocast, grad_scaler, resolve_precision, set_up_cuda
 from spml.train.losses import LOSSES, compute_loss
 from spml.train.presets import apply_preset, fill_defaults, fine_tune_lr
 from spml.train.stateful_losses import DEFAULTS as STATEFUL_DEFAULTS
 from spml.train.stateful_losses import STATEFUL_LOSSES, StatefulLoss, create_stateful_loss
 from spml.train.model import (FORMAT_VERSION, check_arch, create_model, load_checkpoint, model_preprocess,
                               pretrained_weights_cached)
+from spml.train.small_cnn import SMALL_ARCHS
 from spml.train.timm_models import is_timm
 
 
@@ -63,6 +67,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     workers: int | None = None  # DataLoader workers; None: 0 on the CPU (decoding would steal the cores), else 8
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16: autocast of the forward pass; auto: bf16/fp16 on GPUs, fp32 on CPU
+    compile: bool = False  # torch.compile the model (falls back to eager, with a warning, where it cannot)
+    freeze_bn: bool = False  # BatchNorm uses its running statistics and trains only its scale and shift
+    nproc: int = 1  # processes (one per GPU) training together under torchrun; recorded from the run
     out: str = "teacher.pt"
     resume: bool = False  # continue from <out>.last.pt
     keep_last: bool = False  # keep <out>.last.pt (optimizer state, ~3x the checkpoint) after the run completes
@@ -162,11 +170,22 @@ def check_images(dataset: CocoDataset, allow_outside: bool, what: str) -> None:
         raise SpmlError(f"{what}: {len(bad)} of {len(dataset)} images cannot be used (in {dataset.images_dir}), first: {bad[0]}") from None
 
 
-def make_loader(dataset, cfg: TrainConfig, shuffle: bool, epoch: int = 0) -> DataLoader:
-    generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-    workers = cfg.workers if isinstance(dataset, ImageLabels) else 0  # cached features need no decoding
-    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=shuffle, num_workers=workers,
-                      generator=generator, drop_last=False, pin_memory=cfg.device == "cuda")
+def make_loader(dataset, cfg: TrainConfig, shuffle: bool, d: Dist = Dist()) -> DataLoader:
+    """One loader for the whole run (workers persist across epochs); `loader.batch_sampler.set_epoch(e)` gives
+    epoch e's order, that of DataLoader(shuffle=True, generator=Generator().manual_seed(seed * 1000 + e)).
+    Under DDP each rank gets its share of every global batch of --batch-size images."""
+    base = dataset.dataset if isinstance(dataset, torch.utils.data.Subset) else dataset
+    workers = cfg.workers if isinstance(base, ImageLabels) else 0  # cached features need no decoding
+    batches = EpochBatches(len(dataset), cfg.batch_size, shuffle, d, seed_of=lambda epoch: cfg.seed * 1000 + epoch)
+    keep = {"persistent_workers": True, "prefetch_factor": 4} if workers else {}
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=cfg.device == "cuda",
+                      generator=torch.Generator().manual_seed(cfg.seed), **keep)
+
+
+def freeze_batchnorm(model: torch.nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
 
 
 def make_stateful_loss(cfg: TrainConfig, num_images: int, num_classes: int) -> StatefulLoss | None:
@@ -207,29 +226,55 @@ def make_scheduler(optimizer, cfg: TrainConfig, steps: int):
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, cfg: TrainConfig, epoch: int,
-                    stateful: StatefulLoss | None = None) -> float:
+                    stateful: StatefulLoss | None = None, scaler=None, d: Dist = Dist()) -> float:
+    """One epoch; the mean training loss over all ranks' images. Under autocast only the forward pass runs
+    in bf16/fp16: the logits are cast to fp32 before the loss, stateful or not."""
     from spml.progress import tqdm
 
     model.train()
-    total, count = 0.0, 0
+    if cfg.freeze_bn:
+        freeze_batchnorm(model)
+    n = len(loader.dataset)
+    total = torch.zeros((), dtype=torch.float64, device=cfg.device)
+    count = 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not cfg.progress, mininterval=1.0,
                leave=False)
-    for x, targets, known, rows in bar:
-        x, targets, known = x.to(cfg.device), targets.to(cfg.device), known.to(cfg.device)
-        logits = model(x)
-        if stateful is not None:
+    for step, (x, targets, known, rows) in enumerate(bar):
+        weight = share_weight(min(cfg.batch_size, n - step * cfg.batch_size), d)  # 1.0 in one process
+        layout = torch.channels_last if cfg.device == "cuda" and x.dim() == 4 else torch.preserve_format
+        x = x.to(cfg.device, non_blocking=True, memory_format=layout)
+        targets, known = targets.to(cfg.device, non_blocking=True), known.to(cfg.device, non_blocking=True)
+        with autocast(cfg.precision, cfg.device):
+            logits = model(x)
+        logits = logits.float()
+        if weight == 0:  # a stand-in image (this rank's share of a small last batch is empty): no loss, no state
+            loss = logits.sum() * 0.0
+        elif stateful is not None:
             loss = stateful(logits, targets, known, rows.to(cfg.device), epoch)
         else:
             loss = compute_loss(cfg.loss, logits, targets, known, alpha=cfg.alpha, ls_coef=cfg.ls_coef,
                                 expected_positives=cfg.expected_positives)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaled = loss * weight if weight != 1.0 else loss
+        (scaler.scale(scaled) if scaler is not None else scaled).backward()
+        if stateful is not None:
+            average_grads(stateful.extra_lr_params(), d)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
         scheduler.step()
-        total += loss.item() * len(x)
-        count += len(x)
-        bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
-    return total / max(count, 1)
+        if weight:
+            total += loss.detach() * len(x)  # on the device: no host sync per step
+            count += len(x)
+        if cfg.progress and step % 10 == 0:
+            bar.set_postfix(loss=f"{total.item() / max(count, 1):.4f}", refresh=False)
+    if d.enabled:
+        sums = torch.stack([total, torch.tensor(float(count), dtype=torch.float64, device=cfg.device)])
+        torch.distributed.all_reduce(sums)
+        total, count = sums[0], int(sums[1].item())
+    return total.item() / max(count, 1)
 
 
 @torch.inference_mode()
@@ -238,8 +283,23 @@ def evaluate(model, loader, device: str) -> np.ndarray:
     model.eval()
     out = []
     for x, *_ in loader:
-        out.append(torch.sigmoid(model(x.to(device)).float()).cpu().numpy())
+        out.append(torch.sigmoid(model(x.to(device, non_blocking=True)).float()).cpu().numpy())
     return np.concatenate(out)
+
+
+def evaluate_shared(model, loader, num_classes: int, cfg: TrainConfig, d: Dist) -> np.ndarray:
+    """evaluate() over this rank's share of the validation set (loader = make_val_loader), all ranks'
+    scores gathered in order; fp32, eval mode, so the scores are those of one process."""
+    mine = evaluate(model, loader, cfg.device) if len(loader.dataset) else np.zeros((0, num_classes), np.float32)
+    if not d.enabled:
+        return mine
+    return gather_rows(torch.from_numpy(mine).to(cfg.device), d).cpu().numpy()
+
+
+def make_val_loader(dataset, cfg: TrainConfig, d: Dist) -> DataLoader:
+    start, stop = share(len(dataset), d.rank, d.world_size)
+    part = dataset if not d.enabled else torch.utils.data.Subset(dataset, range(start, stop))
+    return make_loader(part, cfg, False)
 
 
 def _checkpoint(cfg, model, optimizer, scheduler, epoch, best_metric, categories, preprocess, train_set, val_set, history,
@@ -247,7 +307,7 @@ def _checkpoint(cfg, model, optimizer, scheduler, epoch, best_metric, categories
     return {
         "loss_state": {k: v.detach().cpu() for k, v in stateful.state_dict().items()} if stateful is not None else None,
         "format_version": FORMAT_VERSION,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},  # NCHW if channels_last
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "epoch": epoch,
@@ -281,6 +341,9 @@ def train(config: TrainConfig, log=print) -> Path:
 
     --mode linear trains only the head, on features of the frozen backbone cached on disk; linear-init trains
     the head that way first (<out>.linear.pt), then the whole network from it."""
+    if config.mode != "end-to-end" and under_torchrun():
+        raise SpmlError(f"--mode {config.mode} trains a head on cached features in one process: run it without "
+                        "torchrun/--nproc (then --init its checkpoint for end-to-end training on several)") from None
     if config.mode == "linear-init":
         log(f"linear-init: {config.linear_epochs} epochs of the head on cached features, then end to end")
         # the first phase's .last.pt stays until the whole run completes, so --resume can tell the phase is done
@@ -294,8 +357,42 @@ def train(config: TrainConfig, log=print) -> Path:
     return _train(config, log)
 
 
+def set_up_processes(cfg: TrainConfig, log):
+    """Precision and processes, settled here rather than in resolve_config (which must not join a process
+    group): (Dist, the log function of this rank: only rank 0 logs)."""
+    cfg.precision = resolve_precision(cfg.precision, cfg.device)
+    d = init_distributed(cfg.device)
+    if cfg.nproc not in (1, d.world_size):
+        raise SpmlError(f"--nproc {cfg.nproc}, but torchrun started {d.world_size} processes") from None
+    if cfg.nproc > 1 and not d.enabled:
+        raise SpmlError(f"nproc={cfg.nproc}: start through torchrun (or spml-train --nproc {cfg.nproc})") from None
+    if d.enabled and cfg.device == "cuda" and d.local_rank >= torch.cuda.device_count():
+        raise SpmlError(f"{d.world_size} processes per node, but only {torch.cuda.device_count()} GPUs") from None
+    cfg.nproc = d.world_size
+    if not d.main:
+        cfg.progress, log = False, (lambda s: None)
+    return d, log
+
+
+def set_up_batchnorm(model, cfg: TrainConfig, d: Dist, log):
+    """Under DDP each process's BatchNorm would see only its share of the batch (4 images of the papers' 8 on
+    two GPUs), so N processes would train another model than one. SyncBatchNorm normalises over the global
+    batch and keeps them the same; torch has it on GPUs only, so on the CPU the difference is said."""
+    if not d.enabled or cfg.freeze_bn or not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return model
+    if cfg.device == "cuda":
+        log("BatchNorm synchronised over the processes (SyncBatchNorm): statistics of the global batch")
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if d.world_size == 1:
+        return model
+    log("note: on the CPU each process's BatchNorm normalises its own share of the batch (torch's SyncBatchNorm "
+        "needs GPUs); --freeze-bn makes N processes train exactly what one does")
+    return model
+
+
 def _train(config: TrainConfig, log=print) -> Path:
     cfg = resolve_config(config)
+    d, log = set_up_processes(cfg, log)
     train_set = load_coco(cfg.ann, cfg.images)
     cfg.loss, why = choose_loss(train_set, cfg.loss)
     log(f"loss: {cfg.loss} ({why})")
@@ -330,6 +427,9 @@ def _train(config: TrainConfig, log=print) -> Path:
             raise SpmlError(f"--init {cfg.init}: a {init['config']['arch']} checkpoint, training {cfg.arch}") from None
         same_categories(init["categories"], train_set, f"--init {cfg.init}")
         model.load_state_dict(init["model"])
+    model = set_up_batchnorm(model, cfg, d, log)
+    if cfg.device == "cuda":
+        model = set_up_cuda(model)
     trainable, fit_data, eval_data = model, train_data, val_data
     if cfg.mode == "linear":
         from spml.train.features import FeatureLabels, cached_features, head_of
@@ -351,6 +451,7 @@ def _train(config: TrainConfig, log=print) -> Path:
     optimizer = make_optimizer(model, trainable, cfg, stateful, log)
     steps_per_epoch = -(-len(fit_data) // cfg.batch_size)
     scheduler = make_scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
+    scaler = grad_scaler(cfg.precision, cfg.device)
     start_epoch, best_metric, history = 0, None, []
     if cfg.resume and last_path(cfg.out).exists():
         state = load_checkpoint(last_path(cfg.out))
@@ -361,6 +462,8 @@ def _train(config: TrainConfig, log=print) -> Path:
         scheduler.load_state_dict(state["scheduler"])
         if stateful is not None:
             stateful.load_state_dict(state["loss_state"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         start_epoch, best_metric, history = state["epoch"] + 1, state["best_metric"], state["history"]
         log(f"resuming after epoch {start_epoch} of {cfg.epochs} from {last_path(cfg.out)}")
     elif cfg.resume:
@@ -371,25 +474,40 @@ def _train(config: TrainConfig, log=print) -> Path:
         f"{cfg.image_size}px on {len(train_set)} images, {train_set.num_classes} categories, {cfg.epochs} epochs, "
         f"batch {cfg.batch_size}, lr {cfg.lr:g} ({cfg.lr_schedule}"
         + (f", head x{cfg.head_lr_mult:g}" if cfg.head_lr_mult != 1 and cfg.mode != "linear" else "")
-        + (f", preset {cfg.preset}" if cfg.preset else "") + f"), device {cfg.device}"
+        + (f", preset {cfg.preset}" if cfg.preset else "") + f"), device {cfg.device}, {cfg.precision}"
+        + (f", DDP over {d.world_size} process{'es' if d.world_size > 1 else ''} (~{cfg.batch_size / d.world_size:g} "
+           "images each per step)" if d.enabled else "")
         + (f"; validation on {len(val_set)} images" if val_set else "; no validation set: the last epoch is kept"))
+    net = trainable  # what the training step calls: DDP and/or compiled around the trainable module
+    if d.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(trainable, device_ids=[d.local_rank] if cfg.device == "cuda" else None)
+    if cfg.compile:
+        net = CompiledOrEager(net, log)
+    train_loader = make_loader(fit_data, cfg, True, d)
+    val_loader = make_val_loader(eval_data, cfg, d) if eval_data is not None else None
     for epoch in range(start_epoch, cfg.epochs):
         started = time.time()
         torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout etc. replay exactly after a resume
         train_data.epoch = epoch
+        train_loader.batch_sampler.set_epoch(epoch)
         try:
-            loss = train_one_epoch(trainable, make_loader(fit_data, cfg, True, epoch), optimizer, scheduler, cfg,
-                                   epoch, stateful)
+            loss = train_one_epoch(net, train_loader, optimizer, scheduler, cfg, epoch, stateful, scaler, d)
             if stateful is not None:
+                # each image was trained by one rank: everyone gets its state before the loss reads it
+                sync_rows(stateful, train_loader.batch_sampler.own_rows(), len(train_set), d)
                 stateful.end_epoch(epoch)
             val_map = None
-            if eval_data is not None:
+            if val_loader is not None:
                 from spml.eval.metrics import mean_average_precision
 
-                scores = evaluate(trainable, make_loader(eval_data, cfg, False), cfg.device)
-                val_map = mean_average_precision(scores, val_data.targets.numpy())
+                scores = evaluate_shared(trainable, val_loader, train_set.num_classes, cfg, d)
+                val_map = mean_average_precision(scores, val_data.targets.numpy()) if d.main else None
         except ImageError as e:
             raise SpmlError(f"cannot read image {e}") from None
+        if not d.main:
+            continue  # rank 0 writes the checkpoints and logs
         history.append({"epoch": epoch, "train_loss": loss, "val_map": val_map, "seconds": time.time() - started})
         improved = val_map is None or best_metric is None or val_map > best_metric
         if improved:
@@ -400,11 +518,14 @@ def _train(config: TrainConfig, log=print) -> Path:
             best = _checkpoint(*args)
             best["optimizer"] = best["scheduler"] = best["loss_state"] = None  # for inference; .last.pt resumes
             save_checkpoint(best, cfg.out)
-        save_checkpoint(_checkpoint(*args), last_path(cfg.out))
+        last = _checkpoint(*args)
+        last["scaler"] = scaler.state_dict() if scaler is not None else None  # fp16's loss scale, to resume exactly
+        save_checkpoint(last, last_path(cfg.out))
         log(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}"
             + (f", val mAP {val_map:.2f}" if val_map is not None else "")
             + (" (best, saved)" if improved else "") + f", {time.time() - started:.0f}s")
     if not cfg.keep_last:  # the run is complete: the resume state (optimizer included) is dead weight
         last_path(cfg.out).unlink(missing_ok=True)
     log(f"wrote {cfg.out}" + (f" (best val mAP {best_metric:.2f})" if best_metric is not None else ""))
+    cleanup(d)
     return Path(cfg.out)
