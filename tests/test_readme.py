@@ -7,7 +7,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_the_readme_python_snippet_runs_as_written(tmp_path, monkeypatch, capsys):
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    section = README.read_text().split("## Python API", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
     assert len(blocks) == 1
     monkeypatch.chdir(tmp_path)
     exec(compile(blocks[0], str(README), "exec"), {"__name__": "readme"})

@@ -34,7 +34,7 @@ SAME_PREDICTIONS, FEW_WEIGHTS = 1e-3, 1e-2
 
 def args(data, out, *extra):
     return ["--ann", str(data["sp"]), "--arch", "resnet18", "--image-size", "32", "--no-pretrained", "--seed", "2",
-            "--device", "cpu", "--out", str(out), *map(str, extra)]
+            "--device", "cpu", "--out", str(out), "--keep-last", *map(str, extra)]
 
 
 def one_process(argv):

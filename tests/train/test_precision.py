@@ -16,7 +16,7 @@ def config(data, out, **kw):
     # shufflenet: where the CPU has no bf16 instructions (no AVX-512 BF16/AMX) bf16 is emulated, 5x slower
     # than fp32 here against resnet18's 40x
     base = dict(ann=str(data["sp"]), val_ann=str(data["val"]), arch="shufflenet_v2_x0_5", loss="an", image_size=32, epochs=2,
-                pretrained=False, out=str(out), progress=False, seed=1, batch_size=16)
+                pretrained=False, out=str(out), progress=False, seed=1, batch_size=16, keep_last=True)
     return TrainConfig(**{**base, **kw})
 
 

@@ -113,7 +113,7 @@ def test_schedules(schedule):
 def test_checkpoint_records_the_preset_and_the_optimizer_ran_with_it(tiny_data, tmp_path):
     out = tmp_path / "ll.pt"
     train(TrainConfig(ann=str(tiny_data["sp"]), arch="resnet18", image_size=32, epochs=1, pretrained=False, lr=1e-3,
-                      loss="ll-r", preset="voc", out=str(out), progress=False), log=lambda s: None)
+                      loss="ll-r", preset="voc", out=str(out), progress=False, keep_last=True), log=lambda s: None)
     config = torch.load(out, weights_only=True)["config"]
     assert (config["preset"], config["lr_schedule"], config["head_lr_mult"], config["batch_size"]) == ("voc", "constant", 10.0, 16)
     assert (config["alpha"], config["expected_positives"], config["delta_rel"], config["ls_coef"]) == (0.2, 1.5, 0.002, 0.1)
