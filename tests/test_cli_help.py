@@ -77,8 +77,10 @@ def test_the_torch_free_names_match_the_real_ones():
 
     assert LOSS_NAMES == tuple(LOSSES) and STATEFUL_LOSS_NAMES == tuple(STATEFUL_LOSSES)
     assert sweep_module.VARIANT_NAMES == tuple(VARIANTS)
-    for module in (train_module, sweep_module):
-        assert module.PRESET_NAMES == tuple(PRESETS) and module.LR_SCHEDULE_NAMES == tuple(LR_SCHEDULES)
+    from spml.train.loss_names import LR_SCHEDULE_NAMES, PRESET_NAMES
+
+    assert PRESET_NAMES == tuple(PRESETS) and LR_SCHEDULE_NAMES == tuple(LR_SCHEDULES)
+    assert sweep_module.PRESET_NAMES is train_module.PRESET_NAMES is PRESET_NAMES
 
 
 def test_the_commands_import_no_heavy_library_before_parsing():

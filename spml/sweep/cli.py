@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import click
 
-from spml.train.loss_names import ALL_LOSS_NAMES
+from spml.train.loss_names import ALL_LOSS_NAMES, LR_SCHEDULE_NAMES, PRESET_NAMES
 
 # spml.sweep.run.VARIANTS, named here so --help needs no numpy (tests/test_cli_help.py checks they agree)
 VARIANT_NAMES = ("soft", "band", "prior", "init", "init-soft", "round2")
-# spml.train.presets' names, for the same reason
-PRESET_NAMES = ("coco", "voc", "nus", "cub")
-LR_SCHEDULE_NAMES = ("constant", "cosine")
 
 
 def _names(text: str) -> tuple:

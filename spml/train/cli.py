@@ -5,11 +5,8 @@ from __future__ import annotations
 import click
 from click.core import ParameterSource
 
-from spml.train.loss_names import ALL_LOSS_NAMES
+from spml.train.loss_names import ALL_LOSS_NAMES, LR_SCHEDULE_NAMES, PRESET_NAMES
 
-# spml.train.presets' names, here so --help needs no torch (tests/test_cli_help.py checks they agree)
-PRESET_NAMES = ("coco", "voc", "nus", "cub")
-LR_SCHEDULE_NAMES = ("constant", "cosine")
 
 
 def _list_archs(ctx, param, value):
