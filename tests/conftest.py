@@ -18,7 +18,7 @@ def tiny_data(tmp_path_factory):
     """The built-in generator at toy size: instances_{train,val,test}.json and a single-positive train file."""
     from spml.data.coco import load_coco
     from spml.data.demo import DemoConfig, make_demo
-    from spml.data.single_positive import single_positive
+    from spml.data.protocol import single_positive
     from spml.files import write_json
 
     root = tmp_path_factory.mktemp("tiny")

@@ -75,7 +75,7 @@ def single_positive_cmd(instances, out, seed, images):
     """Keep one positive label per image of INSTANCES, chosen uniformly at random (Cole et al. 2021); images
     without a positive are dropped."""
     from spml.data.coco import load_coco
-    from spml.data.single_positive import single_positive
+    from spml.data.protocol import single_positive
     from spml.files import write_json
 
     dataset = load_coco(instances, images)

@@ -244,7 +244,7 @@ def builtin_dataset() -> dict[str, Path]:
 def builtin_single_positive(seed: int = 0) -> Path:
     """Single-positive labels of the built-in train split (cached), the default teacher training set."""
     from spml.data.coco import load_coco
-    from spml.data.single_positive import single_positive
+    from spml.data.protocol import single_positive
 
     paths = builtin_dataset()
     out = paths["train"].with_name(f"instances_train_sp{seed}.json")

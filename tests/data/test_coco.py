@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from spml.data.coco import dataset_from_dict, load_coco
-from spml.data.single_positive import single_positive
+from spml.data.protocol import single_positive
 from spml.errors import SpmlError
 
 
@@ -67,3 +67,15 @@ def test_single_positive_is_uniform_over_categories_and_seeded():
     kept = [single_positive(ds, seed=s)[0]["annotations"][0]["category_id"] for s in range(400)]
     assert 0.4 < kept.count(90) / 400 < 0.6
     assert single_positive(ds, seed=7)[0] == single_positive(ds, seed=7)[0]
+
+
+def test_the_package_names_are_the_functions_even_after_their_modules_are_imported():
+    # a submodule named like its function would shadow the lazy name once imported (the README's snippet broke so)
+    import importlib
+    import types
+
+    import spml.data
+
+    for name, module in spml.data._WHERE.items():
+        importlib.import_module(module)
+        assert not isinstance(getattr(spml.data, name), types.ModuleType), name
