@@ -93,7 +93,7 @@ def spml_train(args, ann: Path, workdir: Path, *extra: str, nproc: int = 1) -> f
     out = workdir / f"bench-{len(list(workdir.glob('bench-*.pt')))}.pt"
     cmd = [sys.executable, "-m", "spml.train.cli", "--ann", str(ann), "--arch", args.arch, "--no-pretrained",
            "--image-size", str(args.image_size), "--batch-size", str(args.batch_size), "--epochs", str(args.epochs),
-           "--loss", "em", "--device", args.device, "--out", str(out), *extra]
+           "--loss", "em", "--device", args.device, "--out", str(out), "--keep-last", *extra]
     if args.workers is not None:
         cmd += ["--workers", str(args.workers)]
     if nproc > 1:
