@@ -13,6 +13,26 @@ def _private_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SPML_CACHE", str(tmp_path_factory.getbasetemp() / "spml-cache"))
 
 
+@pytest.fixture
+def interrupt(monkeypatch):
+    """interrupt(owner, name, call): the call-th call of owner.name raises KeyboardInterrupt, as Ctrl-C would land
+    there (an epoch of the trainer, a chunk of the labeler); the function it returns puts the real one back."""
+
+    def arm(owner, name: str, call: int):
+        real, calls = getattr(owner, name), []
+
+        def interrupted(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == call:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, interrupted)
+        return lambda: monkeypatch.setattr(owner, name, real)
+
+    return arm
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """The built-in generator at toy size: instances_{train,val,test}.json and a single-positive train file."""

@@ -158,23 +158,15 @@ def test_every_format_in_one_pass_matches_labels_json(tiny_data, tiny_onnx, tmp_
         == {k: [x["label"] for x in v] for k, v in direct["labels"].items()}
 
 
-def test_a_killed_run_resumes_to_the_same_files_in_every_format(tiny_data, tiny_onnx, tmp_path, monkeypatch):
+def test_a_killed_run_resumes_to_the_same_files_in_every_format(tiny_data, tiny_onnx, tmp_path, interrupt):
     common = ["--model", tiny_onnx, "--ann", tiny_data["sp"], "--tau", "0.5", "--batch-size", "4", "--chunk-size", "8",
               "--format", "coco,csv,parquet,fiftyone"]
     assert label(*common, "--out", tmp_path / "whole" / "labels.json").exit_code == 0
-    real, calls = PseudoLabeler.scores, []
-
-    def dies_on_third_chunk(self, *a, **kw):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(self, *a, **kw)
-
-    monkeypatch.setattr(PseudoLabeler, "scores", dies_on_third_chunk)
+    restore = interrupt(PseudoLabeler, "scores", 3)  # on the third chunk
     out = tmp_path / "run" / "labels.json"
     assert label(*common, "--out", out).exit_code != 0
     assert not any(p.suffix in (".csv", ".parquet", ".fiftyone") for p in out.parent.iterdir())
-    monkeypatch.setattr(PseudoLabeler, "scores", real)
+    restore()
     result = label(*common, "--out", out)
     assert result.exit_code == 0 and "resuming: 2 of" in result.output
     for name in ("labels.json", "labels.csv", "labels.parquet", "labels.fiftyone/labels.json"):
@@ -217,20 +209,12 @@ def test_the_labeler_needs_neither_torch_nor_fiftyone_nor_pyarrow_unless_asked(t
     assert "Traceback" not in result.stderr
 
 
-def test_a_folder_that_changed_is_not_resumed_from_the_old_chunks(tiny_onnx, photos, tmp_path, monkeypatch):
+def test_a_folder_that_changed_is_not_resumed_from_the_old_chunks(tiny_onnx, photos, tmp_path, interrupt):
     common = ["--model", tiny_onnx, "--images", photos, "--tau", "0.5", "--batch-size", "4", "--chunk-size", "8"]
-    real, calls = PseudoLabeler.scores, []
-
-    def dies_on_second_chunk(self, *a, **kw):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(self, *a, **kw)
-
-    monkeypatch.setattr(PseudoLabeler, "scores", dies_on_second_chunk)
+    restore = interrupt(PseudoLabeler, "scores", 2)  # on the second chunk
     out = tmp_path / "labels.json"
     assert label(*common, "--out", out).exit_code != 0
-    monkeypatch.setattr(PseudoLabeler, "scores", real)
+    restore()
     # as many images, other names: only the listing tells the two jobs apart
     (photos / "train" / "000008.jpg").rename(photos / "train" / "000000.jpg")
     result = label(*common, "--out", out)

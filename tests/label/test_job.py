@@ -22,20 +22,12 @@ def label(args):
     return CliRunner().invoke(label_cli, [str(a) for a in args])
 
 
-def test_killed_run_resumes_to_the_identical_file(tiny_onnx, tmp_path, small_chunks, monkeypatch):
+def test_killed_run_resumes_to_the_identical_file(tiny_onnx, tmp_path, small_chunks, monkeypatch, interrupt):
     common = ["--model", tiny_onnx, "--tau", "0.5", "--batch-size", "4"]
     assert label([*common, "--out", tmp_path / "whole.json"]).exit_code == 0
 
-    real = PseudoLabeler.scores
-    calls = []
-
-    def dies_on_third_chunk(self, *a, **kw):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(self, *a, **kw)
-
-    monkeypatch.setattr(PseudoLabeler, "scores", dies_on_third_chunk)
+    real, calls = PseudoLabeler.scores, []
+    interrupt(PseudoLabeler, "scores", 3)  # on the third chunk
     out = tmp_path / "labels.json"
     result = label([*common, "--out", out])
     assert result.exit_code != 0 and not out.exists()

@@ -79,7 +79,7 @@ def test_compile_that_fails_falls_back_to_eager_with_one_warning(fp32_run, tiny_
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("prec", ["fp16", "bf16"])
-def test_cuda_mixed_precision_trains_and_resumes(prec, tiny_data, tmp_path, monkeypatch):
+def test_cuda_mixed_precision_trains_and_resumes(prec, tiny_data, tmp_path, interrupt):
     from spml.train import trainer
 
     if prec == "bf16" and not torch.cuda.is_bf16_supported():
@@ -90,17 +90,10 @@ def test_cuda_mixed_precision_trains_and_resumes(prec, tiny_data, tmp_path, monk
     assert ckpt["config"]["precision"] == prec and (ckpt["scaler"] is not None) == (prec == "fp16")
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert all(v.is_contiguous() for v in ckpt["model"].values())  # NCHW on disk though trained channels_last
-    real = trainer.train_one_epoch
-
-    def interrupted(*args, **kwargs):
-        if args[5] == 1:  # epoch index
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "train_one_epoch", interrupted)
+    restore = interrupt(trainer, "train_one_epoch", 2)  # during the second epoch
     with pytest.raises(KeyboardInterrupt):
         train(config(tiny_data, tmp_path / "part.pt", **kw), log=lambda s: None)
-    monkeypatch.setattr(trainer, "train_one_epoch", real)
+    restore()
     part = train(config(tiny_data, tmp_path / "part.pt", resume=True, **kw), log=lambda s: None)
     resumed = torch.load(last_path(part), weights_only=True)
     for key, value in ckpt["model"].items():  # cudnn.benchmark may pick other kernels: float tolerance

@@ -24,21 +24,14 @@ def test_every_loss_trains(loss, tiny_data, tmp_path):
 
 @pytest.mark.parametrize("loss,mode", [("em-apl", "end-to-end"), ("ll-cp", "end-to-end"), ("role", "end-to-end"),
                                        ("role", "linear")])
-def test_resume_restores_the_loss_state_exactly(loss, mode, tiny_data, tmp_path, monkeypatch):
+def test_resume_restores_the_loss_state_exactly(loss, mode, tiny_data, tmp_path, interrupt):
     kw = dict(loss=loss, mode=mode, epochs=2, keep_last=True, warmup_epochs=1 if loss == "em-apl" else None, delta_rel=0.2 if loss == "ll-cp" else None)
     whole = train(config(tiny_data, tmp_path / "whole.pt", **kw), log=lambda s: None)
 
-    real = trainer.train_one_epoch
-
-    def interrupted(*args, **kwargs):
-        if args[5] == 1:  # epoch index
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "train_one_epoch", interrupted)
+    restore = interrupt(trainer, "train_one_epoch", 2)  # during the second epoch
     with pytest.raises(KeyboardInterrupt):
         train(config(tiny_data, tmp_path / "part.pt", **kw), log=lambda s: None)
-    monkeypatch.setattr(trainer, "train_one_epoch", real)
+    restore()
     part = train(config(tiny_data, tmp_path / "part.pt", resume=True, **kw), log=lambda s: None)
 
     a, b = torch.load(last_path(whole), weights_only=True), torch.load(last_path(part), weights_only=True)
