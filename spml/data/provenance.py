@@ -10,7 +10,7 @@ from pathlib import Path
 
 # The teacher's settings a student inherits when the user leaves them unset (spml-train --ann labels.json)
 RECIPE_KEYS = ("arch", "image_size", "epochs", "batch_size", "lr", "lr_schedule", "head_lr_mult", "pretrained", "weights",
-               "mode", "linear_epochs", "flip", "val_ann", "val_images")
+               "mode", "linear_epochs", "flip", "augment", "val_ann", "val_images")
 BUILTIN_DESCRIPTION = "spml built-in dataset"
 
 

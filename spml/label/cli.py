@@ -99,10 +99,13 @@ class RequiredToLabel(click.Option):
               help="--engine ray: CPUs each actor reserves (its decoding and model threads).")
 @click.option("--gpus-per-worker", type=click.FloatRange(0), default=0.0, show_default=True,
               help="--engine ray: GPUs each actor reserves (fractions share one); with a GPU it runs on CUDA (or --provider).")
+@click.option("--tta", type=click.Choice(["none", "flip", "flip-crop"]), default="none", show_default=True,
+              help="Test-time augmentation: the mean probability of each image's views (flip: and its mirror image; "
+                   "flip-crop: also the central 87.5% and its mirror), scored in the same run (2x or 4x the model's work).")
 @click.pass_context
 def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives, soft, out, formats, csv_scores, batch_size,
          provider, threads, keep_observed, shard, chunk_size, strict, max_failed, allow_outside, engine, ray_address,
-         workers, cpus_per_worker, gpus_per_worker):
+         workers, cpus_per_worker, gpus_per_worker, tta):
     """Label the images of a COCO dataset, an image list or a folder with a teacher: pseudo multi-labels as COCO
     JSON that pycocotools and trainers load, and with --format for FiftyOne, CSV and Parquet. Killed, the same
     command resumes where it stopped; --engine ray spreads the work over a Ray cluster.
@@ -141,7 +144,7 @@ def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives,
 
         import_ray()  # before any work: without Ray, one line saying how to install it
     # with Ray the actors run the model; the driver's session only reads the model's metadata
-    labeler = PseudoLabeler(model, "cpu" if engine == "ray" else provider, batch_size, threads, allow_outside)
+    labeler = PseudoLabeler(model, "cpu" if engine == "ray" else provider, batch_size, threads, allow_outside, tta)
     dataset, what = load_inputs(ann, images, labeler)
     labeler.check_categories(dataset)  # before any work, so a mismatch leaves nothing behind
     if tau_low is not None and tau_low >= min(tau):
@@ -178,7 +181,7 @@ def main(ctx, model, ann, images, tau, tau_low, class_prior, expected_positives,
             if "coco" in formats:
                 path = paths["coco", t]
                 summary = write_labels(path, dataset, scores, t_value, keep_observed, model, sha, rows, shard, tau_low,
-                                       soft, extra_info=extra_info)
+                                       soft, extra_info=extra_info, tta=tta)
                 click.echo(f"wrote {path}: tau {t:g}, {summary['images']} images, {summary['positives_per_image']:.2f} "
                            f"positives per image, {summary['failed']} failed"
                            + (f" (listed in {summary['failures_file']})" if summary["failures_file"] else ""))

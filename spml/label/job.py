@@ -95,6 +95,7 @@ def resumable_scores(labeler: PseudoLabeler, dataset: CocoDataset, out: str | os
         "rows": [rows.start, rows.stop],
         "chunk": chunk,
         "num_classes": dataset.num_classes,
+        "tta": getattr(labeler, "tta", "none"),
     }
     folder = state_dir(out)
     manifest_path = folder / "manifest.json"

@@ -44,9 +44,17 @@ class Scores:
             yield s, self.values[s - self.start:min(s + size, rows.stop) - self.start]
 
 
+# Test-time augmentation: the views of each image scored in the same onnxruntime run, their probabilities averaged
+TTA_VIEWS = {"none": 1, "flip": 2, "flip-crop": 4}
+TTA_CROP = 0.875  # flip-crop's second pair of views: the central 87.5% of the image (each side), resized
+
+
 class PseudoLabeler:
     def __init__(self, model_path: str | os.PathLike, provider: str = "auto", batch_size: int = 32,
-                 threads: int | None = None, allow_outside: bool = False):
+                 threads: int | None = None, allow_outside: bool = False, tta: str = "none"):
+        if tta not in TTA_VIEWS:
+            raise SpmlError(f"unknown --tta {tta!r}; valid: {', '.join(TTA_VIEWS)}") from None
+        self.tta = tta
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             raise SpmlError(f"{model_path}: no such file") from None
@@ -76,8 +84,19 @@ class PseudoLabeler:
                             f"{self.info.image_size}") from None
 
     def _decode(self, images_dir: Path, file_name: str) -> np.ndarray:
+        """HWC uint8 at the model's size; with --tta, its views stacked as (V, H, W, 3)."""
         path = image_path(images_dir, file_name, self.allow_outside)
-        return self.preprocess.resize(load_image(path, self.preprocess.size))
+        img = load_image(path, self.preprocess.size)
+        pixels = self.preprocess.resize(img)
+        if self.tta == "none":
+            return pixels
+        views = [pixels, pixels[:, ::-1]]
+        if self.tta == "flip-crop":
+            w, h = img.size
+            dx, dy = w * (1 - TTA_CROP) / 2, h * (1 - TTA_CROP) / 2
+            crop = self.preprocess.resize(img.crop((round(dx), round(dy), round(w - dx), round(h - dy))))
+            views += [crop, crop[:, ::-1]]
+        return np.stack(views)
 
     def _decoded(self, images_dir: Path, file_names):
         """(index, HWC uint8 or ImageError) in order, decoded by a thread pool kept a few batches ahead."""
@@ -100,7 +119,11 @@ class PseudoLabeler:
                     yield k, e
 
     def predict(self, batch_uint8: np.ndarray) -> np.ndarray:
-        """Probabilities for a (B, H, W, 3) uint8 batch."""
+        """Probabilities for a (B, H, W, 3) uint8 batch, or (B, V, H, W, 3) views of each image: all B x V in one
+        run, the mean of each image's V views' probabilities returned."""
+        if batch_uint8.ndim == 5:
+            b, v = batch_uint8.shape[:2]
+            return self.predict(batch_uint8.reshape(b * v, *batch_uint8.shape[2:])).reshape(b, v, -1).mean(axis=1)
         x = np.ascontiguousarray(self.preprocess.normalize(batch_uint8))
         if not self.io_binding:
             return self.session.run([ONNX_OUTPUT], {ONNX_INPUT: x})[0]
@@ -271,7 +294,7 @@ def write_coco(out: str | os.PathLike, info: dict, licenses: list, images, categ
 def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, tau, keep_observed: bool,
                  model_path: str | os.PathLike, model_sha256: str | None = None, rows: range | None = None,
                  shard: str | None = None, tau_low: float | None = None, soft: bool = False,
-                 extra_info: dict | None = None) -> dict:
+                 extra_info: dict | None = None, tta: str = "none") -> dict:
     """Write the labels file for `rows` (default all; atomically, annotations streamed) and its failures list
     beside it when any image failed. Returns a summary.
 
@@ -306,6 +329,8 @@ def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, t
         info["tau_low"] = tau_low
     if soft:
         info["soft"] = True
+    if tta != "none":
+        info["tta"] = tta
 
     def labeled_blocks():
         """(rows, values, observed, positives) per block, failed images' rows left out."""

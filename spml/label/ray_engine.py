@@ -34,10 +34,10 @@ class ChunkScorer:
     decoding and preprocessing, scoring a batch of {"row", "file_name"} into {"row", "values", "failed", "reason"}."""
 
     def __init__(self, model_path: str, provider: str, batch_size: int, threads: int, allow_outside: bool,
-                 images_dir: str, columns: np.ndarray):
+                 images_dir: str, columns: np.ndarray, tta: str = "none"):
         from spml.label.labeler import PseudoLabeler
 
-        self.labeler = PseudoLabeler(model_path, provider, batch_size, threads, allow_outside)
+        self.labeler = PseudoLabeler(model_path, provider, batch_size, threads, allow_outside, tta)
         self.images_dir, self.columns = images_dir, columns
 
     def __call__(self, batch: dict) -> dict:
@@ -82,7 +82,7 @@ def ray_engine(labeler, dataset, model_path: str, provider: str = "auto", addres
             fn_constructor_kwargs={"model_path": str(os.path.abspath(model_path)), "provider": actor_provider,
                                    "batch_size": labeler.batch_size, "threads": actor_threads,
                                    "allow_outside": allow_outside, "images_dir": str(dataset.images_dir.resolve()),
-                                   "columns": columns})
+                                   "columns": columns, "tta": labeler.tta})
         log(f"ray: {size} workers x {cpus_per_worker:g} CPU" + (f" + {gpus_per_worker:g} GPU" if gpus_per_worker else "")
             + f" on {ray.cluster_resources().get('CPU', 0):g} CPUs")
         waiting = iter(parts)

@@ -50,6 +50,17 @@ def _list_archs(ctx, param, value):
               help="linear-init: epochs of the linear phase.")
 @click.option("--soft-targets", is_flag=True, show_default=True,
               help="Fit the teacher's probabilities of a labels file written with spml-label --soft.")
+@click.option("--soft-temperature", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+              help="--soft-targets: fit sigmoid(logit(p) / T) of the teacher's probabilities p; T < 1 sharpens them.")
+@click.option("--augment", type=click.Choice(["none", "flip", "strong"]), default=None, show_default="flip",
+              help="Training noise per image: flip (horizontal); strong: RandomResizedCrop, flip and TrivialAugmentWide, "
+                   "plus mixup/cutmix of the batches for bce losses (a noisy student).")
+@click.option("--mix-prob", type=click.FloatRange(0, 1), default=None, show_default="1 with --augment strong, else 0",
+              help="Share of the batches mixed by mixup or cutmix (bce losses; targets mixed as label probabilities).")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Dropout on the classifier head's input while training (any arch).")
+@click.option("--drop-path", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Stochastic depth rate, for archs that have it (timm models, torchvision's convnext, efficientnet, swin).")
 @click.option("--image-size", type=int, default=None, show_default="448, a timm model's own input size; built-in dataset: 32",
               help="Square input size.")
 @click.option("--epochs", type=int, default=None, show_default="10; built-in dataset: 8; --mode linear: 25",
@@ -78,7 +89,7 @@ def _list_archs(ctx, param, value):
               help="em-apl: epochs before pseudo labelling.")
 @click.option("--delta-rel", type=float, default=None, show_default="0.002",
               help="ll-r/ll-ct/ll-cp: per-epoch growth of the large-loss share.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialisation, shuffling and flips.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialisation, shuffling and augmentation.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto: CUDA when available.")
 @click.option("--workers", type=click.IntRange(0), default=None, show_default="0 on CPU, 8 on CUDA",

@@ -2,35 +2,35 @@
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from spml.data.coco import CocoDataset
 from spml.data.images import ImageError, Preprocess, image_path, load_image
+from spml.train.augment import ImageAugment, draw_seed
 
 
 PIXEL_CACHE_BYTES = 1 << 30  # keep decoded, resized images in memory when the whole set fits in this
 
 
 class ImageLabels(Dataset):
-    """(image tensor, targets, known mask, row) for each image. Horizontal flips, when on, are decided by
-    (seed, epoch, row), so an epoch sees the same augmentation whether or not training was resumed.
+    """(image tensor, targets, known mask, row) for each image. Augmentation (`augment`: none, flip or strong,
+    spml.train.augment) is drawn from (seed, epoch, row), so an epoch sees the same augmentation whether or not
+    training was resumed.
 
     When every resized image fits in PIXEL_CACHE_BYTES (small inputs: 1,000 images at 64 px are 12 MB), the
     decoded uint8 pixels are kept after the first epoch, so later epochs cost only the model: decoding a JPEG
     costs more than a small network's step. Flips and normalisation come after the cache, so results are the
-    same with or without it."""
+    same with or without it. Augmentation comes after the cache too: a cached image is augmented afresh each epoch."""
 
     def __init__(self, dataset: CocoDataset, targets: np.ndarray, known: np.ndarray | None, preprocess: Preprocess,
-                 flip: bool = False, seed: int = 0, allow_outside: bool = False):
+                 flip: bool = False, seed: int = 0, allow_outside: bool = False, augment: str | None = None):
         self.dataset = dataset
         self.targets = torch.as_tensor(targets, dtype=torch.float32)
         self.known = None if known is None else torch.as_tensor(known, dtype=torch.bool)
         self.preprocess = preprocess
-        self.flip = flip
+        self.augment = ImageAugment(augment or ("flip" if flip else "none"), preprocess.size)
         self.seed = seed
         # in shared memory, so persistent DataLoader workers see the epoch the trainer sets
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -64,8 +64,7 @@ class ImageLabels(Dataset):
 
     def __getitem__(self, row: int):
         pixels = self._resized(row)
-        if self.flip and zlib.crc32(f"{self.seed}/{int(self._epoch)}/{row}".encode()) & 1:
-            pixels = pixels[:, ::-1]
+        pixels = self.augment(pixels, draw_seed(self.seed, int(self._epoch), row))
         x = torch.from_numpy(np.ascontiguousarray(self.preprocess.normalize(pixels)))
         known = self.known[row] if self.known is not None else torch.ones_like(self.targets[row], dtype=torch.bool)
         return x, self.targets[row], known, row

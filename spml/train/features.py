@@ -15,6 +15,7 @@ from torch import nn
 
 from spml.data.coco import CocoDataset
 from spml.files import atomic_write, cache_dir
+from spml.train.augment import ImageAugment
 from spml.train.data import ImageLabels
 from spml.train.model import head_name
 
@@ -73,14 +74,14 @@ def extract_features(model: nn.Module, data: ImageLabels, batch_size: int, devic
     setattr(parent, child, nn.Identity())
     try:
         model.eval()
-        flip, data.flip = data.flip, False
+        augment, data.augment = data.augment, ImageAugment("none", 0)
         out = []
         loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers)
         for x, *_ in tqdm(loader, desc="features", unit="batch", disable=not progress, mininterval=1.0, leave=False):
             out.append(model(x.to(device)).float().flatten(1).cpu().numpy())
     finally:
         setattr(parent, child, head)
-        data.flip = flip
+        data.augment = augment
         model.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, head.in_features), np.float32)
 

@@ -93,20 +93,27 @@ def model_preprocess(arch: str, image_size: int) -> Preprocess:
 
 
 def create_model(arch: str, num_classes: int, pretrained: bool = False, weights: str | os.PathLike | None = None,
-                 image_size: int | None = None) -> nn.Module:
+                 image_size: int | None = None, drop_path: float = 0.0) -> nn.Module:
     """`arch` from torchvision with `num_classes` outputs (logits). `pretrained` loads torchvision's ImageNet
     weights (downloaded once into torch's cache); `weights` loads a local state dict (an ImageNet checkpoint of
     the same arch; its head is dropped). `timm/<name>` archs are built by timm (spml.train.timm_models);
-    `image_size` matters only to timm models whose input size is fixed at construction."""
+    `image_size` matters only to timm models whose input size is fixed at construction. `drop_path`: stochastic
+    depth (timm's drop_path_rate, torchvision's stochastic_depth_prob), for the archs that have it."""
     if is_timm(arch):
         from spml.train.timm_models import create_timm_model
 
-        return create_timm_model(arch, num_classes, pretrained, weights, image_size)
+        return create_timm_model(arch, num_classes, pretrained, weights, image_size, drop_path)
     import torchvision
 
     check_arch(arch)
+    extra = {}
+    if drop_path:
+        if arch in SMALL_ARCHS or "stochastic_depth_prob" not in _builder_params(arch):
+            raise SpmlError(f"--drop-path: {arch} has no stochastic depth (torchvision's convnext, efficientnet, "
+                            "swin and maxvit have it, and timm models); use --dropout") from None
+        extra["stochastic_depth_prob"] = drop_path
     if weights is not None:
-        model = _bare_model(arch)
+        model = _bare_model(arch, **extra)
         state = load_state_dict_file(weights)
         own = model.state_dict()
         usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
@@ -123,21 +130,35 @@ def create_model(arch: str, num_classes: int, pretrained: bool = False, weights:
         return small_cnn(arch, num_classes)
     if pretrained:
         try:
-            model = torchvision.models.get_model(arch, weights="DEFAULT")
+            model = torchvision.models.get_model(arch, weights="DEFAULT", **extra)
         except Exception as e:  # no network, no published weights for this arch
             raise SpmlError(
                 f"cannot get ImageNet weights for {arch} ({type(e).__name__}: {str(e)[:100]}); "
                 "use --weights FILE or --no-pretrained"
             ) from None
         return replace_head(model, num_classes)
-    return torchvision.models.get_model(arch, num_classes=num_classes)
+    return torchvision.models.get_model(arch, num_classes=num_classes, **extra)
 
 
-def _bare_model(arch: str) -> nn.Module:
+def _builder_params(arch: str) -> set:
+    """The keyword arguments the torchvision model class behind `arch` takes."""
+    import inspect
+
+    import torchvision
+
+    builder = torchvision.models.get_model_builder(arch)
+    model_class = inspect.signature(builder).return_annotation
+    params = set(inspect.signature(builder).parameters)
+    if isinstance(model_class, type):
+        params |= set(inspect.signature(model_class).parameters)
+    return params
+
+
+def _bare_model(arch: str, **extra) -> nn.Module:
     """`arch` with its original head, to load a state dict saved from it."""
     import torchvision
 
-    return small_cnn(arch, 1000) if arch in SMALL_ARCHS else torchvision.models.get_model(arch)
+    return small_cnn(arch, 1000) if arch in SMALL_ARCHS else torchvision.models.get_model(arch, **extra)
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict:

@@ -14,7 +14,8 @@ from spml.data.provenance import RECIPE_KEYS, read_info
 
 TYPES = {"arch": str, "image_size": int, "epochs": int, "batch_size": int, "lr": (int, float), "lr_schedule": str,
          "head_lr_mult": (int, float), "pretrained": bool,
-         "weights": str, "mode": str, "linear_epochs": int, "flip": bool, "val_ann": str, "val_images": str}
+         "weights": str, "mode": str, "linear_epochs": int, "flip": bool, "augment": str, "val_ann": str,
+         "val_images": str}
 # fields with a real default rather than None: inherited only when the caller says they were not given
 NOT_NONE = ("mode", "linear_epochs", "flip")
 

@@ -103,13 +103,15 @@ def cached_weights_file(arch: str) -> str | None:
 
 
 def create_timm_model(arch: str, num_classes: int, pretrained: bool = False, weights: str | os.PathLike | None = None,
-                      image_size: int | None = None) -> nn.Module:
+                      image_size: int | None = None, drop_path: float = 0.0) -> nn.Module:
     """A timm model with `num_classes` outputs (timm sizes the head). `pretrained`: timm's weights (from the cache
     when there, else downloaded by timm); `weights`: a local timm state dict, its head dropped when it has
     another number of classes."""
     timm = _timm()
     name = timm_name(arch)
     kwargs = {"num_classes": num_classes}
+    if drop_path:
+        kwargs["drop_path_rate"] = drop_path  # stochastic depth, in the models built of blocks that have it
     cfg = _pretrained_cfg(name)
     if image_size and cfg.get("fixed_input_size") and tuple(cfg.get("input_size", ()))[-1:] != (image_size,):
         kwargs["img_size"] = image_size  # ViT-style models size their position embeddings at construction

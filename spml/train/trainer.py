@@ -17,6 +17,7 @@ from spml.data.coco import CocoDataset, load_coco, same_categories
 from spml.data.images import ImageError, image_path
 from spml.errors import SpmlError
 from spml.files import atomic_write
+from spml.train.augment import AUGMENTS, draw_seed, mix_batch
 from spml.train.data import ImageLabels
 from spml.train.distributed import (Dist, EpochBatches, average_grads, cleanup, gather_rows, init_distributed, share,
                                     share_weight, sync_rows, under_torchrun)
@@ -63,7 +64,12 @@ class TrainConfig:
     theta: float | None = None  # em-apl: final share of unobserved labels made pseudo negatives (None: 0.9)
     warmup_epochs: int | None = None  # em-apl: epochs before pseudo labelling starts (None: 5)
     delta_rel: float | None = None  # ll-*: growth per epoch of the share of large-loss labels (None: 0.002)
-    flip: bool = True  # random horizontal flips
+    flip: bool = True  # random horizontal flips (what --augment flip does; kept for older recipes)
+    augment: str | None = None  # none | flip | strong (crop, TrivialAugment, mixup/cutmix); None: flip, or none if not flip
+    mix_prob: float | None = None  # share of the batches mixed (mixup or cutmix); None: 1 with --augment strong, else 0
+    dropout: float = 0.0  # dropout on the head's input, in training (any arch: a hook, the weights' names unchanged)
+    drop_path: float = 0.0  # stochastic depth, where the arch has it (timm models; torchvision's stochastic_depth_prob)
+    soft_temperature: float = 1.0  # --soft-targets: the teacher's probabilities sharpened, sigmoid(logit / T); T < 1 sharpens
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     workers: int | None = None  # DataLoader workers; None: 0 on the CPU (decoding would steal the cores), else 8
@@ -130,12 +136,46 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         raise SpmlError("--device cuda: no CUDA device is available") from None
     if cfg.workers is None:
         cfg.workers = 0 if cfg.device == "cpu" else min(8, os.cpu_count() or 1)
+    if cfg.augment is None:
+        cfg.augment = "flip" if cfg.flip else "none"
+    if cfg.augment not in AUGMENTS:
+        raise SpmlError(f"unknown augmentation {cfg.augment!r}; valid: {', '.join(AUGMENTS)}") from None
+    cfg.flip = cfg.augment != "none"
+    if cfg.mix_prob is None:
+        cfg.mix_prob = 1.0 if cfg.augment == "strong" else 0.0
+    for key, low, high in (("mix_prob", 0, 1), ("dropout", 0, 1), ("drop_path", 0, 1)):
+        if not low <= getattr(cfg, key) <= high or (key != "mix_prob" and getattr(cfg, key) == 1):
+            raise SpmlError(f"--{key.replace('_', '-')} must be in [0, 1), got {getattr(cfg, key)}") from None
+    if cfg.soft_temperature <= 0:
+        raise SpmlError(f"--soft-temperature must be positive, got {cfg.soft_temperature}") from None
     for key in ("image_size", "epochs", "batch_size", "linear_epochs"):
         if getattr(cfg, key) <= 0:
             raise SpmlError(f"--{key.replace('_', '-')} must be positive, got {getattr(cfg, key)}") from None
     if cfg.lr <= 0:
         raise SpmlError(f"--lr must be positive, got {cfg.lr}") from None
     return cfg
+
+
+def sharpen(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """sigmoid(logit(p) / T): T < 1 pushes the teacher's probabilities towards 0 and 1, T > 1 softens them;
+    observed positives (1) stay 1."""
+    p = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
+    out = 1.0 / (1.0 + np.exp(-np.log(p / (1 - p)) / temperature))
+    out[probs >= 1] = 1.0
+    return out.astype(np.float32)
+
+
+def add_head_dropout(model: torch.nn.Module, p: float) -> None:
+    """Dropout on the input of the classifier head, in training mode only: a forward pre-hook, so the state
+    dict's names (and --init, --weights, export) are those of the arch without it."""
+    from spml.train.features import head_of
+
+    head = head_of(model)[0]
+
+    def drop(module, args):
+        return (torch.nn.functional.dropout(args[0], p, module.training),) + tuple(args[1:])
+
+    head.register_forward_pre_hook(drop)
 
 
 def choose_loss(dataset: CocoDataset, requested: str | None) -> tuple[str, str]:
@@ -244,6 +284,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, cfg: TrainConfig, epoch
         layout = torch.channels_last if cfg.device == "cuda" and x.dim() == 4 else torch.preserve_format
         x = x.to(cfg.device, non_blocking=True, memory_format=layout)
         targets, known = targets.to(cfg.device, non_blocking=True), known.to(cfg.device, non_blocking=True)
+        if mixes(cfg, stateful) and draw_seed(cfg.seed, "mix?", epoch, step) % 1000 < cfg.mix_prob * 1000:
+            x, targets, known = mix_batch(x, targets, known, draw_seed(cfg.seed, "mix", epoch, step, d.rank))
         with autocast(cfg.precision, cfg.device):
             logits = model(x)
         logits = logits.float()
@@ -275,6 +317,12 @@ def train_one_epoch(model, loader, optimizer, scheduler, cfg: TrainConfig, epoch
         torch.distributed.all_reduce(sums)
         total, count = sums[0], int(sums[1].item())
     return total.item() / max(count, 1)
+
+
+def mixes(cfg: TrainConfig, stateful) -> bool:
+    """Mixup/cutmix's targets are label probabilities: for the bce losses (students), not for the single-positive
+    losses, whose targets mark the observed positive."""
+    return cfg.mix_prob > 0 and stateful is None and cfg.loss in ("bce", "bce-ls")
 
 
 @torch.inference_mode()
@@ -412,21 +460,33 @@ def _train(config: TrainConfig, log=print) -> Path:
         targets = train_set.soft_targets()
         if targets is None:
             raise SpmlError(f"{cfg.ann}: --soft-targets needs a labels file written with spml-label --soft") from None
-        log("targets: the teacher's probabilities (observed positives at 1)")
+        if cfg.soft_temperature != 1:
+            targets = sharpen(targets, cfg.soft_temperature)
+        log("targets: the teacher's probabilities (observed positives at 1)"
+            + (f", sharpened at temperature {cfg.soft_temperature:g}" if cfg.soft_temperature != 1 else ""))
     if unknown is not None:
         log(f"ignoring {int(unknown.sum())} labels marked unknown (not_exhaustive_category_ids)")
     train_data = ImageLabels(train_set, targets, None if unknown is None else ~unknown,
-                             preprocess, flip=cfg.flip, seed=cfg.seed, allow_outside=cfg.allow_outside)
+                             preprocess, seed=cfg.seed, allow_outside=cfg.allow_outside, augment=cfg.augment)
     val_data = (ImageLabels(val_set, val_set.positives[:, val_cols], None, preprocess, allow_outside=cfg.allow_outside)
                 if val_set else None)
 
-    model = create_model(cfg.arch, train_set.num_classes, cfg.pretrained, cfg.weights, cfg.image_size).to(cfg.device)
+    model = create_model(cfg.arch, train_set.num_classes, cfg.pretrained, cfg.weights, cfg.image_size,
+                         drop_path=cfg.drop_path).to(cfg.device)
     if cfg.init:
         init = load_checkpoint(cfg.init)
         if init["config"]["arch"] != cfg.arch:
             raise SpmlError(f"--init {cfg.init}: a {init['config']['arch']} checkpoint, training {cfg.arch}") from None
         same_categories(init["categories"], train_set, f"--init {cfg.init}")
         model.load_state_dict(init["model"])
+    if cfg.dropout:
+        add_head_dropout(model, cfg.dropout)
+    if cfg.augment != "flip" or cfg.mix_prob or cfg.dropout or cfg.drop_path:
+        log(f"noise: --augment {cfg.augment}"
+            + (f", mixup/cutmix on {cfg.mix_prob:.0%} of the batches" if mixes(cfg, stateful=None) else
+               " (no mixing: the loss is not bce)" if cfg.mix_prob else "")
+            + (f", dropout {cfg.dropout:g} on the head's input" if cfg.dropout else "")
+            + (f", stochastic depth {cfg.drop_path:g}" if cfg.drop_path else ""))
     model = set_up_batchnorm(model, cfg, d, log)
     if cfg.device == "cuda":
         model = set_up_cuda(model)

@@ -89,3 +89,39 @@ def test_labeler_never_imports_torch(tiny_onnx, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "l.json").exists()
+
+
+@pytest.mark.parametrize("tta", ["flip", "flip-crop"])
+def test_tta_is_the_mean_of_the_views_in_torch(tta, tiny_data, tiny_teacher, tiny_onnx, tmp_path):
+    """--tta against torch on views made independently: torch.flip of the input, and PIL's crop of the
+    central 87.5% of the decoded image; the labeler scores all views in one run and averages them."""
+    from PIL import Image
+
+    dataset = load_coco(tiny_data["train"])
+    ckpt = load_checkpoint(tiny_teacher)
+    model = model_from_checkpoint(ckpt)
+    size = ckpt["preprocess"]["image_size"]
+    pre = Preprocess(size)
+    views = []
+    for name in dataset.file_names:
+        img = load_image(dataset.images_dir / name, size)
+        one = [pre.normalize(pre.resize(img))]
+        if tta == "flip-crop":
+            w, h = img.size
+            box = (round(w / 16), round(h / 16), round(w - w / 16), round(h - h / 16))
+            one.append(pre.normalize(np.asarray(img.crop(box).resize((size, size), Image.BILINEAR))))
+        views.append(one)
+    with torch.inference_mode():
+        probs = []
+        for one in views:
+            x = torch.from_numpy(np.stack(one))
+            probs.append(torch.cat([torch.sigmoid(model(x)), torch.sigmoid(model(torch.flip(x, dims=[3])))]).mean(0))
+    expected = torch.stack(probs).numpy()
+    labeler = PseudoLabeler(tiny_onnx, provider="cpu", batch_size=5, tta=tta)
+    got = labeler.scores(dataset).values
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    plain = PseudoLabeler(tiny_onnx, provider="cpu", batch_size=5).scores(dataset).values
+    assert np.abs(got - plain).max() > 1e-3  # the views are not all the same image
+    out = tmp_path / "labels.json"
+    write_labels(out, dataset, labeler.scores(dataset), 0.5, True, tiny_onnx, tta=tta)
+    assert json.loads(out.read_text())["info"]["tta"] == tta
