@@ -27,8 +27,12 @@ def paired_gains(reports: list[dict], teacher: str = "em") -> dict:
         teacher_maps = [r["teachers"][teacher] for r in reports]
         student_maps = [rows[name] for rows in per_report]
         gains = [s - t for s, t in zip(student_maps, teacher_maps)]
+        fulls = [r.get("full") for r in reports]
+        shares = ([g / (f - t) for g, f, t in zip(gains, fulls, teacher_maps)]
+                  if all(f is not None and f != t for f, t in zip(fulls, teacher_maps)) else None)
         out[name] = {"seeds": [r["config"]["train"].get("seed") for r in reports], "teacher": teacher_maps,
-                     "student": student_maps, "gain": gains, "mean_gain": sum(gains) / len(gains)}
+                     "student": student_maps, "gain": gains, "mean_gain": sum(gains) / len(gains),
+                     "gap_share": shares, "mean_gap_share": sum(shares) / len(shares) if shares else None}
     return out
 
 
@@ -36,14 +40,25 @@ def seeds_markdown(reports: list[dict], teacher: str = "em") -> str:
     gains = paired_gains(reports, teacher)
     seeds = [r["config"]["train"].get("seed") for r in reports]
     head = " | ".join(f"seed {s}" for s in seeds)
+    share = bool(gains) and all(g["gap_share"] is not None for g in gains.values())
     lines = [f"# {teacher.upper()} teacher vs its students, paired by seed", "",
-             f"| model | {head} | mean | mean gain over the teacher |", "|---" * (len(seeds) + 3) + "|"]
+             f"| model | {head} | mean | mean gain over the teacher |" + (" mean share of the gap to full labels |" if share else ""),
+             "|---" * (len(seeds) + 3 + share) + "|"]
     t = [r["teachers"][teacher] for r in reports]
-    lines.append(f"| {teacher.upper()} teacher | " + " | ".join(f"{v:.2f}" for v in t) + f" | {sum(t) / len(t):.2f} | |")
+    lines.append(f"| {teacher.upper()} teacher | " + " | ".join(f"{v:.2f}" for v in t) + f" | {sum(t) / len(t):.2f} | |"
+                 + (" |" if share else ""))
+    if share:
+        f = [r["full"] for r in reports]
+        lines.append("| full labels | " + " | ".join(f"{v:.2f}" for v in f) + f" | {sum(f) / len(f):.2f} | | 100% |")
     for name, g in gains.items():
         cells = " | ".join(f"{s:.2f} ({d:+.2f})" for s, d in zip(g["student"], g["gain"]))
-        lines.append(f"| student {name} | {cells} | {sum(g['student']) / len(seeds):.2f} | {g['mean_gain']:+.2f} |")
-    return "\n".join(lines + ["", "Cells: student test mAP (gain over the same seed's teacher).", ""])
+        lines.append(f"| student {name} | {cells} | {sum(g['student']) / len(seeds):.2f} | {g['mean_gain']:+.2f} |"
+                     + (f" {100 * g['mean_gap_share']:.1f}% |" if share else ""))
+    note = "Cells: student test mAP (gain over the same seed's teacher)."
+    if share:
+        note += (" Share of the gap: (student - teacher) / (full labels - teacher) per seed, then averaged over"
+                 " the seeds.")
+    return "\n".join(lines + ["", note, ""])
 
 
 @click.command()

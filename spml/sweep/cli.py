@@ -6,12 +6,23 @@ import click
 
 from spml.train.loss_names import ALL_LOSS_NAMES, LR_SCHEDULE_NAMES, PRESET_NAMES
 
-# spml.sweep.run.VARIANTS, named here so --help needs no numpy (tests/test_cli_help.py checks they agree)
-VARIANT_NAMES = ("soft", "band", "prior", "init", "init-soft", "round2")
+from spml.sweep.variants import BASES, OPTIONS, parse_variant
+
+VARIANT_NAMES = tuple(BASES)
 
 
 def _names(text: str) -> tuple:
     return tuple(n.strip() for n in text.split(",") if n.strip()) if text else ()
+
+
+def _variants(ctx, param, value):
+    names = _names(value)
+    for name in names:
+        try:
+            parse_variant(name)
+        except ValueError as e:
+            raise click.BadParameter(str(e)) from None
+    return names
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,8 +43,9 @@ def _names(text: str) -> tuple:
 @click.option("--teacher-loss", type=click.Choice(ALL_LOSS_NAMES), default="em", show_default=True,
               help="Loss of the teacher whose pseudo labels train the students.")
 @click.option("--losses", default="", show_default="none", help="Extra teacher losses for the table of all losses, comma-separated, or 'all'.")
-@click.option("--variants", default="", show_default="none",
-              help=f"Student variants at the best tau, comma-separated: {', '.join(VARIANT_NAMES)}.")
+@click.option("--variants", default="", show_default="none", callback=_variants,
+              help=f"Student variants at the best tau, comma-separated; each a base ({', '.join(VARIANT_NAMES)}) with "
+                   f"options joined by '+' ({', '.join(OPTIONS)}), e.g. rounds:3+tta.")
 @click.option("--variant-tau", type=click.FloatRange(0, 1, max_open=True), default=None,
               show_default="the hard-threshold student's best by validation mAP", help="tau of the variants.")
 @click.option("--tau-low", type=float, default=0.5, show_default=True, help="band variant: below it, confident negatives.")
@@ -76,7 +88,7 @@ def main(ann, images, val_ann, val_images, test_ann, test_images, gt_ann, taus, 
     extra = tuple(n for n in ALL_LOSSES if n not in ("bce", "bce-ls")) if losses == "all" else _names(losses)
     cfg = SweepConfig(ann=ann, images=images, val_ann=val_ann, val_images=val_images, test_ann=test_ann,
                       test_images=test_images, gt_ann=gt_ann, taus=tuple(taus) or SweepConfig.taus,
-                      teacher_loss=teacher_loss, losses=extra, variants=_names(variants), variant_tau=variant_tau, tau_low=tau_low,
+                      teacher_loss=teacher_loss, losses=extra, variants=variants, variant_tau=variant_tau, tau_low=tau_low,
                       expected_positives=expected_positives, train=train, out=out)
     report = run_sweep(cfg, log=click.echo)
     click.echo(f"wrote {out}/report.json, report.md, fig1a_map_vs_tau.png, fig1b_positives_vs_tau.png")

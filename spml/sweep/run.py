@@ -17,15 +17,9 @@ import numpy as np
 from spml.data.coco import load_coco
 from spml.errors import SpmlError
 from spml.files import write_json
+from spml.sweep.variants import BASES, Variant, parse_variant
 
-VARIANTS = {
-    "soft": "student fits the teacher's probabilities (observed positive at 1)",
-    "band": "ignore band: unknown between tau_low and the best tau, masked in the student's loss",
-    "prior": "per-class thresholds matching priors estimated from the single positives",
-    "init": "student starts from the teacher's weights",
-    "init-soft": "student starts from the teacher's weights and fits its probabilities",
-    "round2": "a second round: the soft student becomes the teacher of a new soft student",
-}
+VARIANTS = BASES  # the variants' bases; options join them with '+' (spml.sweep.variants)
 
 
 @dataclass
@@ -42,7 +36,7 @@ class SweepConfig:
     teacher_loss: str = "em"
     student_loss: str = "bce"
     losses: tuple = ()  # extra teacher losses for the table of all losses
-    variants: tuple = ()  # names in VARIANTS, trained at the best tau (by validation mAP)
+    variants: tuple = ()  # variant names (spml.sweep.variants: base[+option...]), trained at the best tau (by validation mAP)
     variant_tau: float | None = None  # None: the best tau by validation mAP
     tau_low: float = 0.5  # band variant
     expected_positives: float = 2.9  # prior variant
@@ -76,9 +70,10 @@ def run_sweep(cfg: SweepConfig, log=print) -> dict:
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    bad = [v for v in cfg.variants if v not in VARIANTS]
-    if bad:
-        raise SpmlError(f"unknown variant {bad[0]!r}; valid: {', '.join(VARIANTS)}") from None
+    try:
+        variants_asked = [parse_variant(v) for v in cfg.variants]
+    except ValueError as e:
+        raise SpmlError(str(e)) from None
     cache_path = out / "test_map_cache.json"
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
 
@@ -139,36 +134,67 @@ def run_sweep(cfg: SweepConfig, log=print) -> dict:
             write_labels(labels, sp, scores, tau, True, onnx_path, soft=True)
         return _train(cfg, out / "student_soft.pt", str(labels), cfg.student_loss, log=log, soft_targets=True)
 
+    def variant_student(v: Variant, tau: float) -> dict:
+        """Train variant `v`'s student (all its rounds) at `tau`; the report entry of its last round."""
+        teacher_model, teacher_onnx, per_round = teachers[cfg.teacher_loss], onnx_path, []
+        for k in range(1, v.rounds + 1):
+            suffix = f"_r{k}" if v.base == "rounds" and k > 1 else ""
+            labels = out / f"labels_{v.file_name}{suffix}.json"
+            extra = dict(v.train)
+            if v.base == "round2":
+                teacher_onnx = exported(soft_student(tau))
+            if not labels.exists():
+                if v.base == "band":
+                    write_labels(labels, sp, scores_of(teacher_onnx, v.tta), tau, True, teacher_onnx,
+                                 tau_low=min(cfg.tau_low, tau - 1e-3), tta=v.tta)
+                elif v.base == "prior":
+                    taus = prior_thresholds(scores_of(teacher_onnx, v.tta).values, observed_priors(sp, cfg.expected_positives))
+                    write_labels(labels, sp, scores_of(teacher_onnx, v.tta), taus, True, teacher_onnx, tta=v.tta)
+                else:
+                    write_labels(labels, sp, scores_of(teacher_onnx, v.tta), tau, True, teacher_onnx, soft=v.soft, tta=v.tta)
+            if v.soft:
+                extra["soft_targets"] = True
+            if v.init:
+                extra["init"] = str(teacher_model)
+            entry = student(f"{v.file_name}{suffix}", labels, **extra)
+            per_round.append(entry["map"])
+            if k < v.rounds:  # this round's student is the next round's teacher
+                teacher_model = out / f"student_{v.file_name}{suffix}.pt"
+                teacher_onnx = exported(teacher_model)
+        if v.base == "rounds":
+            entry["rounds"] = per_round
+        return entry
+
+    teacher_scores = {"none": scores}
+
+    def scores_of(onnx: Path, tta: str):
+        """The scores of `onnx` (with test-time augmentation `tta`) over the training images, computed once."""
+        if onnx == onnx_path and tta in teacher_scores:
+            return teacher_scores[tta]
+        result = PseudoLabeler(onnx, batch_size=64, tta=tta).scores(sp)
+        if onnx == onnx_path:
+            teacher_scores[tta] = result
+        return result
+
+    def exported(model: Path) -> Path:
+        onnx = model.with_suffix(".onnx")
+        if not onnx.exists():
+            export_onnx(model, onnx)
+            validate_onnx(onnx, model)
+        return onnx
+
     variants = []
-    if cfg.variants:
+    if variants_asked:
         best = max(students, key=lambda s: s["val_map"] if s["val_map"] is not None else -1)
         tau = cfg.variant_tau if cfg.variant_tau is not None else best["tau"]
         log(f"variants at tau {tau:g}" + ("" if cfg.variant_tau is not None else " (best validation mAP of the hard-threshold students)"))
-        for name in cfg.variants:
-            labels = out / f"labels_{name}.json"
-            extra: dict = {}
-            if name == "soft" or name == "init-soft":
-                write_labels(labels, sp, scores, tau, True, onnx_path, soft=True)
-                extra["soft_targets"] = True
-            elif name == "band":
-                write_labels(labels, sp, scores, tau, True, onnx_path, tau_low=min(cfg.tau_low, tau - 1e-3))
-            elif name == "round2":
-                previous = soft_student(tau)
-                onnx2 = out / "student_soft.onnx"
-                if not onnx2.exists():
-                    export_onnx(previous, onnx2)
-                    validate_onnx(onnx2, previous)
-                write_labels(labels, sp, PseudoLabeler(onnx2, batch_size=64).scores(sp), tau, True, onnx2, soft=True)
-                extra["soft_targets"] = True
-            elif name == "prior":
-                taus = prior_thresholds(scores.values, observed_priors(sp, cfg.expected_positives))
-                write_labels(labels, sp, scores, taus, True, onnx_path)
-            else:
-                write_labels(labels, sp, scores, tau, True, onnx_path)
-            if name.startswith("init"):
-                extra["init"] = str(teachers[cfg.teacher_loss])
-            variants.append({"variant": name, "tau": tau, "description": VARIANTS[name], **student(name, labels, **extra)})
+        for v in variants_asked:
+            entry = variant_student(v, tau)
+            variants.append({"variant": v.name, "tau": tau, "description": v.description(), **entry})
 
+    em = teacher_maps[cfg.teacher_loss]
+    for entry in students + variants:  # (student - teacher) / (full - teacher): how much of the way to full labels
+        entry["gap_share"] = gap_share(entry["map"], em, full)
     report = {
         "teachers": teacher_maps,
         "full": full,
@@ -182,6 +208,13 @@ def run_sweep(cfg: SweepConfig, log=print) -> dict:
     return report
 
 
+def gap_share(student: float, teacher: float, full: float | None) -> float | None:
+    """The share of the teacher -> full-labels gap a student closes (negative when it falls below the teacher)."""
+    if full is None or full == teacher:
+        return None
+    return (student - teacher) / (full - teacher)
+
+
 def write_report_files(report: dict, out: Path) -> None:
     """report.md and the two plots, from report.json's numbers alone."""
     (out / "report.md").write_text(report_markdown(report))
@@ -190,6 +223,10 @@ def write_report_files(report: dict, out: Path) -> None:
 
 def _fmt(value, digits=2):
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _percent(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def report_markdown(report: dict) -> str:
@@ -201,8 +238,13 @@ def report_markdown(report: dict) -> str:
     lines += [f"| {s['tau']:g} | {_fmt(s['map'])} | {_fmt(s['positives_per_image'])} | {_fmt(s.get('precision'), 3)} | "
               f"{_fmt(s.get('recall'), 3)} |" for s in report["students"]]
     if report.get("variants"):
-        lines += ["", "| variant | tau | student test mAP | positives / image |", "|---|---|---|---|"]
-        lines += [f"| {v['variant']} ({v['description']}) | {v['tau']:g} | {_fmt(v['map'])} | {_fmt(v['positives_per_image'])} |"
+        share = any(v.get("gap_share") is not None for v in report["variants"])
+        lines += ["", "| variant | tau | student test mAP | positives / image |" + (" share of the gap to full labels |" if share else ""),
+                  "|---|---|---|---|" + ("---|" if share else "")]
+        lines += [f"| {v['variant']} ({v['description']}"
+                  + ("; test mAP by round: " + ", ".join(_fmt(m) for m in v["rounds"]) if v.get("rounds") else "")
+                  + f") | {v['tau']:g} | {_fmt(v['map'])} | {_fmt(v['positives_per_image'])} |"
+                  + (f" {_percent(v.get('gap_share'))} |" if share else "")
                   for v in report["variants"]]
     if report.get("losses"):
         lines += ["", "| loss (teacher on single positives) | test mAP |", "|---|---|"]

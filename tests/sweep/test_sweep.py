@@ -17,7 +17,7 @@ def sweep(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
     args = ["--ann", tiny_data["sp"], "--val-ann", tiny_data["val"], "--test-ann", tiny_data["test"],
             "--gt-ann", tiny_data["train"], "--tau", "0.4", "--tau", "0.6", "--arch", "resnet18", "--image-size", "32",
-            "--epochs", "1", "--batch-size", "16", "--no-pretrained", "--variants", "soft,init,round2", "--losses", "wan",
+            "--epochs", "1", "--batch-size", "16", "--no-pretrained", "--variants", "soft,init,round2,rounds:2+tta+mix", "--losses", "wan",
             "--out", out]
     result = CliRunner().invoke(sweep_cli, [str(a) for a in args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -31,13 +31,33 @@ def test_report_schema(sweep):
     for s in report["students"]:
         assert {"tau", "map", "positives_per_image", "precision", "recall"} <= set(s)
         assert 0 <= s["map"] <= 100
-    assert [v["variant"] for v in report["variants"]] == ["soft", "init", "round2"]
+    assert [v["variant"] for v in report["variants"]] == ["soft", "init", "round2", "rounds:2+tta+mix"]
     assert set(report["losses"]) == {"wan"}
     # round 2's labels come from the soft student, not from the teacher
     assert json.loads((out / "labels_round2.json").read_text())["info"]["model"] == str((out / "student_soft.onnx").resolve())
     assert json.loads((out / "labels_soft.json").read_text())["info"]["model"] == str((out / "teacher.onnx").resolve())
     for name in ("report.md", "fig1a_map_vs_tau.png", "fig1b_positives_vs_tau.png"):
         assert (out / name).stat().st_size > 0
+
+
+def test_rounds_chain_their_students_and_report_the_gap_share(sweep):
+    out, report = sweep
+    rounds = report["variants"][-1]
+    # round 1 is labelled by the teacher, round 2 by round 1's student, both with --tta flip; each round starts
+    # from the model that labelled it and mixes its batches
+    first, second = (json.loads((out / f"labels_rounds2_tta_mix{s}.json").read_text())["info"] for s in ("", "_r2"))
+    assert first["model"] == str((out / "teacher.onnx").resolve()) and first["tta"] == "flip" and first["soft"]
+    assert second["model"] == str((out / "student_rounds2_tta_mix.onnx").resolve()) and second["tta"] == "flip"
+    import torch
+
+    r1 = torch.load(out / "student_rounds2_tta_mix.pt", weights_only=True)["config"]
+    r2 = torch.load(out / "student_rounds2_tta_mix_r2.pt", weights_only=True)["config"]
+    assert r1["init"] == str(out / "teacher_em.pt") and r2["init"] == str(out / "student_rounds2_tta_mix.pt")
+    assert r1["mix_prob"] == r2["mix_prob"] == 1.0 and r2["soft_targets"]
+    assert len(rounds["rounds"]) == 2 and rounds["rounds"][-1] == rounds["map"]
+    em, full = report["teachers"]["em"], report["full"]
+    for entry in report["students"] + report["variants"]:
+        assert entry["gap_share"] == pytest.approx((entry["map"] - em) / (full - em))
 
 
 def test_report_figures_are_recomputed_from_report_json(sweep, tmp_path):
