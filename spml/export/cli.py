@@ -9,9 +9,9 @@ import click
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="spml", message="%(prog)s %(version)s")
-@click.argument("checkpoint", type=click.Path(dir_okay=False), default="teacher.pt")
+@click.argument("checkpoints", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), default=None, show_default="CHECKPOINT with the .onnx suffix",
-              help="The ONNX file to write.")
+              help="The ONNX file to write (required for an ensemble).")
 @click.option("--opset", type=click.IntRange(13, 21), default=17, show_default=True, help="ONNX opset to export to.")
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Largest onnxruntime-vs-torch difference allowed (fp32).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
@@ -21,25 +21,33 @@ import click
 @click.option("--calibration-images", type=click.Path(file_okay=False), default=None,
               show_default="recorded in --calibration-ann, else its folder", help="Images folder of --calibration-ann.")
 @click.option("--calibration-count", type=click.IntRange(1), default=256, show_default=True, help="int8: images sampled.")
-def main(checkpoint, out, opset, atol, precision, calibration_ann, calibration_images, calibration_count):
+def main(checkpoints, out, opset, atol, precision, calibration_ann, calibration_images, calibration_count):
     """Export CHECKPOINT (default teacher.pt) to ONNX with its categories, input size and normalisation in the
     metadata, then check it: onnx.checker, and onnxruntime against torch on random inputs at two batch sizes.
+    Several checkpoints make one ensemble model: the mean of their probabilities, scored in one run.
 
     \b
       spml-export teacher.pt                       # -> teacher.onnx
+      spml-export em_s0.pt em_s1.pt em_s2.pt --out ensemble.onnx
     """
     from spml.errors import SpmlError
 
-    if is_onnx(checkpoint):
-        raise SpmlError(f"{checkpoint} is an ONNX model; spml-export takes the checkpoint (.pt) it came from") from None
+    checkpoints = checkpoints or ("teacher.pt",)
+    for path in checkpoints:
+        if is_onnx(path):
+            raise SpmlError(f"{path} is an ONNX model; spml-export takes the checkpoint (.pt) it came from") from None
+    if len(checkpoints) > 1 and out is None:
+        raise click.UsageError("an ensemble of several checkpoints needs --out")
+    checkpoint = checkpoints[0] if len(checkpoints) == 1 else list(checkpoints)
     from spml.export.onnx_export import export_onnx, validate_onnx
 
     suffix = ".onnx" if precision == "fp32" else f".{precision}.onnx"
-    out = Path(out) if out else Path(checkpoint).with_suffix(suffix)
+    out = Path(out) if out else Path(checkpoints[0]).with_suffix(suffix)
     fp32 = out if precision == "fp32" else out.with_name(out.name.replace(suffix, "") + ".onnx")
     fp32, info = export_onnx(checkpoint, fp32, opset)
     diff = validate_onnx(fp32, checkpoint, atol=atol)
-    click.echo(f"wrote {fp32} ({fp32.stat().st_size / 1e6:.1f} MB, {info.arch} at {info.image_size}px, "
+    click.echo(f"wrote {fp32} ({fp32.stat().st_size / 1e6:.1f} MB, "
+               + (f"an ensemble of {len(checkpoints)} " if len(checkpoints) > 1 else "") + f"{info.arch} at {info.image_size}px, "
                f"{len(info.categories)} categories); onnxruntime vs torch max abs difference {diff:.2e}")
     if precision != "fp32":
         from spml.export.quantize import calibration_batches, convert_fp16, max_difference, quantize_int8

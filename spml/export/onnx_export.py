@@ -29,14 +29,48 @@ class WithSigmoid(nn.Module):
         return torch.sigmoid(self.model(images))
 
 
-def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: int = DEFAULT_OPSET) -> tuple[Path, ModelInfo]:
-    """Write `out` (atomically) from an spml checkpoint, with the checkpoint's metadata in metadata_props."""
+class MeanProbability(nn.Module):
+    """An ensemble as one model: the mean of its members' probabilities, so the labeler scores all of them in
+    one onnxruntime run and writes their average as the teacher's."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, images):
+        return torch.stack([torch.sigmoid(m(images)) for m in self.members]).mean(0)
+
+
+def _members(checkpoints) -> tuple[list[dict], nn.Module]:
+    """The checkpoints (one path, or several for an ensemble) and the probability model they make; the members
+    of an ensemble must share categories and preprocessing, since one input feeds them all."""
+    paths = [checkpoints] if isinstance(checkpoints, (str, os.PathLike)) else list(checkpoints)
+    ckpts = [load_checkpoint(p) for p in paths]
+    first = ckpts[0]
+    for path, ckpt in zip(paths[1:], ckpts[1:]):
+        if [c["id"] for c in ckpt["categories"]] != [c["id"] for c in first["categories"]]:
+            raise SpmlError(f"{path}: other categories than {paths[0]}; an ensemble's members must share them") from None
+        if ckpt["preprocess"] != first["preprocess"]:
+            raise SpmlError(f"{path}: preprocessing {ckpt['preprocess']} differs from {paths[0]}'s "
+                            f"{first['preprocess']}; an ensemble's members must share it") from None
+    if len(ckpts) == 1:
+        return ckpts, WithSigmoid(model_from_checkpoint(first)).eval()
+    return ckpts, MeanProbability([model_from_checkpoint(c) for c in ckpts]).eval()
+
+
+def export_onnx(checkpoint, out: str | os.PathLike, opset: int = DEFAULT_OPSET) -> tuple[Path, ModelInfo]:
+    """Write `out` (atomically) from an spml checkpoint, with the checkpoint's metadata in metadata_props.
+    `checkpoint` may be a list of checkpoints: an ensemble, the mean of their probabilities, described by the
+    first one's metadata (its recipe is what a student inherits) plus the list of members."""
     import onnx
 
-    ckpt = load_checkpoint(checkpoint)
-    model = WithSigmoid(model_from_checkpoint(ckpt)).eval()
-    info = ModelInfo.from_checkpoint(ckpt)
-    info.extra.update(checkpoint=str(Path(checkpoint).resolve()), checkpoint_sha256=sha256_of(checkpoint), opset=opset)
+    ckpts, model = _members(checkpoint)
+    paths = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
+    info = ModelInfo.from_checkpoint(ckpts[0])
+    info.extra.update(checkpoint=str(Path(paths[0]).resolve()), checkpoint_sha256=sha256_of(paths[0]), opset=opset)
+    if len(paths) > 1:
+        info.extra["ensemble"] = [{"checkpoint": str(Path(p).resolve()), "checkpoint_sha256": sha256_of(p),
+                                   "best_metric": c.get("best_metric")} for p, c in zip(paths, ckpts)]
     size = info.image_size
     example = torch.zeros(2, 3, size, size)
     out = Path(out)
@@ -56,16 +90,22 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
     return out, info
 
 
-def validate_onnx(onnx_path: str | os.PathLike, checkpoint: str | os.PathLike, batch_sizes=(1, 3), atol: float = 1e-4,
+def validate_onnx(onnx_path: str | os.PathLike, checkpoint, batch_sizes=(1, 3), atol: float = 1e-4,
                   seed: int = 0) -> float:
-    """onnx.checker on the file, then onnxruntime against torch on random inputs at each batch size.
-    Returns the largest absolute difference; SpmlError above `atol`."""
+    """onnx.checker on the file, then onnxruntime against torch (the checkpoint, or each member of an ensemble
+    run separately and averaged) on random inputs at each batch size. Returns the largest absolute difference;
+    SpmlError above `atol`."""
     import onnx
     import onnxruntime as ort
 
     onnx.checker.check_model(str(onnx_path), full_check=True)
-    ckpt = load_checkpoint(checkpoint)
-    model = WithSigmoid(model_from_checkpoint(ckpt)).eval()
+    ckpts, _ = _members(checkpoint)
+    ckpt = ckpts[0]
+    members = [WithSigmoid(model_from_checkpoint(c)).eval() for c in ckpts]
+
+    def model(x):
+        return torch.stack([m(x) for m in members]).mean(0)
+
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     size = ckpt["preprocess"]["image_size"]
     rng = np.random.default_rng(seed)

@@ -72,3 +72,35 @@ def test_int8_and_fp16_exports_keep_metadata_and_stay_close(tiny_teacher, tiny_d
     batch = rng.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
     assert np.abs(fp32.predict(batch) - int8.predict(batch)).max() < 0.2
     assert any(node.op_type == "QuantizeLinear" for node in onnx.load(str(tmp_path / "t.int8.onnx")).graph.node)
+
+
+def test_an_ensemble_is_the_mean_of_its_members_onnx(tiny_data, tiny_teacher, tiny_onnx, tmp_path):
+    """spml-export a.pt b.pt --out ens.onnx against each member's own ONNX file run separately and averaged."""
+    from click.testing import CliRunner
+
+    from spml.export.cli import main as export_cli
+    from spml.train.trainer import TrainConfig, train
+
+    other = train(TrainConfig(ann=str(tiny_data["sp"]), arch="resnet18", image_size=32, epochs=1, batch_size=16,
+                              pretrained=False, seed=5, out=str(tmp_path / "b.pt"), progress=False), log=lambda s: None)
+    runner = CliRunner()
+    assert runner.invoke(export_cli, [str(other)]).exit_code == 0
+    result = runner.invoke(export_cli, [str(tiny_teacher), str(other), "--out", str(tmp_path / "ens.onnx")])
+    assert result.exit_code == 0, result.output
+    assert "an ensemble of 2" in result.output
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+
+    def run(path):
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
+
+    np.testing.assert_allclose(run(tmp_path / "ens.onnx"), (run(tiny_onnx) + run(tmp_path / "b.onnx")) / 2, atol=1e-5)
+    meta = ModelInfo.from_props({p.key: p.value for p in onnx.load(str(tmp_path / "ens.onnx")).metadata_props})
+    assert [m["checkpoint"] for m in meta.extra["ensemble"]] == [str(tiny_teacher.resolve()), str(other.resolve())]
+    assert meta.categories == load_checkpoint(tiny_teacher)["categories"]
+
+    wrong = load_checkpoint(other)
+    wrong["preprocess"] = {**wrong["preprocess"], "image_size": 48}
+    torch.save(wrong, tmp_path / "wrong.pt")
+    bad = runner.invoke(export_cli, [str(tiny_teacher), str(tmp_path / "wrong.pt"), "--out", str(tmp_path / "x.onnx")])
+    assert bad.exit_code == 1 and "must share it" in bad.output
+    assert runner.invoke(export_cli, [str(tiny_teacher), str(other)]).exit_code == 2  # no --out
