@@ -137,6 +137,8 @@ def run_sweep(cfg: SweepConfig, log=print) -> dict:
     def variant_student(v: Variant, tau: float) -> dict:
         """Train variant `v`'s student (all its rounds) at `tau`; the report entry of its last round."""
         teacher_model, teacher_onnx, per_round = teachers[cfg.teacher_loss], onnx_path, []
+        if v.ensemble > 1:
+            teacher_onnx = ensemble_onnx(v.ensemble)
         for k in range(1, v.rounds + 1):
             suffix = f"_r{k}" if v.base == "rounds" and k > 1 else ""
             labels = out / f"labels_{v.file_name}{suffix}.json"
@@ -175,6 +177,18 @@ def run_sweep(cfg: SweepConfig, log=print) -> dict:
         if onnx == onnx_path:
             teacher_scores[tta] = result
         return result
+
+    def ensemble_onnx(k: int) -> Path:
+        """The sweep's teacher and k - 1 more of its loss, seeds seed + 1 ..., as one ONNX model."""
+        seed = cfg.train.get("seed", 0)
+        members = [teachers[cfg.teacher_loss]] + [
+            _train(cfg, out / f"teacher_{cfg.teacher_loss}_seed{seed + j}.pt", cfg.ann, cfg.teacher_loss, cfg.images,
+                   log, seed=seed + j) for j in range(1, k)]
+        onnx = out / f"teacher_ensemble{k}.onnx"
+        if not onnx.exists():
+            export_onnx(members, onnx)
+            validate_onnx(onnx, members)
+        return onnx
 
     def exported(model: Path) -> Path:
         onnx = model.with_suffix(".onnx")

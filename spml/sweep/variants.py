@@ -28,6 +28,8 @@ OPTIONS = {
     "temp:T": "soft targets sharpened at temperature T",
     "epochs:N": "the student trains N epochs",
     "dropout:P": "dropout P on the student's head input",
+    "size:N": "the student trains (and is evaluated) at N px",
+    "ens:K": "labels from an ensemble of K teachers (the teacher and K - 1 more, seeds + 1 ...), probabilities averaged",
 }
 
 
@@ -37,6 +39,7 @@ class Variant:
     base: str  # a key of BASES, rounds:K as "rounds"
     rounds: int = 1
     tta: str = "none"
+    ensemble: int = 1  # teachers averaged for the first round's labels
     train: dict = field(default_factory=dict)  # TrainConfig options of the student
 
     @property
@@ -61,7 +64,7 @@ class Variant:
         return "; ".join(parts)
 
 
-PLACEHOLDER = {"temp": "T", "epochs": "N", "dropout": "P"}
+PLACEHOLDER = {"temp": "T", "epochs": "N", "dropout": "P", "size": "N", "ens": "K"}
 
 
 def parse_variant(name: str) -> Variant:
@@ -73,7 +76,7 @@ def parse_variant(name: str) -> Variant:
         base = "rounds"
     elif base not in BASES or base == "rounds:K":
         raise ValueError(f"unknown variant {name!r}: the base must be one of {', '.join(BASES)}")
-    tta, train = "none", {}
+    tta, train, ensemble = "none", {}, 1
     for option in options:
         key, _, value = option.partition(":")
         if key in ("strong", "mix", "tta", "tta-crop") and not value:
@@ -89,11 +92,15 @@ def parse_variant(name: str) -> Variant:
             train["epochs"] = _number(option, int, 1)
         elif key == "dropout" and value:
             train["dropout"] = _number(option, float, 0.0)
+        elif key == "size" and value:
+            train["image_size"] = _number(option, int, 1)
+        elif key == "ens" and value:
+            ensemble = _number(option, int, 1)
         else:
             raise ValueError(f"unknown option {option!r} in variant {name!r}; valid: {', '.join(OPTIONS)}")
     if "soft_temperature" in train and base not in ("soft", "init-soft", "round2", "rounds"):
         raise ValueError(f"variant {name!r}: temp:T sharpens soft targets, and {base} has none")
-    return Variant(name.strip(), base, rounds, tta, train)
+    return Variant(name.strip(), base, rounds, tta, ensemble, train)
 
 
 def _number(text: str, kind, low):
