@@ -136,6 +136,14 @@ def run_sweep(cfg: SweepConfig, log=print) -> dict:
 
     def variant_student(v: Variant, tau: float) -> dict:
         """Train variant `v`'s student (all its rounds) at `tau`; the report entry of its last round."""
+        if v.base in ("teacher", "full"):  # a reference line: the same labels as the teacher or full line, other options
+            if v.base == "full" and not cfg.gt_ann:
+                raise SpmlError(f"variant {v.name}: needs --gt-ann (the full labels)") from None
+            ann, loss = (cfg.ann, cfg.teacher_loss) if v.base == "teacher" else (cfg.gt_ann, "bce")
+            model = _train(cfg, out / f"{v.file_name}.pt", ann, loss, cfg.images, log, **v.train)
+            from spml.train.model import load_checkpoint
+
+            return {"map": test_map(model), "val_map": load_checkpoint(model)["best_metric"], "positives_per_image": None}
         teacher_model, teacher_onnx, per_round = teachers[cfg.teacher_loss], onnx_path, []
         if v.ensemble > 1:
             teacher_onnx = ensemble_onnx(v.ensemble)

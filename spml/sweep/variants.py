@@ -19,6 +19,8 @@ BASES = {
     "init-soft": "student starts from the teacher's weights and fits its probabilities",
     "round2": "a second round: the soft student becomes the teacher of a new soft student",
     "rounds:K": "K rounds of init-soft: each round's student labels the next round and is its start",
+    "teacher": "no student: the teacher itself trained with the options (e.g. as many epochs as teacher + student)",
+    "full": "no student: the full-label model trained with the options (needs --gt-ann)",
 }
 OPTIONS = {
     "strong": "the student trains under --augment strong (crop, TrivialAugment, mixup/cutmix)",
@@ -98,6 +100,8 @@ def parse_variant(name: str) -> Variant:
             ensemble = _number(option, int, 1)
         else:
             raise ValueError(f"unknown option {option!r} in variant {name!r}; valid: {', '.join(OPTIONS)}")
+    if base in ("teacher", "full") and (tta != "none" or ensemble > 1):
+        raise ValueError(f"variant {name!r}: {base} trains on the given labels, not on a teacher's")
     if "soft_temperature" in train and base not in ("soft", "init-soft", "round2", "rounds"):
         raise ValueError(f"variant {name!r}: temp:T sharpens soft targets, and {base} has none")
     return Variant(name.strip(), base, rounds, tta, ensemble, train)
