@@ -9,6 +9,21 @@ from spml.train.loss_names import ALL_LOSS_NAMES, LR_SCHEDULE_NAMES, PRESET_NAME
 
 
 
+def _floats(count: int):
+    """A click callback: 'a,b,...' -> a tuple of `count` floats (negative values need no quoting)."""
+    def parse(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            values = tuple(float(x) for x in value.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != count:
+            raise click.BadParameter(f"expected {count} comma-separated numbers, got {value!r}")
+        return values
+    return parse
+
+
 def _list_archs(ctx, param, value):
     if not value or ctx.resilient_parsing:
         return
@@ -89,6 +104,15 @@ def _list_archs(ctx, param, value):
               help="em-apl: epochs before pseudo labelling.")
 @click.option("--delta-rel", type=float, default=None, show_default="0.002",
               help="ll-r/ll-ct/ll-cp: per-epoch growth of the large-loss share.")
+@click.option("--gr-beta", default=None, callback=_floats(4), metavar="W0,WT,B0,BT", show_default="0,2,-2,-2",
+              help="gr: the soft pseudo label k(p) = sigmoid(w p + b) of unobserved labels, w and b going linearly "
+                   "from (W0, B0) in the first epoch towards (WT, BT).")
+@click.option("--gr-alpha", default=None, callback=_floats(4), metavar="MU0,S0,MUT,ST", show_default="0.5,2,0.8,0.5",
+              help="gr: the weight v(p) = exp(-(p - mu)^2 / 2 s^2) of unobserved labels, mu and s going linearly "
+                   "from (MU0, S0) to (MUT, ST) in the last epoch.")
+@click.option("--gr-q", default=None, callback=_floats(2), metavar="Q2,Q3", show_default="0.01,1",
+              help="gr: q of the robust losses of an unobserved label as positive, (1 - p^q2)/q2, and as negative, "
+                   "(1 - (1-p)^q3)/q3.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialisation, shuffling and augmentation.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto: CUDA when available.")

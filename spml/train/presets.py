@@ -16,6 +16,9 @@ Sources (read, not copied):
 - LL-R / LL-Ct / LL-Cp: Kim et al. 2022, snucml/LargeLossMatters config.py and train.py: batch 16, lr 1e-5, the
   head (the last Linear layer) at lr_mult = 10 x the lr, constant learning rate, on every dataset. delta_rel has
   no per-dataset value in its README (only the range 0.1 .. 0.5 %): 0.2 % = 0.002 everywhere.
+- GR: Chen et al. 2024, yan4xi1/GRLoss config.py and train.py: batch 8, lr 1e-5, the head at lr_mult = 10 x the
+  lr, constant lr, on every dataset (its 8 epochs are not set: see below); the loss's own values
+  (gr_beta, gr_alpha, gr_q) are the same for every dataset there, spml.train.stateful_losses.DEFAULTS["gr"].
 Every reference trains 10 epochs end to end from ImageNet weights at 448 px: those are spml's paper defaults
 already (resolve_config), so a preset does not set them.
 """
@@ -37,11 +40,13 @@ PRESETS = {
 COMMON = {"lr_schedule": "constant", "head_lr_mult": 1.0, "delta_rel": 0.002, "ls_coef": 0.1}
 LARGE_LOSS = {"batch_size": 16, "fine_tune_lr": 1e-5, "head_lr_mult": 10.0}  # LargeLossMatters, every dataset
 LARGE_LOSS_NAMES = ("ll-r", "ll-ct", "ll-cp")
+GR_LOSS = {"batch_size": 8, "fine_tune_lr": 1e-5, "head_lr_mult": 10.0}  # yan4xi1/GRLoss config.py, every dataset
 
 # spml's own defaults where neither the user nor a preset set a value. cosine and a head at 1x the lr are ours,
 # not the references' (docs/presets.md has the measurement); the rest are the COCO values of the papers.
 DEFAULTS = {"alpha": 0.1, "expected_positives": 2.9, "beta": 0.9, "theta": 0.9, "warmup_epochs": 5,
-            "delta_rel": 0.002, "ls_coef": 0.1, "lr_schedule": "cosine", "head_lr_mult": 1.0}
+            "delta_rel": 0.002, "ls_coef": 0.1, "lr_schedule": "cosine", "head_lr_mult": 1.0,
+            "gr_beta": (0.0, 2.0, -2.0, -2.0), "gr_alpha": (0.5, 2.0, 0.8, 0.5), "gr_q": (0.01, 1.0)}
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -52,6 +57,8 @@ def preset_values(name: str, loss: str | None) -> dict:
     values = {**COMMON, **PRESETS[name]}
     if loss in LARGE_LOSS_NAMES:
         values.update(LARGE_LOSS)
+    if loss == "gr":
+        values.update(GR_LOSS)
     return values
 
 

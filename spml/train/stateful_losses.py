@@ -1,4 +1,5 @@
-"""Single-positive losses that keep per-example state across epochs: ROLE, EM+APL and the Large-Loss family.
+"""Single-positive losses that keep per-example state or follow a schedule over the epochs: ROLE, EM+APL, the
+Large-Loss family and GR.
 
 Conventions are those of `spml.train.losses`: logits (B, L); targets (B, L) with 1 = observed positive and
 0 = unobserved; `known` (B, L, bool) or None, entries with False add nothing; a loss is the mean over the batch's
@@ -14,6 +15,8 @@ exact log-sigmoids of the logits where the references take -log(x + 1e-5) of pro
   main.py `aysmmetric_pseudo_labeling` and the per-dataset settings).
 - LL-R / LL-Ct / LL-Cp: Kim et al. 2022, github.com/snucml/LargeLossMatters (losses.py `compute_batch_loss`,
   train.py for the schedule and the permanent correction, config.py and README.md for delta_rel).
+- GR: Chen et al. 2024, github.com/yan4xi1/GRLoss (losses.py `GR_loss`, models.py `KFunction` / `VFunction`,
+  train.py for the schedules, config.py for the defaults).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ STATEFUL_LOSSES = {
     "ll-r": "assume negative, rejecting the largest-loss unobserved labels of each batch (Kim et al. 2022)",
     "ll-ct": "assume negative, correcting the largest-loss unobserved labels to positive for that step (Kim et al. 2022)",
     "ll-cp": "assume negative, correcting the largest-loss unobserved labels to positive permanently (Kim et al. 2022)",
+    "gr": "generalized robust loss: soft pseudo labels and reweighting of the unobserved labels (Chen et al. 2024)",
 }
 
 # Published defaults (COCO where the papers differ per dataset); see each class for the source.
@@ -38,6 +42,7 @@ DEFAULTS = {
     "ll-r": {"delta_rel": 0.002},
     "ll-ct": {"delta_rel": 0.002},
     "ll-cp": {"delta_rel": 0.002, "schedule": "fixed"},
+    "gr": {"gr_beta": (0.0, 2.0, -2.0, -2.0), "gr_alpha": (0.5, 2.0, 0.8, 0.5), "gr_q": (0.01, 1.0)},
 }
 
 
@@ -326,6 +331,74 @@ class LargeLossLoss(StatefulLoss):
         return _masked_mean(loss, known)
 
 
+class GeneralizedRobustLoss(StatefulLoss):
+    """GR loss (Chen et al., IJCAI 2024, "Boosting Single Positive Multi-label Classification with Generalized
+    Robust Loss"), as its public code runs it (github.com/yan4xi1/GRLoss: losses.py `GR_loss`, models.py
+    `KFunction` / `VFunction`, train.py, config.py).
+
+    Per entry, p = sigmoid(logit): -log p on observed positives; on unobserved entries
+        v(p) * [k(p) * L1(p) + (1 - k(p)) * L2(p)],
+        k(p) = sigmoid(w p + b)                      the soft pseudo label: how likely the entry is a positive,
+        v(p) = exp(-(p - mu)^2 / (2 sigma^2))        a weight that fades out entries far from mu,
+        L1(p) = (1 - p^q2) / q2                      the robust (GCE) loss of calling it positive (-log p as q2 -> 0),
+        L2(p) = (1 - (1 - p)^q3) / q3                that of calling it negative (q3 = 1: p itself, MAE).
+    k and v are computed from the detached p (the reference's preds.detach()): they weight, they are not trained.
+    Mean over the B x L entries, as the reference.
+
+    Schedules, per epoch, linear from the start values to the end values (train.py with linear_init = 0;
+    e = 0-based epoch, T = epochs): w = w0 + (wT - w0) e / T and b likewise; mu = mu0 + (muT - mu0) (e + 1) / T
+    and sigma likewise. The two differ by one epoch in the reference and are kept so: k starts at (w0, b0) in the
+    first epoch and never quite reaches (wT, bT); v reaches (muT, sigmaT) in the last.
+
+    Defaults: config.py's, beta = (w0, wT, b0, bT) = (0, 2, -2, -2), alpha = (mu0, sigma0, muT, sigmaT) =
+    (0.5, 2, 0.8, 0.5), (q2, q3) = (0.01, 1); the code reads no per-dataset values (its --beta/--alpha/--q2q3
+    are argparse type=list, so a value given on the command line splits into characters and cannot run), so
+    these defaults are what it runs on every dataset, COCO included. Its training loop: Adam, lr 1e-5, the
+    head at 10 x the lr (lr_mult), batch 8, 8 epochs, constant lr; `spml-train --preset` sets those for gr.
+
+    Differences from the reference: exact log-sigmoids of the logits where it takes -log(p + 1e-7), and
+    L1, L2 from them (p^q = exp(q log p)), so they stay exact where p underflows; entries with known False
+    add nothing to the mean. Not taken: the reference's optional learnt k (is_train, a per-class logistic
+    regression, off by default) and its linear_init phase, during which the schedules wait (default 0 epochs);
+    spml's --mode linear-init runs its own schedule in each phase.
+    """
+
+    def __init__(self, num_images, num_classes, epochs, gr_beta=(0.0, 2.0, -2.0, -2.0), gr_alpha=(0.5, 2.0, 0.8, 0.5),
+                 gr_q=(0.01, 1.0)):
+        super().__init__(num_images, num_classes, epochs)
+        self.beta = tuple(float(x) for x in gr_beta)
+        self.alpha = tuple(float(x) for x in gr_alpha)
+        self.q = tuple(float(x) for x in gr_q)
+        if len(self.beta) != 4 or len(self.alpha) != 4 or len(self.q) != 2:
+            raise ValueError(f"gr_beta and gr_alpha take 4 values, gr_q 2; got {len(self.beta)}, {len(self.alpha)}, "
+                             f"{len(self.q)}")
+        if not all(q > 0 for q in self.q):
+            raise ValueError(f"gr_q (q2, q3) must be positive, got {self.q}")
+        if not (self.alpha[1] > 0 and self.alpha[3] > 0):
+            raise ValueError(f"gr_alpha's sigmas (2nd and 4th values) must be positive, got {self.alpha}")
+
+    def schedule(self, epoch: int) -> tuple[float, float, float, float]:
+        """(w, b, mu, sigma) of 0-based `epoch`."""
+        (w0, wt, b0, bt), (mu0, s0, mut, st) = self.beta, self.alpha
+        e, total = max(int(epoch), 0), self.epochs
+        k_share, v_share = e / total, (e + 1) / total
+        return (w0 + (wt - w0) * k_share, b0 + (bt - b0) * k_share,
+                mu0 + (mut - mu0) * v_share, s0 + (st - s0) * v_share)
+
+    def forward(self, logits, targets, known, rows, epoch):
+        logits, observed, known, rows = self._prepare(logits, targets, known, rows)
+        w, b, mu, sigma = self.schedule(epoch)
+        q2, q3 = self.q
+        log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
+        p = torch.sigmoid(logits).detach()
+        k = torch.sigmoid(w * p + b)
+        v = torch.exp(-0.5 * ((p - mu) / sigma) ** 2)
+        as_positive = -torch.expm1(q2 * log_p) / q2  # (1 - p^q2) / q2
+        as_negative = -torch.expm1(q3 * log_not_p) / q3  # (1 - (1 - p)^q3) / q3
+        loss = torch.where(observed, -log_p, v * (k * as_positive + (1 - k) * as_negative))
+        return _masked_mean(loss, known)
+
+
 def create_stateful_loss(name: str, num_images: int, num_classes: int, epochs: int, **hparams) -> StatefulLoss:
     """A stateful loss by name with DEFAULTS[name] overridden by `hparams` (None values keep the default)."""
     if name not in STATEFUL_LOSSES:
@@ -338,5 +411,7 @@ def create_stateful_loss(name: str, num_images: int, num_classes: int, epochs: i
         return RoleLoss(num_images, num_classes, epochs, **kw)
     if name == "em-apl":
         return EmAplLoss(num_images, num_classes, epochs, **kw)
+    if name == "gr":
+        return GeneralizedRobustLoss(num_images, num_classes, epochs, **kw)
     mode = {"ll-r": "reject", "ll-ct": "correct", "ll-cp": "permanent"}[name]
     return LargeLossLoss(num_images, num_classes, epochs, mode=mode, **kw)

@@ -64,6 +64,9 @@ class TrainConfig:
     theta: float | None = None  # em-apl: final share of unobserved labels made pseudo negatives (None: 0.9)
     warmup_epochs: int | None = None  # em-apl: epochs before pseudo labelling starts (None: 5)
     delta_rel: float | None = None  # ll-*: growth per epoch of the share of large-loss labels (None: 0.002)
+    gr_beta: tuple | None = None  # gr: k(p) = sigmoid(w p + b), (w0, wT, b0, bT) (None: Chen et al.'s (0, 2, -2, -2))
+    gr_alpha: tuple | None = None  # gr: v(p) = Gaussian weight, (mu0, sigma0, muT, sigmaT) (None: (0.5, 2, 0.8, 0.5))
+    gr_q: tuple | None = None  # gr: (q2, q3) of the robust losses (None: (0.01, 1))
     flip: bool = True  # random horizontal flips (what --augment flip does; kept for older recipes)
     augment: str | None = None  # none | flip | strong (crop, TrivialAugment, mixup/cutmix); None: flip, or none if not flip
     mix_prob: float | None = None  # share of the batches mixed (mixup or cutmix); None: 1 with --augment strong, else 0
@@ -229,11 +232,12 @@ def freeze_batchnorm(model: torch.nn.Module) -> None:
 
 
 def make_stateful_loss(cfg: TrainConfig, num_images: int, num_classes: int) -> StatefulLoss | None:
-    """ROLE, EM+APL and LL-* keep per-image state: built here, saved in .last.pt, restored on --resume."""
+    """ROLE, EM+APL and LL-* keep per-image state, GR follows the epochs: built here, saved in .last.pt, restored on --resume."""
     if cfg.loss not in STATEFUL_LOSSES:
         return None
     given = {"alpha": cfg.alpha, "expected_positives": cfg.expected_positives, "beta": cfg.beta, "theta": cfg.theta,
-             "warmup_epochs": cfg.warmup_epochs, "delta_rel": cfg.delta_rel}
+             "warmup_epochs": cfg.warmup_epochs, "delta_rel": cfg.delta_rel, "gr_beta": cfg.gr_beta,
+             "gr_alpha": cfg.gr_alpha, "gr_q": cfg.gr_q}
     hparams = {k: v for k, v in given.items() if k in STATEFUL_DEFAULTS[cfg.loss]}
     try:
         return create_stateful_loss(cfg.loss, num_images, num_classes, cfg.epochs, **hparams).to(cfg.device)

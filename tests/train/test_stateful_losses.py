@@ -34,7 +34,7 @@ def t(x, **kw):
 # --- factory ---------------------------------------------------------------------------------------------------
 
 def test_names_defaults_and_factory():
-    assert set(STATEFUL_LOSSES) == {"role", "em-apl", "ll-r", "ll-ct", "ll-cp"}
+    assert set(STATEFUL_LOSSES) == {"role", "em-apl", "ll-r", "ll-ct", "ll-cp", "gr"}
     assert set(DEFAULTS) == set(STATEFUL_LOSSES)
     for name in STATEFUL_LOSSES:
         loss = create_stateful_loss(name, 4, 3, 2)
