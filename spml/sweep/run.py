@@ -144,9 +144,10 @@ def run_sweep(cfg: SweepConfig, log=print) -> dict:
             from spml.train.model import load_checkpoint
 
             return {"map": test_map(model), "val_map": load_checkpoint(model)["best_metric"], "positives_per_image": None}
-        teacher_model, teacher_onnx, per_round = teachers[cfg.teacher_loss], onnx_path, []
+        teacher_model, per_round = variant_teacher(v), []
+        teacher_onnx = onnx_path if teacher_model == teachers[cfg.teacher_loss] else exported(teacher_model)
         if v.ensemble > 1:
-            teacher_onnx = ensemble_onnx(v.ensemble)
+            teacher_onnx = ensemble_onnx(v)
         for k in range(1, v.rounds + 1):
             suffix = f"_r{k}" if v.base == "rounds" and k > 1 else ""
             labels = out / f"labels_{v.file_name}{suffix}.json"
@@ -186,13 +187,20 @@ def run_sweep(cfg: SweepConfig, log=print) -> dict:
             teacher_scores[tta] = result
         return result
 
-    def ensemble_onnx(k: int) -> Path:
-        """The sweep's teacher and k - 1 more of its loss, seeds seed + 1 ..., as one ONNX model."""
-        seed = cfg.train.get("seed", 0)
-        members = [teachers[cfg.teacher_loss]] + [
-            _train(cfg, out / f"teacher_{cfg.teacher_loss}_seed{seed + j}.pt", cfg.ann, cfg.teacher_loss, cfg.images,
-                   log, seed=seed + j) for j in range(1, k)]
-        onnx = out / f"teacher_ensemble{k}.onnx"
+    def variant_teacher(v: Variant, j: int = 0) -> Path:
+        """Variant v's teacher (of its tloss and tepochs), seed + j: the sweep's own teacher when they are unset."""
+        loss = v.teacher_loss or cfg.teacher_loss
+        if loss == cfg.teacher_loss and v.teacher_epochs is None and j == 0:
+            return teachers[cfg.teacher_loss]
+        seed = cfg.train.get("seed", 0) + j
+        name = f"teacher_{loss}" + (f"_epochs{v.teacher_epochs}" if v.teacher_epochs else "") + (f"_seed{seed}" if j else "")
+        extra = {"seed": seed} | ({"epochs": v.teacher_epochs} if v.teacher_epochs else {})
+        return _train(cfg, out / f"{name}.pt", cfg.ann, loss, cfg.images, log, **extra)
+
+    def ensemble_onnx(v: Variant) -> Path:
+        """Variant v's teacher and ens - 1 more like it, seeds seed + 1 ..., as one ONNX model."""
+        members = [variant_teacher(v, j) for j in range(v.ensemble)]
+        onnx = out / (members[0].stem + f"_ensemble{v.ensemble}.onnx")
         if not onnx.exists():
             export_onnx(members, onnx)
             validate_onnx(onnx, members)

@@ -31,7 +31,9 @@ OPTIONS = {
     "epochs:N": "the student trains N epochs",
     "dropout:P": "dropout P on the student's head input",
     "size:N": "the student trains (and is evaluated) at N px",
-    "ens:K": "labels from an ensemble of K teachers (the teacher and K - 1 more, seeds + 1 ...), probabilities averaged",
+    "ens:K": "labels from an ensemble of K teachers (seeds seed, seed + 1, ...), their probabilities averaged",
+    "tloss:NAME": "the variant's teacher(s) trained with loss NAME instead of the sweep's",
+    "tepochs:N": "the variant's teacher(s) trained N epochs",
 }
 
 
@@ -43,6 +45,8 @@ class Variant:
     tta: str = "none"
     ensemble: int = 1  # teachers averaged for the first round's labels
     train: dict = field(default_factory=dict)  # TrainConfig options of the student
+    teacher_loss: str | None = None  # None: the sweep's teacher
+    teacher_epochs: int | None = None
 
     @property
     def soft(self) -> bool:
@@ -66,7 +70,7 @@ class Variant:
         return "; ".join(parts)
 
 
-PLACEHOLDER = {"temp": "T", "epochs": "N", "dropout": "P", "size": "N", "ens": "K"}
+PLACEHOLDER = {"temp": "T", "epochs": "N", "dropout": "P", "size": "N", "ens": "K", "tloss": "NAME", "tepochs": "N"}
 
 
 def parse_variant(name: str) -> Variant:
@@ -78,7 +82,7 @@ def parse_variant(name: str) -> Variant:
         base = "rounds"
     elif base not in BASES or base == "rounds:K":
         raise ValueError(f"unknown variant {name!r}: the base must be one of {', '.join(BASES)}")
-    tta, train, ensemble = "none", {}, 1
+    tta, train, ensemble, teacher = "none", {}, 1, {}
     for option in options:
         key, _, value = option.partition(":")
         if key in ("strong", "mix", "tta", "tta-crop") and not value:
@@ -98,13 +102,21 @@ def parse_variant(name: str) -> Variant:
             train["image_size"] = _number(option, int, 1)
         elif key == "ens" and value:
             ensemble = _number(option, int, 1)
+        elif key == "tloss" and value:
+            from spml.train.loss_names import ALL_LOSS_NAMES
+
+            if value not in ALL_LOSS_NAMES:
+                raise ValueError(f"{option!r}: unknown loss; valid: {', '.join(ALL_LOSS_NAMES)}")
+            teacher["teacher_loss"] = value
+        elif key == "tepochs" and value:
+            teacher["teacher_epochs"] = _number(option, int, 1)
         else:
             raise ValueError(f"unknown option {option!r} in variant {name!r}; valid: {', '.join(OPTIONS)}")
-    if base in ("teacher", "full") and (tta != "none" or ensemble > 1):
+    if base in ("teacher", "full") and (tta != "none" or ensemble > 1 or teacher):
         raise ValueError(f"variant {name!r}: {base} trains on the given labels, not on a teacher's")
     if "soft_temperature" in train and base not in ("soft", "init-soft", "round2", "rounds"):
         raise ValueError(f"variant {name!r}: temp:T sharpens soft targets, and {base} has none")
-    return Variant(name.strip(), base, rounds, tta, ensemble, train)
+    return Variant(name.strip(), base, rounds, tta, ensemble, train, **teacher)
 
 
 def _number(text: str, kind, low):

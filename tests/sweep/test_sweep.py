@@ -17,7 +17,7 @@ def sweep(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
     args = ["--ann", tiny_data["sp"], "--val-ann", tiny_data["val"], "--test-ann", tiny_data["test"],
             "--gt-ann", tiny_data["train"], "--tau", "0.4", "--tau", "0.6", "--arch", "resnet18", "--image-size", "32",
-            "--epochs", "1", "--batch-size", "16", "--no-pretrained", "--variants", "soft,init,round2,rounds:2+tta+mix,init-soft+ens:2,teacher+epochs:2", "--losses", "wan",
+            "--epochs", "1", "--batch-size", "16", "--no-pretrained", "--variants", "soft,init,round2,rounds:2+tta+mix,init-soft+ens:2+tloss:an,teacher+epochs:2", "--losses", "wan",
             "--out", out]
     result = CliRunner().invoke(sweep_cli, [str(a) for a in args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -32,7 +32,7 @@ def test_report_schema(sweep):
         assert {"tau", "map", "positives_per_image", "precision", "recall"} <= set(s)
         assert 0 <= s["map"] <= 100
     assert [v["variant"] for v in report["variants"]] == ["soft", "init", "round2", "rounds:2+tta+mix",
-                                                          "init-soft+ens:2", "teacher+epochs:2"]
+                                                          "init-soft+ens:2+tloss:an", "teacher+epochs:2"]
     assert set(report["losses"]) == {"wan"}
     # round 2's labels come from the soft student, not from the teacher
     assert json.loads((out / "labels_round2.json").read_text())["info"]["model"] == str((out / "student_soft.onnx").resolve())
@@ -56,10 +56,14 @@ def test_rounds_chain_their_students_and_report_the_gap_share(sweep):
     assert r1["init"] == str(out / "teacher_em.pt") and r2["init"] == str(out / "student_rounds2_tta_mix.pt")
     assert r1["mix_prob"] == r2["mix_prob"] == 1.0 and r2["soft_targets"]
     assert len(rounds["rounds"]) == 2 and rounds["rounds"][-1] == rounds["map"]
-    # ens:2 labels with the teacher and a second EM teacher (seed + 1) averaged in one ONNX model
-    ens = json.loads((out / "labels_init-soft_ens2.json").read_text())["info"]
-    assert ens["model"] == str((out / "teacher_ensemble2.onnx").resolve())
-    assert torch.load(out / "teacher_em_seed1.pt", weights_only=True)["config"]["seed"] == 1
+    # ens:2+tloss:an labels with the AN teacher and a second one (seed + 1) averaged in one ONNX model, and
+    # starts from the first
+    ens = json.loads((out / "labels_init-soft_ens2_tlossan.json").read_text())["info"]
+    assert ens["model"] == str((out / "teacher_an_ensemble2.onnx").resolve())
+    second = torch.load(out / "teacher_an_seed1.pt", weights_only=True)["config"]
+    assert second["seed"] == 1 and second["loss"] == "an"
+    student = torch.load(out / "student_init-soft_ens2_tlossan.pt", weights_only=True)["config"]
+    assert student["init"] == str(out / "teacher_an.pt") and student["soft_targets"]
     longer = torch.load(out / "teacher_epochs2.pt", weights_only=True)["config"]
     assert longer["epochs"] == 2 and longer["loss"] == "em" and report["variants"][-1]["positives_per_image"] is None
     em, full = report["teachers"]["em"], report["full"]
