@@ -148,6 +148,8 @@ def run_sweep(cfg: SweepConfig, log=print) -> dict:
         teacher_onnx = onnx_path if teacher_model == teachers[cfg.teacher_loss] else exported(teacher_model)
         if v.ensemble > 1:
             teacher_onnx = ensemble_onnx(v)
+        # the model that labels the first round, when it is not the sweep's teacher: its own test mAP
+        own_teacher = test_map(teacher_onnx) if teacher_onnx != onnx_path else None
         for k in range(1, v.rounds + 1):
             suffix = f"_r{k}" if v.base == "rounds" and k > 1 else ""
             labels = out / f"labels_{v.file_name}{suffix}.json"
@@ -174,6 +176,8 @@ def run_sweep(cfg: SweepConfig, log=print) -> dict:
                 teacher_onnx = exported(teacher_model)
         if v.base == "rounds":
             entry["rounds"] = per_round
+        if own_teacher is not None:
+            entry["teacher_map"] = own_teacher
         return entry
 
     teacher_scores = {"none": scores}
@@ -273,6 +277,7 @@ def report_markdown(report: dict) -> str:
                   "|---|---|---|---|" + ("---|" if share else "")]
         lines += [f"| {v['variant']} ({v['description']}"
                   + ("; test mAP by round: " + ", ".join(_fmt(m) for m in v["rounds"]) if v.get("rounds") else "")
+                  + (f"; its teacher's test mAP {_fmt(v['teacher_map'])}" if v.get("teacher_map") is not None else "")
                   + f") | {v['tau']:g} | {_fmt(v['map'])} | {_fmt(v['positives_per_image'])} |"
                   + (f" {_percent(v.get('gap_share'))} |" if share else "")
                   for v in report["variants"]]

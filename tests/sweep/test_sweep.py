@@ -64,6 +64,10 @@ def test_rounds_chain_their_students_and_report_the_gap_share(sweep):
     assert second["seed"] == 1 and second["loss"] == "an"
     student = torch.load(out / "student_init-soft_ens2_tlossan.pt", weights_only=True)["config"]
     assert student["init"] == str(out / "teacher_an.pt") and student["soft_targets"]
+    from spml.eval.evaluate import evaluate_model
+
+    assert report["variants"][4]["teacher_map"] == pytest.approx(
+        evaluate_model(out / "teacher_an_ensemble2.onnx", report["config"]["test_ann"])["map"])
     longer = torch.load(out / "teacher_epochs2.pt", weights_only=True)["config"]
     assert longer["epochs"] == 2 and longer["loss"] == "em" and report["variants"][-1]["positives_per_image"] is None
     em, full = report["teachers"]["em"], report["full"]
