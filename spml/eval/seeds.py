@@ -17,7 +17,8 @@ def paired_gains(reports: list[dict], teacher: str = "em") -> dict:
     variant (and the hard-threshold student of each tau) present in all reports."""
     def students(report):
         rows = {f"tau {s['tau']:g}": s["map"] for s in report["students"]}
-        rows.update({f"{v['variant']} (tau {v['tau']:g})": v["map"] for v in report.get("variants", [])})
+        rows.update({(f"{v['variant']} (no student)" if v["variant"].split("+")[0] in ("teacher", "full")
+                      else f"{v['variant']} (tau {v['tau']:g})"): v["map"] for v in report.get("variants", [])})
         return rows
 
     per_report = [students(r) for r in reports]
@@ -52,7 +53,7 @@ def seeds_markdown(reports: list[dict], teacher: str = "em") -> str:
         lines.append("| full labels | " + " | ".join(f"{v:.2f}" for v in f) + f" | {sum(f) / len(f):.2f} | | 100% |")
     for name, g in gains.items():
         cells = " | ".join(f"{s:.2f} ({d:+.2f})" for s, d in zip(g["student"], g["gain"]))
-        lines.append(f"| student {name} | {cells} | {sum(g['student']) / len(seeds):.2f} | {g['mean_gain']:+.2f} |"
+        lines.append(f"| {'' if name.endswith('(no student)') else 'student '}{name} | {cells} | {sum(g['student']) / len(seeds):.2f} | {g['mean_gain']:+.2f} |"
                      + (f" {100 * g['mean_gap_share']:.1f}% |" if share else ""))
     note = "Cells: student test mAP (gain over the same seed's teacher)."
     if share:
