@@ -181,12 +181,14 @@ def add_head_dropout(model: torch.nn.Module, p: float) -> None:
     head.register_forward_pre_hook(drop)
 
 
-def choose_loss(dataset: CocoDataset, requested: str | None) -> tuple[str, str]:
+def choose_loss(dataset: CocoDataset, requested: str | None, soft_targets: bool = False) -> tuple[str, str]:
     """The loss and why: em for single-positive data (the seed's teacher), bce for full or pseudo labels."""
     if requested is not None:
         if requested not in ALL_LOSSES:
             raise SpmlError(f"unknown loss {requested!r}; valid: {', '.join(ALL_LOSSES)}") from None
         return requested, "as requested"
+    if soft_targets:  # even where the thresholded labels happen to be one per image
+        return "bce", "fitting the teacher's probabilities (--soft-targets)"
     per_image = dataset.positives.sum(axis=1)
     if np.all(per_image == 1):
         return "em", "every image has exactly one observed positive"
@@ -446,7 +448,7 @@ def _train(config: TrainConfig, log=print) -> Path:
     cfg = resolve_config(config)
     d, log = set_up_processes(cfg, log)
     train_set = load_coco(cfg.ann, cfg.images)
-    cfg.loss, why = choose_loss(train_set, cfg.loss)
+    cfg.loss, why = choose_loss(train_set, cfg.loss, cfg.soft_targets)
     log(f"loss: {cfg.loss} ({why})")
     if not train_set.positives.any() and cfg.loss != "bce":
         raise SpmlError(f"{cfg.ann}: no positive labels to learn from") from None

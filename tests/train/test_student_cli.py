@@ -113,3 +113,33 @@ def test_where_the_builtin_dataset_is(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"test: {tmp_path / 'c' / 'demo' / 'instances_test.json'} (created on first use" in result.output
     assert not (tmp_path / "c").exists()
+
+
+def test_the_recommended_recipe_as_typed(tiny_data, tmp_path):
+    """GR teachers of two seeds, one ensemble model, soft labels (the ensemble's train set, recorded in it), and a
+    student at a larger size from the first teacher: the commands of the README's recommended recipe."""
+    from click.testing import CliRunner
+
+    from spml.export.cli import main as export_cli
+    from spml.label.cli import main as label_cli
+    from spml.train.cli import main as train_cli
+
+    def run(cli, *args):
+        result = CliRunner().invoke(cli, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    common = ["--arch", "cnn4", "--image-size", "32", "--batch-size", "16", "--no-pretrained", "--val-ann", tiny_data["val"]]
+    for seed in (0, 1):
+        run(train_cli, "--ann", tiny_data["sp"], "--loss", "gr", "--epochs", "2", "--seed", seed, *common,
+            "--out", tmp_path / f"gr_{seed}.pt")
+    run(export_cli, tmp_path / "gr_0.pt", tmp_path / "gr_1.pt", "--out", tmp_path / "teacher.onnx")
+    run(label_cli, tmp_path / "teacher.onnx", "--tau", "0.75", "--soft", "--out", tmp_path / "labels.json")
+    labels = json.loads((tmp_path / "labels.json").read_text())
+    assert labels["info"]["soft"] and labels["info"]["teacher"]["epochs"] == 2
+    out = run(train_cli, "--ann", tmp_path / "labels.json", "--soft-targets", "--init", tmp_path / "gr_0.pt",
+              "--image-size", "48", "--epochs", "1", "--out", tmp_path / "student.pt")
+    assert "inherited from the teacher" in out
+    config = torch.load(tmp_path / "student.pt", weights_only=True)["config"]
+    assert config["image_size"] == 48 and config["init"] == str(tmp_path / "gr_0.pt") and config["soft_targets"]
+    assert config["loss"] == "bce" and config["arch"] == "cnn4" and config["epochs"] == 1
