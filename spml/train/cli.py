@@ -75,7 +75,7 @@ def _list_archs(ctx, param, value):
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Dropout on the classifier head's input while training (any arch).")
 @click.option("--drop-path", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
-              help="Stochastic depth rate, for archs that have it (timm models, torchvision's convnext, efficientnet, swin).")
+              help="Stochastic depth rate, for archs that have it (timm models, torchvision's convnext, efficientnet, swin); 0: the arch's own default.")
 @click.option("--image-size", type=int, default=None, show_default="448, a timm model's own input size; built-in dataset: 32",
               help="Square input size.")
 @click.option("--epochs", type=int, default=None, show_default="10; built-in dataset: 8; --mode linear: 25",

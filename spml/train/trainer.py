@@ -71,7 +71,7 @@ class TrainConfig:
     augment: str | None = None  # none | flip | strong (crop, TrivialAugment, mixup/cutmix); None: flip, or none if not flip
     mix_prob: float | None = None  # share of the batches mixed (mixup or cutmix); None: 1 with --augment strong, else 0
     dropout: float = 0.0  # dropout on the head's input, in training (any arch: a hook, the weights' names unchanged)
-    drop_path: float = 0.0  # stochastic depth, where the arch has it (timm models; torchvision's stochastic_depth_prob)
+    drop_path: float = 0.0  # stochastic depth, where the arch has it (timm: drop_path_rate; torchvision: stochastic_depth_prob); 0: the arch's default
     soft_temperature: float = 1.0  # --soft-targets: the teacher's probabilities sharpened, sigmoid(logit / T); T < 1 sharpens
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda

@@ -127,3 +127,20 @@ def test_no_stochastic_depth_is_a_clear_error(tiny_data, tmp_path):
         train(config(tiny_data, tmp_path / "m.pt", drop_path=0.1), log=lambda s: None)
     with pytest.raises(SpmlError, match="soft-temperature"):
         train(config(tiny_data, tmp_path / "m.pt", soft_temperature=0), log=lambda s: None)
+
+
+def test_drop_path_reaches_the_archs_that_have_it():
+    from torchvision.ops import StochasticDepth
+
+    from spml.train.model import create_model
+
+    def probs(**kw):
+        return [m.p for m in create_model("efficientnet_b0", 3, **kw).modules() if isinstance(m, StochasticDepth)]
+
+    high, default = probs(drop_path=0.5), probs()  # torchvision's own default for efficientnet_b0 is 0.2
+    assert high and 0.4 < max(high) <= 0.5 and max(default) <= 0.2
+    pytest.importorskip("timm")
+    from timm.layers import DropPath
+
+    model = create_model("timm/resnet18", 3, drop_path=0.1)
+    assert any(isinstance(m, DropPath) and m.drop_prob > 0 for m in model.modules())
