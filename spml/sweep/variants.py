@@ -19,8 +19,8 @@ BASES = {
     "init-soft": "student starts from the teacher's weights and fits its probabilities",
     "round2": "a second round: the soft student becomes the teacher of a new soft student",
     "rounds:K": "K rounds of init-soft: each round's student labels the next round and is its start",
-    "teacher": "no student: the teacher itself trained with the options (e.g. as many epochs as teacher + student)",
-    "full": "no student: the full-label model trained with the options (needs --gt-ann)",
+    "teacher": "no student: the teacher itself, trained with the options (e.g. as many epochs as teacher + student)",
+    "full": "no student: the full-label model, trained with the options (needs --gt-ann)",
 }
 OPTIONS = {
     "strong": "the student trains under --augment strong (crop, TrivialAugment, mixup/cutmix)",
@@ -66,7 +66,8 @@ class Variant:
         for option in self.name.split("+")[1:]:
             key, _, value = option.partition(":")
             text = OPTIONS[f"{key}:{PLACEHOLDER[key]}" if value else key]
-            parts.append(text.replace(f" {PLACEHOLDER[key]}", f" {value}") if value else text)
+            text = text.replace(f" {PLACEHOLDER[key]}", f" {value}") if value else text
+            parts.append(text.replace("the student", "it") if self.base in ("teacher", "full") else text)
         return "; ".join(parts)
 
 
