@@ -10,7 +10,7 @@ from spml.eval.seeds import seeds_markdown
 from spml.sweep.run import report_markdown
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-FOLDERS = [DOCS / "sweep-builtin", DOCS / "sweep-builtin-pretrained"]
+FOLDERS = [DOCS / "sweep-builtin", DOCS / "sweep-builtin-pretrained", DOCS / "sweep-students"]
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
