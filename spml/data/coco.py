@@ -190,6 +190,10 @@ class _Collector:
         self.images.add(im)
 
     def annotation(self, a) -> None:
+        if type(a) is dict and type(a.get("image_id")) is int and type(a.get("category_id")) is int and \
+                type(a.get("id", 0)) is int:  # the common case in few operations: millions of annotations
+            self._add(a)
+            return
         if not isinstance(a, dict):
             _fail(self.path, f"annotation is not an object: {str(a)[:80]}")
         if not _is_id(a.get("image_id")):
@@ -198,6 +202,9 @@ class _Collector:
             _fail(self.path, f"annotation {a.get('id')} refers to category {a.get('category_id')!r}, which is not in 'categories'")
         if "id" in a and not _is_id(a["id"]):
             _fail(self.path, f"annotation id {str(a['id'])[:40]} is not an integer")
+        self._add(a)
+
+    def _add(self, a: dict) -> None:
         try:
             self.ann_image.append(a["image_id"])
             self.ann_category.append(a["category_id"])

@@ -19,6 +19,7 @@ from spml.errors import SpmlError
 
 # lone surrogates (`"\ud800"` in a JSON file) are valid JSON strings; keep them through the round trip
 _ENCODING, _ERRORS = "utf-8", "surrogatepass"
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # made once: json.dumps(..., separators=) makes one a call
 
 
 class ImageTable(Sequence):
@@ -122,7 +123,7 @@ class ImageTableBuilder:
         self.layout_of.append(index)
         rest = [v for k, v in im.items() if k != "id" and k != "file_name"]
         if rest:
-            self.extras += json.dumps(rest, separators=(",", ":"), ensure_ascii=False).encode(_ENCODING, _ERRORS)
+            self.extras += _ENCODER.encode(rest).encode(_ENCODING, _ERRORS)
         self.extra_offsets.append(len(self.extras))
 
     def __len__(self) -> int:

@@ -71,6 +71,36 @@ class _Reader:
             return value
 
 
+def _items(r: _Reader, add) -> None:
+    """The items of an array up to its ']', each to `add`. Items wholly inside the buffer are decoded in a tight
+    loop (the C scanner, no per-item Python frames of _Reader); one cut by the buffer's end goes the careful way."""
+    scan, space = _DECODER.scan_once, _SPACE.match
+    while True:
+        buf, pos = r.buf, r.pos
+        last = len(buf) - 1  # an item must end before the buffer's last character: then it was not cut short
+        while True:
+            start = space(buf, pos).end()
+            try:
+                item, end = scan(buf, start)
+            except (StopIteration, json.JSONDecodeError):
+                break
+            if end >= last:
+                break
+            after = space(buf, end).end()
+            c = buf[after] if after < len(buf) else ""
+            if c != "," and c != "]":
+                break
+            add(item)
+            pos = after + 1
+            if c == "]":
+                r.pos = pos
+                return
+        r.pos = start  # the item the tight loop could not take, from its start
+        add(r.value())
+        if r.expect(",]", "',' or ']'") == "]":
+            return
+
+
 def stream_object(f: BinaryIO, streamed: dict[str, Callable[[object], None]], chunk: int = 1 << 20):
     """Parse the JSON document in binary file `f`. Where it is an object and the value of a key in `streamed` is an
     array, each item goes to `streamed[key](item)` and the key's value is returned as STREAMED; other values are
@@ -98,11 +128,7 @@ def stream_object(f: BinaryIO, streamed: dict[str, Callable[[object], None]], ch
                 if r.peek() == "]":
                     r.pos += 1
                 else:
-                    add = streamed[key]
-                    while True:
-                        add(r.value())
-                        if r.expect(",]", "',' or ']'") == "]":
-                            break
+                    _items(r, streamed[key])
             else:
                 out[key] = r.value()
             if r.expect(",}", "',' or '}'") == "}":
