@@ -7,6 +7,7 @@ file's `categories` list, never `id - 1`.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from array import array
@@ -306,8 +307,6 @@ def dataset_from_dict(raw: dict, path: Path | None = None, images_dir: str | os.
     if isinstance(raw, dict):
         collector.add_all(raw)
     dataset = collector.dataset(raw, images_dir, raw=raw)
-    if path is not None:
-        dataset.path = path
     raw.setdefault("annotations", [])  # `raw` is what protocol.single_positive and writers read back
     return dataset
 
@@ -332,7 +331,7 @@ def load_coco(path: str | os.PathLike, images_dir: str | os.PathLike | None = No
         _fail(path, f"cannot read ({e.strerror})")
     path = path.resolve()
     collector.path = path
-    return collector.dataset(top, images_dir, raw_loader=lambda: _read_raw(path))
+    return collector.dataset(top, images_dir, raw_loader=functools.partial(_read_raw, path))  # picklable, for workers
 
 
 def _read_raw(path: Path) -> dict:

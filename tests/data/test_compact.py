@@ -168,3 +168,12 @@ def test_stream_parser_does_not_skip_an_item_before_a_missing_comma():
     for chunk in (4, 1 << 20):
         with pytest.raises(ValueError):
             stream_object(io.BytesIO(b'{"images": [{"id": 1} {"id": 2}]}'), {"images": lambda item: None}, chunk=chunk)
+
+
+def test_a_loaded_dataset_pickles_for_data_loader_workers(tmp_path):
+    import pickle
+
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps(odd_coco()))
+    ds = pickle.loads(pickle.dumps(load_coco(path)))
+    assert list(ds.images) == odd_coco()["images"] and ds.raw["annotations"] == odd_coco()["annotations"]
