@@ -177,3 +177,30 @@ def test_a_loaded_dataset_pickles_for_data_loader_workers(tmp_path):
     path.write_text(json.dumps(odd_coco()))
     ds = pickle.loads(pickle.dumps(load_coco(path)))
     assert list(ds.images) == odd_coco()["images"] and ds.raw["annotations"] == odd_coco()["annotations"]
+
+
+def test_stream_parser_accepts_exactly_what_json_loads_accepts():
+    """Differential fuzz: corrupted COCO texts, cut into random chunk sizes; same values, or both refuse."""
+    import random
+
+    rng = random.Random(0)
+    source = json.dumps({"info": {"a": [1, 2.5]}, "images": [{"id": i, "file_name": f"é{i}.jpg"} for i in range(4)],
+                         "annotations": [{"id": 1, "image_id": 0, "category_id": 3}], "categories": [{"id": 3}]})
+    for k in range(400):
+        chars = list(source)
+        for _ in range(rng.randint(1, 3)):
+            chars[rng.randrange(len(chars))] = rng.choice('{}[]":,0a1 .e-')
+        text = "".join(chars)[: rng.randint(1, len(chars))] if k % 4 == 0 else "".join(chars)
+        try:
+            expected = json.loads(text)
+        except ValueError:
+            expected = ValueError
+        items = {"images": [], "annotations": []}
+        try:
+            got = stream_object(io.BytesIO(text.encode()), {key: items[key].append for key in items},
+                                chunk=rng.choice([1, 2, 5, 16, 1 << 20]))
+            if isinstance(got, dict):
+                got = {key: items[key] if v is STREAMED else v for key, v in got.items()}
+        except ValueError:
+            got = ValueError
+        assert got == expected, text
