@@ -7,6 +7,7 @@ bench.json. Each row runs in its own process so its peak RSS is its own.
     python benchmarks/label_bench.py --memory-check                  # peak RSS, 20k vs 200k tiny images x 1,000 categories,
                                                                      # COCO (unlabeled, single-positive), JSON lines, CSV
     python benchmarks/label_bench.py --memory-check --memory-engine ray   # the same for the Ray engine's driver
+    python benchmarks/label_bench.py --memory-check --memory-load-only    # only what reading each input adds
     python benchmarks/label_bench.py --rows spml-label,spml-label-ray --no-int8   # Ray engine (2 workers) vs local
     python benchmarks/label_bench.py --provider cuda --precision fp16 --no-int8   # on a GPU (or tensorrt)
 """
@@ -195,7 +196,24 @@ def row_spml_label_int8(args) -> dict:
     return row_spml_label(args)
 
 
-ROWS = {"torch-eager": row_torch_eager, "model-only": row_model_only, "spml-label": row_spml_label,
+def row_load_input(args) -> dict:
+    """Only spml-label's reading of its input (`--ann`: a COCO file or an image list), after the model is opened as
+    spml-label opens it: `input_peak_rss_mb` is what the input side adds to the peak."""
+    from spml.data.coco import load_coco
+    from spml.data.image_list import is_image_list, load_image_list
+    from spml.label.labeler import PseudoLabeler
+
+    labeler = PseudoLabeler(args.onnx, "cpu", args.batch_size, args.threads)
+    base = peak_rss_mb()
+    start = time.perf_counter()
+    if is_image_list(args.ann):
+        dataset = load_image_list(args.ann, labeler.info.categories, threads=args.threads)
+    else:
+        dataset = load_coco(args.ann)
+    return {"images": len(dataset), "seconds": time.perf_counter() - start, "input_peak_rss_mb": peak_rss_mb() - base}
+
+
+ROWS = {"load-input": row_load_input, "torch-eager": row_torch_eager, "model-only": row_model_only, "spml-label": row_spml_label,
         "spml-label-int8": row_spml_label_int8, "spml-label-ray": row_spml_label_ray}
 # the Ray row where the spml[ray] extra is installed
 DEFAULT_ROWS = "torch-eager,model-only,spml-label,spml-label-int8" + (
@@ -243,6 +261,8 @@ def main():
     p.add_argument("--memory-categories", type=int, default=1000, help="--memory-check: categories of the model")
     p.add_argument("--memory-engine", default="local", choices=["local", "ray"],
                    help="--memory-check: the engine; with ray, the peak RSS is the driver's (the actors are other processes)")
+    p.add_argument("--memory-load-only", action="store_true",
+                   help="--memory-check: only read each input (what the input side adds to the peak; minutes, not hours)")
     p.add_argument("--memory-inputs", default=",".join(MEMORY_INPUTS),
                    help=f"--memory-check: input kinds, comma-separated, of {', '.join(MEMORY_INPUTS)}")
     p.add_argument("--row", choices=list(ROWS), help=argparse.SUPPRESS)
@@ -399,7 +419,10 @@ def memory_check(args, out):
     for kind, n, categories in runs:
         onnx = make_tiny_model(out / f"tiny_{categories}.onnx", categories)
         ann = tiny_images(out / "data", n, categories, kind)
-        r = run_row("spml-label-ray" if args.memory_engine == "ray" else "spml-label", args, ann, onnx, onnx, n, out)
+        row = "load-input" if args.memory_load_only else "spml-label-ray" if args.memory_engine == "ray" else "spml-label"
+        r = run_row(row, args, ann, onnx, onnx, n, out)
+        if args.memory_load_only:
+            r["peak_rss_mb"] = r["input_peak_rss_mb"]
         rss[f"{kind} {n}x{categories}"] = r["peak_rss_mb"]
         print(f"  {kind}: {n} images x {categories} categories: peak RSS {r['peak_rss_mb']:.0f} MB, "
               f"{n / r['seconds']:.0f} img/s end to end", file=sys.stderr)
