@@ -4,7 +4,10 @@ bench.json. Each row runs in its own process so its peak RSS is its own.
 
     python benchmarks/label_bench.py --out bench_out                 # ResNet-50 at 224, 2000 images
     python benchmarks/label_bench.py --image-size 448                # the reference codebases' size
-    python benchmarks/label_bench.py --memory-check                  # peak RSS, 20k vs 200k tiny images x 1,000 categories
+    python benchmarks/label_bench.py --memory-check                  # peak RSS, 20k vs 200k tiny images x 1,000 categories,
+                                                                     # COCO (unlabeled, single-positive), JSON lines, CSV
+    python benchmarks/label_bench.py --memory-check --memory-engine ray   # the same for the Ray engine's driver
+    python benchmarks/label_bench.py --memory-check --memory-load-only    # only what reading each input adds
     python benchmarks/label_bench.py --rows spml-label,spml-label-ray --no-int8   # Ray engine (2 workers) vs local
     python benchmarks/label_bench.py --provider cuda --precision fp16 --no-int8   # on a GPU (or tensorrt)
 """
@@ -160,8 +163,8 @@ def row_spml_label(args) -> dict:
                   standalone_mode=False)
     seconds = time.perf_counter() - start
     found = re.search(r"images in ([0-9.]+)s", printed.getvalue())
-    return {"images": len(json.loads(Path(args.ann).read_text())["images"]), "seconds": seconds,
-            "label_seconds": float(found.group(1)) if found else seconds}
+    # the image count from the job's own line: reading the file back here would add its records to this peak RSS
+    return {"images": args.count, "seconds": seconds, "label_seconds": float(found.group(1)) if found else seconds}
 
 
 def row_spml_label_ray(args) -> dict:
@@ -184,8 +187,7 @@ def row_spml_label_ray(args) -> dict:
                   standalone_mode=False)
     seconds = time.perf_counter() - start
     found = re.search(r"images in ([0-9.]+)s", printed.getvalue())
-    return {"images": len(json.loads(Path(args.ann).read_text())["images"]), "seconds": seconds,
-            "label_seconds": float(found.group(1)) if found else seconds}
+    return {"images": args.count, "seconds": seconds, "label_seconds": float(found.group(1)) if found else seconds}
 
 
 def row_spml_label_int8(args) -> dict:
@@ -194,7 +196,24 @@ def row_spml_label_int8(args) -> dict:
     return row_spml_label(args)
 
 
-ROWS = {"torch-eager": row_torch_eager, "model-only": row_model_only, "spml-label": row_spml_label,
+def row_load_input(args) -> dict:
+    """Only spml-label's reading of its input (`--ann`: a COCO file or an image list), after the model is opened as
+    spml-label opens it: `input_peak_rss_mb` is what the input side adds to the peak."""
+    from spml.data.coco import load_coco
+    from spml.data.image_list import is_image_list, load_image_list
+    from spml.label.labeler import PseudoLabeler
+
+    labeler = PseudoLabeler(args.onnx, "cpu", args.batch_size, args.threads)
+    base = peak_rss_mb()
+    start = time.perf_counter()
+    if is_image_list(args.ann):
+        dataset = load_image_list(args.ann, labeler.info.categories, threads=args.threads)
+    else:
+        dataset = load_coco(args.ann)
+    return {"images": len(dataset), "seconds": time.perf_counter() - start, "input_peak_rss_mb": peak_rss_mb() - base}
+
+
+ROWS = {"load-input": row_load_input, "torch-eager": row_torch_eager, "model-only": row_model_only, "spml-label": row_spml_label,
         "spml-label-int8": row_spml_label_int8, "spml-label-ray": row_spml_label_ray}
 # the Ray row where the spml[ray] extra is installed
 DEFAULT_ROWS = "torch-eager,model-only,spml-label,spml-label-int8" + (
@@ -240,6 +259,12 @@ def main():
                    help="peak RSS of spml-label on tiny images x --memory-categories at the two --memory-images counts")
     p.add_argument("--memory-images", default="20000,200000", help="--memory-check: the two image counts")
     p.add_argument("--memory-categories", type=int, default=1000, help="--memory-check: categories of the model")
+    p.add_argument("--memory-engine", default="local", choices=["local", "ray"],
+                   help="--memory-check: the engine; with ray, the peak RSS is the driver's (the actors are other processes)")
+    p.add_argument("--memory-load-only", action="store_true",
+                   help="--memory-check: only read each input (what the input side adds to the peak; minutes, not hours)")
+    p.add_argument("--memory-inputs", default=",".join(MEMORY_INPUTS),
+                   help=f"--memory-check: input kinds, comma-separated, of {', '.join(MEMORY_INPUTS)}")
     p.add_argument("--row", choices=list(ROWS), help=argparse.SUPPRESS)
     p.add_argument("--ann", help=argparse.SUPPRESS)
     p.add_argument("--ckpt", help=argparse.SUPPRESS)
@@ -338,11 +363,14 @@ def make_tiny_model(path: Path, num_classes: int, size: int = 16) -> Path:
     return path
 
 
-def tiny_images(folder: Path, count: int, num_classes: int, distinct: int = 8) -> Path:
-    """`count` images, hard links of `distinct` 16x16 JPEGs, and an unlabeled COCO file listing them."""
+def tiny_images(folder: Path, count: int, num_classes: int, kind: str = "coco", distinct: int = 8) -> Path:
+    """`count` images, hard links of `distinct` 16x16 JPEGs, and a file listing them as `kind`: an unlabeled COCO
+    file (coco), a single-positive one (coco-sp: one observed label per image, the file a user labels), or an image
+    list with one observed label per image (jsonl: id and labels; csv: file_name,labels)."""
     from PIL import Image
 
-    ann = folder / f"tiny_{count}x{num_classes}.json"
+    suffix = {"coco": ".json", "coco-sp": ".sp.json", "jsonl": ".jsonl", "csv": ".csv"}[kind]
+    ann = folder / f"tiny_{count}x{num_classes}{suffix}"
     if ann.exists():
         return ann
     images_dir = folder / "tiny_images"
@@ -351,38 +379,64 @@ def tiny_images(folder: Path, count: int, num_classes: int, distinct: int = 8) -
     for k in range(distinct):
         if not (images_dir / f"src_{k}.jpg").exists():
             Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(images_dir / f"src_{k}.jpg")
-    images = []
+    names = []
     for n in range(count):
         name = f"{n:07d}.jpg"
         if not (images_dir / name).exists():
             os.link(images_dir / f"src_{n % distinct}.jpg", images_dir / name)
-        images.append({"id": n + 1, "file_name": name, "width": 16, "height": 16})
-    categories = [{"id": j + 1, "name": f"c{j}"} for j in range(num_classes)]
-    ann.write_text(json.dumps({"info": {"images_dir": "tiny_images"}, "images": images, "annotations": [],
-                               "categories": categories}))
+        names.append(name)
+    label = [int(c) for c in rng.integers(0, num_classes, count)]  # category column of each image's one positive
+    with open(ann, "w") as f:
+        if kind == "jsonl":
+            f.writelines(json.dumps({"file_name": f"tiny_images/{name}", "id": n + 1, "labels": [f"c{label[n]}"]}) + "\n"
+                         for n, name in enumerate(names))
+        elif kind == "csv":
+            f.write("file_name,labels\n")
+            f.writelines(f"tiny_images/{name},c{label[n]}\n" for n, name in enumerate(names))
+        else:
+            images = [{"id": n + 1, "file_name": name, "width": 16, "height": 16} for n, name in enumerate(names)]
+            anns = [] if kind == "coco" else [{"id": n + 1, "image_id": n + 1, "category_id": label[n] + 1,
+                                               "iscrowd": 0} for n in range(count)]
+            categories = [{"id": j + 1, "name": f"c{j}"} for j in range(num_classes)]
+            json.dump({"info": {"images_dir": "tiny_images"}, "images": images, "annotations": anns,
+                       "categories": categories}, f)
     return ann
 
 
+MEMORY_INPUTS = ("coco", "coco-sp", "jsonl", "csv")
+
+
 def memory_check(args, out):
-    """Peak RSS of spml-label on N and 10N tiny images x L categories: it must not grow with N x L (the scores
-    of 200k x 1,000 alone are 800 MB of float32). A third run, 10N images x 10 categories, separates what grows
-    with N alone (the COCO file's image records, held as Python dicts) from what grows with N x L."""
+    """Peak RSS of spml-label on N and 10N tiny images x L categories, for each input kind: it must not grow with
+    N x L (the scores of 200k x 1,000 alone are 800 MB of float32, a dense observed-labels matrix 200 MB). A last
+    run, 10N COCO images x 10 categories, separates what grows with N alone from what grows with N x L."""
     counts = sorted(int(v) for v in args.memory_images.split(","))
     small, large = counts[0], counts[-1]
+    kinds = [k.strip() for k in args.memory_inputs.split(",") if k.strip()]
     args.image_size = 16
-    rss = {}
-    for n, categories in ((small, args.memory_categories), (large, args.memory_categories), (large, 10)):
+    rss, report = {}, {}
+    runs = [(kind, n, args.memory_categories) for kind in kinds for n in (small, large)] + [("coco", large, 10)]
+    for kind, n, categories in runs:
         onnx = make_tiny_model(out / f"tiny_{categories}.onnx", categories)
-        ann = tiny_images(out / "data", n, categories)
-        r = run_row("spml-label", args, ann, onnx, onnx, n, out)
-        rss[f"{n}x{categories}"] = r["peak_rss_mb"]
-        print(f"  {n} images x {categories} categories: peak RSS {r['peak_rss_mb']:.0f} MB, "
+        ann = tiny_images(out / "data", n, categories, kind)
+        row = "load-input" if args.memory_load_only else "spml-label-ray" if args.memory_engine == "ray" else "spml-label"
+        r = run_row(row, args, ann, onnx, onnx, n, out)
+        if args.memory_load_only:
+            r["peak_rss_mb"] = r["input_peak_rss_mb"]
+        rss[f"{kind} {n}x{categories}"] = r["peak_rss_mb"]
+        print(f"  {kind}: {n} images x {categories} categories: peak RSS {r['peak_rss_mb']:.0f} MB, "
               f"{n / r['seconds']:.0f} img/s end to end", file=sys.stderr)
-    a, b, c = (rss[k] for k in rss)
-    print(f"peak RSS: {a:.0f} MB at {small} x {args.memory_categories}, {b:.0f} MB at {large} x {args.memory_categories} "
-          f"({b / a:.2f}x; target <= 1.2x), {c:.0f} MB at {large} x 10 (x {args.memory_categories} / x 10: {b / c:.2f}x)")
-    (out / "memory.json").write_text(json.dumps({"peak_rss_mb": rss, "ratio_images": b / a, "ratio_categories": b / c},
-                                                indent=2))
+        (out / "memory.json").write_text(json.dumps({"peak_rss_mb": rss}, indent=2))  # so far: a long run stopped keeps it
+    print(f"\n| input | peak RSS MB at {small} x {args.memory_categories} | at {large} x {args.memory_categories} | ratio "
+          f"(target <= 1.2x) |\n|---|---|---|---|")
+    for kind in kinds:
+        a, b = rss[f"{kind} {small}x{args.memory_categories}"], rss[f"{kind} {large}x{args.memory_categories}"]
+        report[kind] = b / a
+        print(f"| {kind} | {a:.0f} | {b:.0f} | {b / a:.2f}x |")
+    c = rss[f"coco {large}x10"]
+    print(f"\ncoco at {large} x 10 categories: {c:.0f} MB (x {args.memory_categories} / x 10: "
+          f"{rss.get(f'coco {large}x{args.memory_categories}', float('nan')) / c:.2f}x)")
+    (out / "memory.json").write_text(json.dumps({"peak_rss_mb": rss, "ratio_images": report}, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""COCO annotations: validated on load, indexed with pycocotools, turned into an images x categories matrix.
+"""COCO annotations: validated on load, streamed into compact columns (spml.data.compact), an images x categories
+label matrix in sparse form.
 
 Category ids are arbitrary and gappy (COCO's run 1..90 with holes): a category's column is its position in the
 file's `categories` list, never `id - 1`.
@@ -6,30 +7,42 @@ file's `categories` list, never `id - 1`.
 
 from __future__ import annotations
 
-import contextlib
-import io
+import functools
 import json
 import os
-from dataclasses import dataclass, field
+from array import array
 from pathlib import Path
 
 import numpy as np
 
+from spml.data.compact import ImageTable, ImageTableBuilder, SparseLabels
+from spml.data.json_stream import STREAMED, stream_object
 from spml.errors import SpmlError
 
 
-@dataclass
 class CocoDataset:
-    """A COCO file as arrays: row n is `image_ids[n]`, column j is `categories[j]`."""
+    """A COCO file as arrays: row n is `image_ids[n]`, column j is `categories[j]`.
 
-    path: Path | None
-    images_dir: Path
-    images: list[dict]  # the file's image records, unchanged, in file order
-    categories: list[dict]  # the file's category records, unchanged, in file order
-    positives: np.ndarray  # (N, L) bool: annotated positives
-    raw: dict = field(repr=False)  # the whole file, for writers that keep what they don't understand
-    scores: np.ndarray | None = None  # (N, L) float32 annotation scores where a labels file has them
-    observed: np.ndarray | None = None  # (N, L) bool: annotations with source "observed" (spml labels files)
+    The image records are an `ImageTable` (a sequence building each record's dict when it is read) and the
+    annotations `labels`, sparse (CSR): what a 9M-image file costs is tens of bytes an image. The dense (N, L)
+    `positives`, `scores` and `observed` of the trainer and eval are built on first use, and `raw` (the whole
+    file, for code that copies what it does not understand) is read again from the file on first use."""
+
+    def __init__(self, path: Path | None, images_dir: Path, images, categories: list[dict], positives,
+                 raw: dict | None = None, scores: np.ndarray | None = None, observed: np.ndarray | None = None,
+                 meta: dict | None = None, raw_loader=None):
+        self.path, self.images_dir = path, images_dir
+        self.images = images if isinstance(images, ImageTable) else ImageTable.from_records(images)
+        self.categories = categories  # the file's category records, unchanged, in file order
+        self.labels = positives if isinstance(positives, SparseLabels) else SparseLabels.from_dense(positives, scores, observed)
+        self._raw, self._raw_loader = raw, raw_loader
+        # the file's top-level fields other than its images, annotations and categories (info, licenses, ...)
+        self.meta = meta if meta is not None else {k: v for k, v in (raw or {}).items()
+                                                     if k not in ("images", "annotations", "categories")}
+        self._dense: dict = {}
+
+    def __repr__(self) -> str:
+        return f"CocoDataset({self.path}, {len(self)} images, {self.num_classes} categories)"
 
     @property
     def num_classes(self) -> int:
@@ -37,11 +50,17 @@ class CocoDataset:
 
     @property
     def image_ids(self) -> list[int]:
-        return [im["id"] for im in self.images]
+        return self.images.ids.tolist()
 
     @property
     def file_names(self) -> list[str]:
-        return [im["file_name"] for im in self.images]
+        return [self.images.file_name(n) for n in range(len(self.images))]
+
+    def file_name(self, row: int) -> str:
+        return self.images.file_name(row)
+
+    def image_id(self, row: int) -> int:
+        return self.images.image_id(row)
 
     @property
     def category_ids(self) -> list[int]:
@@ -57,21 +76,56 @@ class CocoDataset:
     def __len__(self) -> int:
         return len(self.images)
 
+    def _cached(self, name: str, build):
+        if name not in self._dense:
+            self._dense[name] = build()
+        return self._dense[name]
+
+    @property
+    def positives(self) -> np.ndarray:
+        """(N, L) bool: annotated positives (dense, built on first use; `labels` is the sparse form)."""
+        return self._cached("positives", self.labels.toarray)
+
+    @property
+    def scores(self) -> np.ndarray | None:
+        """(N, L) float32 annotation scores where a labels file has them, else None."""
+        if self.labels.pair_scores is None:
+            return None
+        return self._cached("scores", lambda: self.labels.scores_of(slice(None)))
+
+    @property
+    def observed(self) -> np.ndarray | None:
+        """(N, L) bool: annotations with source "observed" (spml labels files), None where no annotation has a source."""
+        if self.labels.pair_observed is None:
+            return None
+        return self._cached("observed", lambda: self.labels.observed_of(slice(None)))
+
+    @property
+    def raw(self) -> dict:
+        """The whole file as json.load gives it (its annotations included), read on first use."""
+        if self._raw is None:
+            self._raw = self._raw_loader() if self._raw_loader is not None else self._rebuilt_raw()
+        return self._raw
+
+    def _rebuilt_raw(self) -> dict:
+        """A COCO dict of this dataset, for one that was never a file (an image list or folder)."""
+        annotations = [{"id": k + 1, "image_id": self.image_id(n), "category_id": self.categories[j]["id"], "iscrowd": 0}
+                       for k, (n, j) in enumerate(zip(np.repeat(np.arange(len(self)), np.diff(self.labels.indptr)).tolist(),
+                                                      self.labels.indices.tolist()))]
+        return {**self.meta, "images": list(self.images), "categories": self.categories, "annotations": annotations}
+
     def subset(self, rows: np.ndarray) -> "CocoDataset":
         rows = np.asarray(rows, dtype=np.int64)
-        return CocoDataset(
-            path=self.path, images_dir=self.images_dir, images=[self.images[i] for i in rows],
-            categories=self.categories, positives=self.positives[rows], raw=self.raw,
-            scores=None if self.scores is None else self.scores[rows],
-            observed=None if self.observed is None else self.observed[rows],
-        )
+        return CocoDataset(path=self.path, images_dir=self.images_dir, images=self.images.take(rows),
+                           categories=self.categories, positives=self.labels.take(rows), raw=self._raw, meta=self.meta,
+                           raw_loader=self._raw_loader)
 
     def soft_targets(self) -> np.ndarray | None:
         """(N, L) float32 teacher probabilities of an `spml-label --soft` file (per image `spml_scores`, in category
         order), observed positives at 1; None when the file has none."""
-        if not self.images or not all(isinstance(im.get("spml_scores"), list) for im in self.images):
+        if not len(self.images) or not all(isinstance(im.get("spml_scores"), list) for im in self.images):
             return None
-        soft = np.zeros(self.positives.shape, dtype=np.float32)
+        soft = np.zeros((len(self), self.num_classes), dtype=np.float32)
         for n, im in enumerate(self.images):
             values = im["spml_scores"]
             if len(values) != self.num_classes:
@@ -86,7 +140,7 @@ class CocoDataset:
         if not any("not_exhaustive_category_ids" in im for im in self.images):
             return None
         col = self.column_of()
-        mask = np.zeros(self.positives.shape, dtype=bool)
+        mask = np.zeros((len(self), self.num_classes), dtype=bool)
         for n, im in enumerate(self.images):
             ids = im.get("not_exhaustive_category_ids")
             for cid in ids if isinstance(ids, list) else ():
@@ -115,103 +169,180 @@ def resolve_images_dir(ann_path: Path | None, raw: dict, explicit: str | os.Path
     return base
 
 
+def _is_id(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+class _Collector:
+    """A COCO file's images and annotations as a parser hands them over: each checked, then kept in columns (the
+    image records in an ImageTable, the annotations as a few numbers each) and the dict dropped."""
+
+    def __init__(self, path):
+        self.path = path
+        self.images = ImageTableBuilder()
+        self.ann_image, self.ann_category, self.ann_id = array("q"), array("q"), array("q")
+        self.ann_has_id, self.ann_observed = bytearray(), bytearray()
+        self.ann_score = array("d")
+        self.any_score = self.any_source = False
+
+    def image(self, im) -> None:
+        if not isinstance(im, dict) or not _is_id(im.get("id")) or not isinstance(im.get("file_name"), str):
+            _fail(self.path, f"image record without an integer 'id' and a 'file_name': {str(im)[:80]}")
+        self.images.add(im)
+
+    def annotation(self, a) -> None:
+        if type(a) is dict and type(a.get("image_id")) is int and type(a.get("category_id")) is int and \
+                type(a.get("id", 0)) is int:  # the common case in few operations: millions of annotations
+            self._add(a)
+            return
+        if not isinstance(a, dict):
+            _fail(self.path, f"annotation is not an object: {str(a)[:80]}")
+        if not _is_id(a.get("image_id")):
+            _fail(self.path, f"annotation {a.get('id')} refers to image {a.get('image_id')!r}, which is not in 'images'")
+        if not _is_id(a.get("category_id")):
+            _fail(self.path, f"annotation {a.get('id')} refers to category {a.get('category_id')!r}, which is not in 'categories'")
+        if "id" in a and not _is_id(a["id"]):
+            _fail(self.path, f"annotation id {str(a['id'])[:40]} is not an integer")
+        self._add(a)
+
+    def _add(self, a: dict) -> None:
+        try:
+            self.ann_image.append(a["image_id"])
+            self.ann_category.append(a["category_id"])
+            self.ann_id.append(a.get("id", 0))
+        except OverflowError:
+            _fail(self.path, f"annotation {a.get('id')}: an id does not fit in 64 bits")
+        self.ann_has_id.append("id" in a)
+        s = a.get("score", 1.0)
+        self.ann_score.append(float(s) if isinstance(s, (int, float)) else 1.0)
+        self.any_score |= "score" in a
+        self.any_source |= "source" in a
+        self.ann_observed.append(a.get("source") == "observed")
+
+    def add_all(self, top: dict) -> None:
+        """The images and annotations of a COCO dict already in memory."""
+        for key, add in (("images", self.image), ("annotations", self.annotation)):
+            if isinstance(top.get(key), list):
+                for item in top[key]:
+                    add(item)
+
+    def dataset(self, top: object, images_dir, raw: dict | None = None, raw_loader=None) -> CocoDataset:
+        """Check the file as a whole (`top`: its top-level fields) and build the dataset."""
+        path = self.path
+        if not isinstance(top, dict):
+            _fail(path, "not a COCO annotations file (expected a JSON object with 'images' and 'categories')")
+        for key in ("images", "categories"):
+            if key not in top or not (top[key] is STREAMED or isinstance(top[key], list)):
+                _fail(path, f"not a COCO annotations file: no '{key}' list")
+        if "annotations" in top and not (top["annotations"] is STREAMED or isinstance(top["annotations"], list)):
+            _fail(path, "not a COCO annotations file: 'annotations' is not a list")
+        if not len(self.images):
+            _fail(path, "the dataset is empty: no images")
+        categories = top["categories"]
+        if not categories:
+            _fail(path, "the dataset has no categories")
+        table = self.images.build()
+        ids = np.sort(table.ids)
+        repeated = np.flatnonzero(ids[1:] == ids[:-1])
+        if len(repeated):
+            _fail(path, f"duplicate image id {ids[repeated[0]]}")
+        col: dict[int, int] = {}
+        for c in categories:
+            if not isinstance(c, dict) or not _is_id(c.get("id")):
+                _fail(path, f"category record without an integer 'id': {str(c)[:80]}")
+            if c["id"] in col:
+                _fail(path, f"duplicate category id {c['id']}")
+            col[c["id"]] = len(col)
+        rows, cols = self._rows_and_columns(table, ids, col)
+        ann_ids = np.frombuffer(self.ann_id, np.int64)[np.frombuffer(self.ann_has_id, bool)] if len(self.ann_id) else \
+            np.zeros(0, np.int64)
+        ann_ids = np.sort(ann_ids)
+        repeated = np.flatnonzero(ann_ids[1:] == ann_ids[:-1])
+        if len(repeated):
+            _fail(path, f"duplicate annotation id {ann_ids[repeated[0]]}")
+        scores = observed = None
+        if self.any_score:
+            # an annotation's score, at least 0 (NaN read as 0); the largest where one category has several
+            scores = np.fmax(np.frombuffer(self.ann_score, np.float64), 0.0)
+        if self.any_source:
+            observed = np.frombuffer(self.ann_observed, bool)
+        labels = SparseLabels.from_pairs(rows, cols, (len(table), len(categories)), scores, observed)
+        meta = {k: v for k, v in top.items() if k not in ("images", "annotations", "categories")}
+        return CocoDataset(path=path if isinstance(path, Path) else None,
+                           images_dir=resolve_images_dir(path if isinstance(path, Path) else None, meta, images_dir),
+                           images=table, categories=categories, positives=labels, raw=raw, meta=meta,
+                           raw_loader=raw_loader)
+
+    def _rows_and_columns(self, table: ImageTable, sorted_ids: np.ndarray, col: dict[int, int]):
+        """Each annotation's dataset row and category column; the first that refers to nothing is the error."""
+        image_ids = np.frombuffer(self.ann_image, np.int64) if len(self.ann_image) else np.zeros(0, np.int64)
+        category_ids = np.frombuffer(self.ann_category, np.int64) if len(self.ann_category) else np.zeros(0, np.int64)
+        order = np.argsort(table.ids, kind="stable")
+        at = np.minimum(np.searchsorted(sorted_ids, image_ids), len(sorted_ids) - 1)
+        known_image = sorted_ids[at] == image_ids
+        cat_sorted = np.array(sorted(col), dtype=np.int64)
+        cat_at = np.minimum(np.searchsorted(cat_sorted, category_ids), len(cat_sorted) - 1)
+        known_category = cat_sorted[cat_at] == category_ids
+        bad = np.flatnonzero(~(known_image & known_category))
+        if len(bad):
+            k = int(bad[0])
+            ann = int(self.ann_id[k]) if self.ann_has_id[k] else None
+            if not known_image[k]:
+                _fail(self.path, f"annotation {ann} refers to image {int(image_ids[k])}, which is not in 'images'")
+            _fail(self.path, f"annotation {ann} refers to category {int(category_ids[k])}, which is not in 'categories'")
+        column_of_sorted = np.array([col[c] for c in cat_sorted.tolist()], dtype=np.int64)
+        return order[at], column_of_sorted[cat_at]
+
+
 def parse_coco(raw: object, path: Path | str = "<annotations>") -> dict:
     """Check that `raw` is a COCO instances file that spml can use; returns it. One clear error otherwise."""
-    if not isinstance(raw, dict):
-        _fail(path, "not a COCO annotations file (expected a JSON object with 'images' and 'categories')")
-    for key in ("images", "categories"):
-        if not isinstance(raw.get(key), list):
-            _fail(path, f"not a COCO annotations file: no '{key}' list")
-    anns = raw.setdefault("annotations", [])
-    if not isinstance(anns, list):
-        _fail(path, "not a COCO annotations file: 'annotations' is not a list")
-    if not raw["images"]:
-        _fail(path, "the dataset is empty: no images")
-    if not raw["categories"]:
-        _fail(path, "the dataset has no categories")
-    def is_id(v) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    image_ids: set = set()
-    for im in raw["images"]:
-        if not isinstance(im, dict) or not is_id(im.get("id")) or not isinstance(im.get("file_name"), str):
-            _fail(path, f"image record without an integer 'id' and a 'file_name': {str(im)[:80]}")
-        if im["id"] in image_ids:
-            _fail(path, f"duplicate image id {im['id']}")
-        image_ids.add(im["id"])
-    cat_ids: set = set()
-    for c in raw["categories"]:
-        if not isinstance(c, dict) or not is_id(c.get("id")):
-            _fail(path, f"category record without an integer 'id': {str(c)[:80]}")
-        if c["id"] in cat_ids:
-            _fail(path, f"duplicate category id {c['id']}")
-        cat_ids.add(c["id"])
-    ann_ids: set = set()
-    for a in anns:
-        if not isinstance(a, dict):
-            _fail(path, f"annotation is not an object: {str(a)[:80]}")
-        if not is_id(a.get("image_id")) or a["image_id"] not in image_ids:
-            _fail(path, f"annotation {a.get('id')} refers to image {a.get('image_id')!r}, which is not in 'images'")
-        if not is_id(a.get("category_id")) or a["category_id"] not in cat_ids:
-            _fail(path, f"annotation {a.get('id')} refers to category {a.get('category_id')!r}, which is not in 'categories'")
-        if "id" in a:
-            if not is_id(a["id"]):
-                _fail(path, f"annotation id {str(a['id'])[:40]} is not an integer")
-            if a["id"] in ann_ids:
-                _fail(path, f"duplicate annotation id {a['id']}")
-            ann_ids.add(a["id"])
+    dataset_from_dict(raw, path if isinstance(path, Path) else None)
+    if isinstance(raw, dict):
+        raw.setdefault("annotations", [])
     return raw
 
 
-def _index_with_pycocotools(raw: dict):
-    from pycocotools.coco import COCO
-
-    coco = COCO()
-    coco.dataset = {**raw, "annotations": [dict(a, id=a.get("id", i + 1)) for i, a in enumerate(raw["annotations"])]}
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
-        coco.createIndex()
-    return coco
-
-
 def dataset_from_dict(raw: dict, path: Path | None = None, images_dir: str | os.PathLike | None = None) -> CocoDataset:
-    raw = parse_coco(raw, path or "<annotations>")
-    coco = _index_with_pycocotools(raw)
-    col = {c["id"]: j for j, c in enumerate(raw["categories"])}
-    n, l = len(raw["images"]), len(raw["categories"])
-    positives = np.zeros((n, l), dtype=bool)
-    has_scores = any("score" in a for a in raw["annotations"])
-    scores = np.zeros((n, l), dtype=np.float32) if has_scores else None
-    observed = np.zeros((n, l), dtype=bool) if any("source" in a for a in raw["annotations"]) else None
-    for row, im in enumerate(raw["images"]):
-        for a in coco.imgToAnns.get(im["id"], ()):
-            j = col[a["category_id"]]
-            positives[row, j] = True
-            if observed is not None and a.get("source") == "observed":
-                observed[row, j] = True
-            if scores is not None:
-                s = a.get("score", 1.0)
-                scores[row, j] = max(scores[row, j], float(s) if isinstance(s, (int, float)) else 1.0)
-    return CocoDataset(
-        path=path, images_dir=resolve_images_dir(path, raw, images_dir), images=raw["images"],
-        categories=raw["categories"], positives=positives, raw=raw, scores=scores, observed=observed,
-    )
+    collector = _Collector(path or "<annotations>")
+    if isinstance(raw, dict):
+        collector.add_all(raw)
+    dataset = collector.dataset(raw, images_dir, raw=raw)
+    raw.setdefault("annotations", [])  # `raw` is what protocol.single_positive and writers read back
+    return dataset
 
 
 def load_coco(path: str | os.PathLike, images_dir: str | os.PathLike | None = None) -> CocoDataset:
-    """Read and validate a COCO instances (or spml labels) file. Raises SpmlError with one line on bad input."""
+    """Read and validate a COCO instances (or spml labels) file. Raises SpmlError with one line on bad input.
+
+    The images and annotations are streamed (spml.data.json_stream), never all Python objects at once: the
+    dataset holds columns and sparse labels, tens of bytes an image."""
     path = Path(path)
+    collector = _Collector(path)
     try:
         with open(path, "rb") as f:
-            raw = json.load(f)
+            top = stream_object(f, {"images": collector.image, "annotations": collector.annotation})
     except FileNotFoundError:
         _fail(path, "no such file")
     except IsADirectoryError:
         _fail(path, "is a folder, not an annotations file")
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError) as e:
         _fail(path, f"not a JSON file ({e})")
     except OSError as e:
         _fail(path, f"cannot read ({e.strerror})")
-    return dataset_from_dict(raw, path.resolve(), images_dir)
+    path = path.resolve()
+    collector.path = path
+    return collector.dataset(top, images_dir, raw_loader=functools.partial(_read_raw, path))  # picklable, for workers
+
+
+def _read_raw(path: Path) -> dict:
+    """The whole file with json.load, for the few users of `CocoDataset.raw` (copying annotations as they are)."""
+    try:
+        with open(path, "rb") as f:
+            raw = json.load(f)
+    except (OSError, ValueError) as e:
+        _fail(path, f"cannot read it again ({e})")
+    raw.setdefault("annotations", [])
+    return raw
 
 
 def same_categories(model_categories: list[dict], dataset: CocoDataset, what: str) -> np.ndarray:

@@ -38,7 +38,7 @@ class LabelRows:
     dataset: object  # spml.data.coco.CocoDataset
     scores: object  # (N, L) float array-like in the dataset's category order
     rows: np.ndarray
-    observed: np.ndarray  # (N, L) bool: the dataset's own labels, written with source "observed"
+    observed: object  # (N, L) bool rows (an array, or SparseLabels): the dataset's own labels, source "observed"
     tau: object = None  # a float or (L,) per-category thresholds; None when `positives` is given
     keep_observed: bool = True
     positives: np.ndarray | None = None
@@ -52,7 +52,8 @@ class LabelRows:
         rows = np.asarray(rows, dtype=np.int64)
         failed = np.zeros(len(dataset), dtype=bool)
         failed[list(failures)] = True
-        return cls(dataset, scores, rows[~failed[rows]], dataset.positives, tau, keep_observed, info=info or {})
+        # the sparse observed labels, read as dense rows a block at a time
+        return cls(dataset, scores, rows[~failed[rows]], dataset.labels, tau, keep_observed, info=info or {})
 
     @classmethod
     def from_labels(cls, dataset, info=None):
@@ -61,7 +62,7 @@ class LabelRows:
         positives = dataset.positives
         scores = dataset.scores if dataset.scores is not None else positives.astype(np.float32)
         observed = dataset.observed if dataset.observed is not None else positives
-        raw_info = dataset.raw.get("info") if isinstance(dataset.raw.get("info"), dict) else {}
+        raw_info = dataset.meta.get("info") if isinstance(dataset.meta.get("info"), dict) else {}
         return cls(dataset, scores, np.arange(len(dataset)), observed, positives=positives,
                    info=info if info is not None else raw_info)
 
@@ -122,13 +123,12 @@ def write_csv(out: str | os.PathLike, labels: LabelRows, with_scores: bool = Fal
     """`file_name,labels[,scores]`: one row per image, its positives' names space-separated (in category order)
     and, with `with_scores`, their scores in the same order. Returns the number of rows."""
     names = [csv_name(n) for n in labels.dataset.category_names]
-    images = labels.dataset.images
     count = 0
     with atomic_write(out, "w") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["file_name", "labels", *(["scores"] if with_scores else [])])
         for row, cols, scores, _ in labels.records():
-            line = [images[row]["file_name"], " ".join(names[j] for j in cols)]
+            line = [labels.dataset.file_name(row), " ".join(names[j] for j in cols)]
             if with_scores:
                 line.append(" ".join(f"{s:.6g}" for s in scores))
             writer.writerow(line)
@@ -187,7 +187,7 @@ def write_fiftyone(out_dir: str | os.PathLike, labels: LabelRows) -> int:
                 targets = ", ".join(f'{{"label": {j}, "confidence": {round(float(s), 6)!r}, "attributes": '
                                     f'{{"source": "{"observed" if o else "pseudo"}"}}}}'
                                     for j, s, o in zip(cols.tolist(), scores.tolist(), observed.tolist()))
-                path = os.path.normpath(root / dataset.images[row]["file_name"])
+                path = os.path.normpath(root / dataset.file_name(row))
                 f.write(f"{', ' if count else ''}{json.dumps(path)}: [{targets}]")
                 count += 1
             f.write("}}\n")
@@ -216,8 +216,8 @@ def write_parquet(out: str | os.PathLike, labels: LabelRows) -> int:
             r, c = np.nonzero(positive)  # row-major: each image's positives together, in category order
             offsets = np.concatenate([[0], np.cumsum(positive.sum(axis=1))]).astype(np.int32)
             table = pa.Table.from_arrays([
-                pa.array([dataset.images[n]["id"] for n in rows], pa.int64()),
-                pa.array([dataset.images[n]["file_name"] for n in rows], pa.string()),
+                pa.array(dataset.images.ids[rows], pa.int64()),
+                pa.array([dataset.file_name(n) for n in rows], pa.string()),
                 pa.ListArray.from_arrays(pa.array(offsets), pa.array(cat_ids[c], pa.int64())),
                 pa.ListArray.from_arrays(pa.array(offsets), pa.array(scores[r, c], pa.float32())),
                 pa.ListArray.from_arrays(pa.array(offsets),

@@ -1,7 +1,7 @@
 """Images to label without a COCO file: a plain folder, or a list of paths as text, JSON lines or CSV.
 
 Each becomes a COCO dataset (ids, file names, widths, heights, the model's categories) so the labeler, the resume
-logic and the writers see one kind of input. Lists may carry ids and observed labels (category names or ids).
+logic and the writers see one kind of input. Lists are read a line at a time into compact columns. Lists may carry ids and observed labels (category names or ids).
 
     folder/              every image under it, recursive, in sorted order; other files skipped
     list.txt             one path per line (blank lines and lines starting with # skipped)
@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import os
+from array import array
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from spml.data.compact import PackedStrings
 from spml.errors import SpmlError
 
 # What Pillow decodes and people keep photos in; anything else under the folder (labels, notes, .DS_Store) is skipped
@@ -49,24 +50,34 @@ def scan_folder(images_dir: str | os.PathLike) -> list[str]:
     return sorted(found)
 
 
-def _read_entries(path: Path) -> list[dict]:
-    """[{"file_name", optionally "id", "labels"}] from a .txt, .jsonl or .csv list."""
+def _read_entries(path: Path):
+    """(line number, {"file_name", optionally "id", "labels"}) of a .txt, .jsonl or .csv list, one at a time: a
+    list of millions of images is never all dicts at once."""
+    suffix = path.suffix.lower()
+    if suffix not in LIST_SUFFIXES:
+        raise SpmlError(f"{path}: an image list ends in {', '.join(LIST_SUFFIXES)}") from None
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM from spreadsheet programs
+        f = open(path, encoding="utf-8-sig", newline="" if suffix == ".csv" else None)  # a BOM from spreadsheets
     except FileNotFoundError:
         raise SpmlError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise SpmlError(f"{path}: is a folder, not an image list") from None
+    except OSError as e:
+        raise SpmlError(f"{path}: cannot read ({e})") from None
+    try:
+        with f:
+            yield from _parse_entries(path, suffix, f)
     except (OSError, UnicodeDecodeError) as e:
         raise SpmlError(f"{path}: cannot read ({e})") from None
-    suffix = path.suffix.lower()
-    entries = []
+
+
+def _parse_entries(path: Path, suffix: str, f):
     if suffix == ".txt":
-        for line in text.splitlines():
+        for n, line in enumerate(f, 1):
             if line.strip() and not line.lstrip().startswith("#"):
-                entries.append({"file_name": line.strip()})
+                yield n, {"file_name": line.strip()}
     elif suffix == ".jsonl":
-        for n, line in enumerate(text.splitlines(), 1):
+        for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
@@ -77,9 +88,9 @@ def _read_entries(path: Path) -> list[dict]:
                 obj = {"file_name": obj}
             if not isinstance(obj, dict) or not isinstance(obj.get("file_name"), str):
                 raise SpmlError(f"{path}:{n}: expected an object with a 'file_name' string") from None
-            entries.append(obj)
-    elif suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(text, newline=""))  # quoted fields may hold commas and newlines
+            yield n, obj
+    else:
+        reader = csv.DictReader(f)  # quoted fields may hold commas and newlines
         if not reader.fieldnames or "file_name" not in reader.fieldnames:
             raise SpmlError(f"{path}: the CSV header has no 'file_name' column (got {reader.fieldnames})") from None
         for n, row in enumerate(reader, 2):
@@ -90,27 +101,7 @@ def _read_entries(path: Path) -> list[dict]:
                 entry["id"] = row["id"].strip()
             if "labels" in row:
                 entry["labels"] = (row["labels"] or "").split()
-            entries.append(entry)
-    else:
-        raise SpmlError(f"{path}: an image list ends in {', '.join(LIST_SUFFIXES)}") from None
-    if not entries:
-        raise SpmlError(f"{path}: the list is empty") from None
-    return entries
-
-
-def _ids(entries: list[dict], path: Path) -> list[int]:
-    given = ["id" in e for e in entries]
-    if not any(given):
-        return list(range(1, len(entries) + 1))
-    if not all(given):
-        raise SpmlError(f"{path}: some entries have an id and some do not; give all or none") from None
-    ids = []
-    for e in entries:
-        try:
-            ids.append(int(e["id"]))
-        except (TypeError, ValueError):
-            raise SpmlError(f"{path}: id {str(e['id'])[:40]!r} of {e['file_name']} is not an integer") from None
-    return ids
+            yield n, entry
 
 
 def _category_lookup(categories: list[dict]) -> dict[str, int]:
@@ -150,71 +141,123 @@ def _relative(file_name: str, base: Path) -> str:
     return file_name
 
 
-def image_list_coco(file_names: list[str], images_dir: str | os.PathLike, categories: list[dict],
-                    ids: list[int] | None = None, labels: list[list] | None = None, threads: int = 8,
-                    source: str | None = None) -> dict:
-    """A COCO dict of these images (widths and heights read from their headers) with the given categories and,
-    where `labels` is given, one annotation per observed label (category names or ids)."""
+def _labels_of(names, lookup: dict[str, int], file_name: str, source: str) -> list[int]:
+    """The category ids of one entry's observed labels (names or ids), once each, in order."""
+    if isinstance(names, (str, int)):
+        names = [names]
+    if not isinstance(names, list):
+        raise SpmlError(f"{source}: labels of {file_name} must be a list of category names or ids") from None
+    ids = []
+    for name in dict.fromkeys(str(n) for n in names):
+        if name not in lookup:
+            close = sorted(k for k in lookup if k.lower() == name.lower())[:1]
+            raise SpmlError(f"{source}: {file_name}: unknown category {name!r}"
+                            + (f" (did you mean {close[0]!r}?)" if close else "")) from None
+        ids.append(lookup[name])
+    return ids
+
+
+def _sizes(images_dir: Path, file_names, threads: int, window: int = 4096):
+    """image_size of each file, in order; header reads are I/O, so threads hide a network disk's latency. A window
+    at a time: a future per image of a 9M-image list, all at once, would be gigabytes."""
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        for start in range(0, len(file_names), window):
+            part = [images_dir / file_names[k] for k in range(start, min(start + window, len(file_names)))]
+            yield from pool.map(image_size, part)
+
+
+def images_dataset(file_names, images_dir: str | os.PathLike, categories: list[dict], ids=None, labels=None,
+                   threads: int = 8, source: str | None = None, path: Path | None = None):
+    """A CocoDataset of these images (widths and heights read from their headers) with the given categories and,
+    where `labels` is given (category ids per image, aligned with `file_names`), those observed labels. Built in
+    compact columns: no dict per image is kept."""
+    from spml.data.coco import _Collector
+    from spml.data.json_stream import STREAMED
+
     images_dir = Path(images_dir)
-    ids = ids or list(range(1, len(file_names) + 1))
-    with ThreadPoolExecutor(max(1, threads)) as pool:  # header reads are I/O: threads hide a network disk's latency
-        sizes = list(pool.map(lambda f: image_size(images_dir / f), file_names))
-    images = []
-    for i, f, size in zip(ids, file_names, sizes):
-        im = {"id": i, "file_name": f}
+    collector = _Collector(path or source or "list")
+    count = 0
+    for n, size in enumerate(_sizes(images_dir, file_names, threads)):
+        image_id = n + 1 if ids is None else int(ids[n])
+        im = {"id": image_id, "file_name": file_names[n]}
         if size is not None:
             im["width"], im["height"] = size
-        images.append(im)
-    annotations = []
-    if labels is not None:
-        lookup = _category_lookup(categories)
-        for i, f, names in zip(ids, file_names, labels):
-            if isinstance(names, (str, int)):
-                names = [names]
-            if not isinstance(names, list):
-                raise SpmlError(f"{source or 'list'}: labels of {f} must be a list of category names or ids") from None
-            for name in dict.fromkeys(str(n) for n in names):  # once each, in order
-                if name not in lookup:
-                    close = sorted(k for k in lookup if k.lower() == name.lower())[:1]
-                    raise SpmlError(f"{source or 'list'}: {f}: unknown category {name!r}"
-                                    + (f" (did you mean {close[0]!r}?)" if close else "")) from None
-                annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": lookup[name],
-                                    "iscrowd": 0})
-    info = {"description": f"images of {source}" if source else "images", "images_dir": str(images_dir.resolve())}
-    return {"info": info, "licenses": [], "images": images,
-            "categories": [{k: c[k] for k in ("id", "name", "supercategory") if k in c} for c in categories],
-            "annotations": annotations}
+        collector.image(im)
+        for cid in labels[n] if labels is not None else ():
+            count += 1
+            collector.annotation({"id": count, "image_id": image_id, "category_id": cid, "iscrowd": 0})
+    top = {"info": {"description": f"images of {source}" if source else "images",
+                    "images_dir": str(images_dir.resolve())},
+           "licenses": [], "images": STREAMED,
+           "categories": [{k: c[k] for k in ("id", "name", "supercategory") if k in c} for c in categories],
+           "annotations": STREAMED}
+    return collector.dataset(top, images_dir)
 
 
 def load_image_folder(images_dir: str | os.PathLike, categories: list[dict], threads: int = 8):
     """Every image under `images_dir` as a CocoDataset with no observed labels."""
-    from spml.data.coco import dataset_from_dict
-
     names = scan_folder(images_dir)
-    raw = image_list_coco(names, images_dir, categories, threads=threads, source=str(images_dir))
-    return dataset_from_dict(raw, None, images_dir)
+    return images_dataset(names, images_dir, categories, threads=threads, source=str(images_dir))
+
+
+class _LabelColumns:
+    """The observed labels of a list as it is read: all entries' category ids in one array, with offsets."""
+
+    def __init__(self):
+        self.ids, self.offsets = array("q"), array("q", [0])
+
+    def append(self, ids: list[int]) -> None:
+        self.ids.extend(ids)
+        self.offsets.append(len(self.ids))
+
+    def __getitem__(self, n: int):
+        return self.ids[self.offsets[n]:self.offsets[n + 1]]
 
 
 def load_image_list(path: str | os.PathLike, categories: list[dict], images_dir: str | os.PathLike | None = None,
                     threads: int = 8):
     """The images of a .txt, .jsonl or .csv list as a CocoDataset (its `path` is the list, so a changed list is
-    a new job for the resume logic)."""
-    from spml.data.coco import dataset_from_dict
-
+    a new job for the resume logic). Read a line at a time into compact columns."""
     path = Path(path)
-    entries = _read_entries(path)
-    names = [e["file_name"] for e in entries]
+    names, ids, labels = PackedStrings(), array("q"), _LabelColumns()
+    lookup = _category_lookup(categories)
+    with_id = with_labels = 0
+    bad_id = None
+    absolute, common = True, None  # whether every path is absolute, and their common folder
+    for _, entry in _read_entries(path):
+        name = entry["file_name"]
+        names.append(name)
+        if "id" in entry:
+            with_id += 1
+            try:
+                ids.append(int(entry["id"]))
+            except (TypeError, ValueError, OverflowError):
+                bad_id = bad_id or (entry["id"], name)
+                ids.append(0)
+        with_labels += "labels" in entry
+        labels.append(_labels_of(entry.get("labels", []), lookup, name, str(path)))
+        if absolute and os.path.isabs(name):
+            folder = os.path.dirname(name)
+            common = folder if common is None else os.path.commonpath([common, folder])
+        else:
+            absolute = False
+    if not len(names):
+        raise SpmlError(f"{path}: the list is empty") from None
+    if with_id and with_id != len(names):
+        raise SpmlError(f"{path}: some entries have an id and some do not; give all or none") from None
+    if bad_id is not None:
+        raise SpmlError(f"{path}: id {str(bad_id[0])[:40]!r} of {bad_id[1]} is not an integer") from None
     if images_dir is None:
-        absolute = [n for n in names if os.path.isabs(n)]
         # a list of absolute paths: their common folder, so they are inside the images folder and open as-is
-        images_dir = Path(os.path.commonpath([os.path.dirname(n) for n in absolute])) if len(absolute) == len(names) \
-            else path.parent
+        images_dir = Path(common) if absolute else path.parent
     images_dir = Path(images_dir)
-    names = [_relative(n, images_dir) for n in names]
-    has_labels = any("labels" in e for e in entries)
-    labels = [e.get("labels", []) for e in entries] if has_labels else None
-    raw = image_list_coco(names, images_dir, categories, _ids(entries, path), labels, threads, source=str(path))
-    return dataset_from_dict(raw, path.resolve(), images_dir)
+    if any(os.path.isabs(names[k]) for k in range(len(names))):
+        relative = PackedStrings()
+        for k in range(len(names)):
+            relative.append(_relative(names[k], images_dir))
+        names = relative
+    return images_dataset(names, images_dir, categories, ids if with_id else None,
+                          labels if with_labels else None, threads, source=str(path), path=path.resolve())
 
 
 def listing_sha256(dataset) -> str:

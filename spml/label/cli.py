@@ -204,7 +204,7 @@ def first_reasons(scores, dataset, count: int = 3) -> str:
     """The first few failures, each naming the file that was tried."""
     items = sorted(scores.failures.items())[:count]
     more = len(scores.failures) - len(items)
-    return "; ".join(f"{dataset.images[row]['file_name']}: {reason}" for row, reason in items) + (
+    return "; ".join(f"{dataset.file_name(row)}: {reason}" for row, reason in items) + (
         f" (and {more} more)" if more > 0 else "")
 
 

@@ -152,7 +152,7 @@ class PseudoLabeler:
         own_bar = bar is None
         if own_bar:
             bar = tqdm(total=len(rows), unit="img", disable=not progress, mininterval=1.0, desc=desc)
-        values, failures = self.score_files(dataset.images_dir, [dataset.images[r]["file_name"] for r in rows],
+        values, failures = self.score_files(dataset.images_dir, [dataset.file_name(r) for r in rows],
                                             columns, bar)
         if own_bar:
             bar.close()
@@ -263,7 +263,7 @@ def _from_order_keys(keys: np.ndarray) -> np.ndarray:
 def observed_priors(dataset: CocoDataset, expected_positives: float) -> np.ndarray:
     """Each category's share of images, estimated from single positives: a uniformly chosen positive is category
     c with probability about prior_c / k, so prior_c = k x (share of images whose observed positive is c)."""
-    share = dataset.positives.mean(axis=0)
+    share = dataset.labels.column_counts() / len(dataset)
     return np.clip(share * expected_positives, 0.0, 1.0)
 
 
@@ -337,7 +337,7 @@ def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, t
         for start, values in scores.blocks(rows):
             block = np.arange(start, start + len(values))
             ok = np.array([r not in scores.failures for r in block.tolist()], dtype=bool)
-            observed = dataset.positives[start:start + len(values)][ok]
+            observed = dataset.labels[start:start + len(values)][ok]  # dense for this block only
             values = values[ok]
             positives = threshold(values, tau)
             if keep_observed:
@@ -363,17 +363,17 @@ def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, t
     def annotations():
         for block, values, observed, positives in labeled_blocks():
             for k, n in enumerate(block.tolist()):
-                image_id = dataset.images[n]["id"]
+                image_id = dataset.image_id(n)
                 for j in np.flatnonzero(positives[k]):
                     yield {"image_id": image_id, "category_id": cat_ids[j], "score": round(float(values[k, j]), 6),
                            "iscrowd": 0, "source": "observed" if observed[k, j] else "pseudo"}
 
-    num_annotations = write_coco(out, info, dataset.raw.get("licenses", []), images(), dataset.categories, annotations())
+    num_annotations = write_coco(out, info, dataset.meta.get("licenses", []), images(), dataset.categories, annotations())
     failures_path = failures_file(out)
     if failed_rows:
         with atomic_write(failures_path) as f:
             for row in failed_rows:
-                f.write(json.dumps({"image_id": dataset.images[row]["id"], "file_name": dataset.images[row]["file_name"],
+                f.write(json.dumps({"image_id": dataset.image_id(row), "file_name": dataset.file_name(row),
                                     "reason": scores.failures[row]}) + "\n")
     elif failures_path.exists():
         failures_path.unlink()  # a stale list from an earlier run would mislead

@@ -75,7 +75,7 @@ def ray_engine(labeler, dataset, model_path: str, provider: str = "auto", addres
 
         chunk = max(len(p) for p in parts)
         blocks = [pa.table({"row": np.arange(p.start, p.stop, dtype=np.int64),
-                            "file_name": [dataset.images[r]["file_name"] for r in p]}) for p in parts]
+                            "file_name": [dataset.file_name(r) for r in p]}) for p in parts]
         results = ray.data.from_arrow(blocks).map_batches(
             scorer or ChunkScorer, batch_size=chunk, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=size),
             num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None,
