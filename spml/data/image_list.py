@@ -159,22 +159,23 @@ def _labels_of(names, lookup: dict[str, int], file_name: str, source: str) -> li
 
 def _sizes(images_dir: Path, file_names, threads: int, window: int = 4096):
     """image_size of each file, in order; header reads are I/O, so threads hide a network disk's latency. A window
-    at a time: a future per image of a 9M-image list, all at once, would be gigabytes."""
-    with ThreadPoolExecutor(max(1, threads)) as pool:
+    at a time: a future per image of a 9M-image list, all at once, would be gigabytes. With one thread, in this
+    one: a pool of one only adds that thread's own malloc arena (~8 MB at 200k images)."""
+    if threads <= 1:
+        yield from (image_size(images_dir / file_names[k]) for k in range(len(file_names)))
+        return
+    with ThreadPoolExecutor(threads) as pool:
         for start in range(0, len(file_names), window):
             part = [images_dir / file_names[k] for k in range(start, min(start + window, len(file_names)))]
             yield from pool.map(image_size, part)
 
 
-def images_dataset(file_names, images_dir: str | os.PathLike, categories: list[dict], ids=None, labels=None,
-                   threads: int = 8, source: str | None = None, path: Path | None = None):
-    """A CocoDataset of these images (widths and heights read from their headers) with the given categories and,
-    where `labels` is given (category ids per image, aligned with `file_names`), those observed labels. Built in
-    compact columns: no dict per image is kept."""
+def _collect(file_names, images_dir: Path, ids=None, labels=None, threads: int = 8, source: str | None = None,
+             path: Path | None = None):
+    """The images' records (widths and heights read from their headers) and, where `labels` is given (category ids
+    per image, aligned with `file_names`), their observed labels, in a collector's compact columns."""
     from spml.data.coco import _Collector
-    from spml.data.json_stream import STREAMED
 
-    images_dir = Path(images_dir)
     collector = _Collector(path or source or "list")
     count = 0
     for n, size in enumerate(_sizes(images_dir, file_names, threads)):
@@ -186,12 +187,27 @@ def images_dataset(file_names, images_dir: str | os.PathLike, categories: list[d
         for cid in labels[n] if labels is not None else ():
             count += 1
             collector.annotation({"id": count, "image_id": image_id, "category_id": cid, "iscrowd": 0})
+    return collector
+
+
+def _dataset(collector, images_dir: Path, categories: list[dict], source: str | None = None):
+    from spml.data.json_stream import STREAMED
+
     top = {"info": {"description": f"images of {source}" if source else "images",
                     "images_dir": str(images_dir.resolve())},
            "licenses": [], "images": STREAMED,
            "categories": [{k: c[k] for k in ("id", "name", "supercategory") if k in c} for c in categories],
            "annotations": STREAMED}
     return collector.dataset(top, images_dir)
+
+
+def images_dataset(file_names, images_dir: str | os.PathLike, categories: list[dict], ids=None, labels=None,
+                   threads: int = 8, source: str | None = None, path: Path | None = None):
+    """A CocoDataset of these images (widths and heights read from their headers) with the given categories and,
+    where `labels` is given (category ids per image, aligned with `file_names`), those observed labels. Built in
+    compact columns: no dict per image is kept."""
+    images_dir = Path(images_dir)
+    return _dataset(_collect(file_names, images_dir, ids, labels, threads, source, path), images_dir, categories, source)
 
 
 def load_image_folder(images_dir: str | os.PathLike, categories: list[dict], threads: int = 8):
@@ -256,8 +272,10 @@ def load_image_list(path: str | os.PathLike, categories: list[dict], images_dir:
         for k in range(len(names)):
             relative.append(_relative(names[k], images_dir))
         names = relative
-    return images_dataset(names, images_dir, categories, ids if with_id else None,
-                          labels if with_labels else None, threads, source=str(path), path=path.resolve())
+    collector = _collect(names, images_dir, ids if with_id else None, labels if with_labels else None, threads,
+                         str(path), path.resolve())
+    del names, ids, labels  # the collector has its own columns: the list's go before the dataset is built
+    return _dataset(collector, images_dir, categories, str(path))
 
 
 def listing_sha256(dataset) -> str:
