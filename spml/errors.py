@@ -1,11 +1,12 @@
-"""The one error type users see: a one-line message and exit code 1 from every command."""
+"""The one error type of the library: an expected failure (bad input, missing file, mismatched model).
 
-import click
+A plain Exception, so library users catch it like any other; the commands turn it into one line on stderr and
+exit code 1 at the click boundary (spml.cli_util.SpmlCommand). Raised `from None` by callers, so nothing
+chains a traceback onto it."""
 
 
-class SpmlError(click.ClickException):
-    """An expected failure (bad input, missing file, mismatched model). Raised `from None` by callers so the
-    command prints one line instead of a traceback; a plain Exception for library users."""
+class SpmlError(Exception):
+    """An expected failure, with a message that names the file or option at fault."""
 
 
 def _raise_interrupt(signum, frame):

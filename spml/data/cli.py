@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
+from spml.cli_util import group
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+@group()
 @click.version_option(package_name="spml", message="%(prog)s %(version)s")
 def main():
     """Datasets for spml.
@@ -19,7 +21,7 @@ def main():
     """
 
 
-@main.command(context_settings={"help_option_names": ["-h", "--help"]})
+@main.command()
 @click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.argument("directory", type=click.Path(file_okay=False), required=False)
 @click.option("--where", is_flag=True, show_default=True,
@@ -50,7 +52,7 @@ def demo(directory, where, seed, num_train, num_test):
     click.echo(f"next: spml-data single-positive {paths['train']} --out {paths['train'].with_name('sp_train.json')}")
 
 
-@main.command(context_settings={"help_option_names": ["-h", "--help"]})
+@main.command()
 @click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.option("--arch", default="cnn4", show_default=True, help="Backbone to pretrain.")
 @click.option("--image-size", default=32, show_default=True, type=click.IntRange(8), help="Input size it is trained at.")
@@ -64,7 +66,7 @@ def backbone(arch, image_size, seed):
     click.echo(path)
 
 
-@main.command("single-positive", context_settings={"help_option_names": ["-h", "--help"]})
+@main.command("single-positive")
 @click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.argument("instances", type=click.Path(dir_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Single-positive COCO file to write.")
@@ -88,7 +90,7 @@ def single_positive_cmd(instances, out, seed, images):
                + (f"; {dropped} images without a positive dropped" if dropped else ""))
 
 
-@main.command(context_settings={"help_option_names": ["-h", "--help"]})
+@main.command()
 @click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.argument("labels", type=click.Path(dir_okay=False))
 @click.argument("out", type=click.Path())

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
+from spml.cli_util import command
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+
+@command()
 @click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.argument("target", type=click.Path(dir_okay=False))
 @click.option("--ann", type=click.Path(dir_okay=False), default=None,

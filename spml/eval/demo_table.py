@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from spml.cli_util import command
+
 ROWS = [("AN teacher", "an_teacher"), ("EM teacher", "teacher"), ("student", "student"), ("full labels", "full")]
 EM_OVER_AN = 1.5  # the demo's claim: EM beats AN by more than machine-to-machine noise
 
@@ -35,7 +37,7 @@ def seeds_markdown(directories: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@click.command()
+@command()
 @click.argument("directories", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
 @click.option("--tau", type=float, default=None, help="The labeler's tau, for the table's caption.")
 @click.option("--seconds", type=int, default=None, help="The pipeline's wall time, printed under the table.")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from spml.cli_util import command
+
 
 def paired_gains(reports: list[dict], teacher: str = "em") -> dict:
     """{variant: {"seeds": [seed...], "teacher": [...], "student": [...], "gain": [...], "mean_gain": x}} for every
@@ -62,7 +64,7 @@ def seeds_markdown(reports: list[dict], teacher: str = "em") -> str:
     return "\n".join(lines + ["", note, ""])
 
 
-@click.command()
+@command()
 @click.argument("reports", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
 @click.option("--teacher", default="em", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the table here (and print it).")

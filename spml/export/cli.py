@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from spml.cli_util import command
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+
+@command()
 @click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.argument("checkpoints", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), default=None, show_default="CHECKPOINT with the .onnx suffix",

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import click
 
+from spml.cli_util import SpmlGroup
+
 from spml.label.providers import PROVIDERS
 
 
-class ModelFirst(click.Group):
+class ModelFirst(SpmlGroup):
     """spml-label takes the model positionally, as spml-export and spml-eval do (`spml-label teacher.onnx --tau
     0.65 ...`), or as --model; a first positional that names a subcommand (`merge`) is that subcommand."""
 
@@ -42,8 +44,7 @@ class RequiredToLabel(click.Option):
         return extra
 
 
-@click.group(cls=ModelFirst, invoke_without_command=True, subcommand_metavar="[MODEL] | merge PARTS... --out OUT",
-             context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ModelFirst, invoke_without_command=True, subcommand_metavar="[MODEL] | merge PARTS... --out OUT")
 @click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.option("--model", type=click.Path(dir_okay=False), default="teacher.onnx", show_default=True,
               help="The exported teacher (spml-export); may also be given first, without --model.")
@@ -232,7 +233,7 @@ def class_thresholds(class_prior: str, dataset, scores, expected_positives: floa
     return prior_thresholds(scores, priors, rows)
 
 
-@main.command(context_settings={"help_option_names": ["-h", "--help"]})
+@main.command()
 @click.argument("parts", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="The joined labels file.")
 @click.version_option(package_name="spml", message="%(prog)s %(version)s")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from spml.cli_util import command
+
 from spml.train.loss_names import ALL_LOSS_NAMES, LR_SCHEDULE_NAMES, PRESET_NAMES
 
 from spml.sweep.variants import BASES, OPTIONS, parse_variant
@@ -25,7 +27,7 @@ def _variants(ctx, param, value):
     return names
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.option("--ann", type=click.Path(dir_okay=False), required=True, help="Single-positive training labels.")
 @click.option("--images", type=click.Path(file_okay=False), default=None, show_default="recorded in --ann, else its folder",

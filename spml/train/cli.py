@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import click
+
+from spml.cli_util import command
 from click.core import ParameterSource
 
 from spml.train.loss_names import ALL_LOSS_NAMES, LR_SCHEDULE_NAMES, PRESET_NAMES
@@ -33,7 +35,7 @@ def _list_archs(ctx, param, value):
     ctx.exit()
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command()
 @click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.option("--list-archs", is_flag=True, expose_value=False, is_eager=True, callback=_list_archs,
               help="List every --arch name and exit.")

@@ -1,0 +1,116 @@
+"""What every spml command shares: one error boundary, one way to give several values, one way to retire a flag.
+
+The vocabulary (docs/cli.md):
+- a command's positional argument is the file it works on (checkpoint, model, labels file); the data it trains,
+  labels or evaluates on is --ann FILE and --images DIR; whatever it writes is --out;
+- several values: repeat the option or separate them by commas, both everywhere (`several`);
+- an old spelling keeps working for one release, with one line of deprecation on stderr (`deprecated=`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import click
+
+from spml.errors import SpmlError
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+def _rewrite_args(args: list[str], deprecated: dict[str, str | Callable[[str], list[str]]]) -> list[str]:
+    """Replace retired flags (old flag -> new flag, or a function of the old value giving the new tokens) (every one takes a value) by their new spelling, saying so once per flag."""
+    out, i, said = [], 0, set()
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            out += args[i:]
+            break
+        name, eq, inline = token.partition("=")
+        if name in deprecated:
+            if eq:
+                value, step = inline, 1
+            elif i + 1 < len(args):
+                value, step = args[i + 1], 2
+            else:  # let click say the value is missing, under the new name
+                value, step = None, 1
+            new = deprecated[name]
+            tokens = ([new] if value is None else [new, value]) if isinstance(new, str) else (
+                new(value) if value is not None else [])
+            if name not in said:
+                said.add(name)
+                shown = new if isinstance(new, str) else " ".join(new("V")) if value is None else " ".join(tokens)
+                click.echo(f"deprecated: {name} will be removed in the next release; use {shown}", err=True)
+            out += tokens
+            i += step
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
+class _SpmlMixin:
+    """SpmlError -> one line and exit 1; retired flags rewritten before parsing."""
+
+    def __init__(self, *args, deprecated: dict | None = None, **kwargs):
+        kwargs.setdefault("context_settings", dict(CONTEXT))
+        super().__init__(*args, **kwargs)
+        self.deprecated = deprecated or {}
+
+    def parse_args(self, ctx, args):
+        if self.deprecated:
+            args = _rewrite_args(list(args), self.deprecated)
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SpmlError as e:
+            raise click.ClickException(str(e)) from None
+
+
+class SpmlCommand(_SpmlMixin, click.Command):
+    pass
+
+
+class SpmlGroup(_SpmlMixin, click.Group):
+    command_class = SpmlCommand
+
+
+def command(*args, **kwargs):
+    """@command(...): click.command with spml's error boundary, -h/--help and `deprecated=`."""
+    kwargs.setdefault("cls", SpmlCommand)
+    return click.command(*args, **kwargs)
+
+
+def group(*args, **kwargs):
+    kwargs.setdefault("cls", SpmlGroup)
+    return click.group(*args, **kwargs)
+
+
+class _CommaSeparated(click.ParamType):
+    """'a,b' -> (a, b), each item converted by `inner`, so repeating the option and commas mean the same."""
+
+    def __init__(self, inner):
+        self.inner = click.types.convert_type(inner)
+        self.name = self.inner.name
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        items = [v.strip() for v in str(value).split(",")]
+        if any(not v for v in items):
+            self.fail(f"{value!r}: an empty value between commas", param, ctx)
+        return tuple(self.inner.convert(v, param, ctx) for v in items)
+
+
+def _flatten(ctx, param, value):
+    return tuple(item for group in value or () for item in group)
+
+
+def several(*decls, type=click.STRING, **kwargs):
+    """An option that takes several values: `--tau 0.55 --tau 0.65` and `--tau 0.55,0.65` are the same (a tuple)."""
+    return click.option(*decls, type=_CommaSeparated(type), multiple=True, callback=_flatten, **kwargs)
+
+
+def version(f):
+    return click.version_option(package_name="spml", message="%(prog)s %(version)s")(f)
