@@ -13,6 +13,7 @@ import csv
 import heapq
 import json
 import os
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -63,16 +64,17 @@ class KnownPairs:
     """(image id, category id) pairs a person already answered, in two sorted int64 columns (16 bytes a pair)."""
 
     def __init__(self):
-        self._images, self._categories = [], []
+        self._images, self._categories = array("q"), array("q")  # 8 bytes an id while reading, not a Python int's 36
 
     def add(self, image_id, category_id) -> None:
-        if _is_id(image_id) and _is_id(category_id):
+        if _is_id(image_id) and _is_id(category_id) and -2 ** 63 <= min(image_id, category_id) and \
+                max(image_id, category_id) < 2 ** 63:
             self._images.append(image_id)
             self._categories.append(category_id)
 
     def freeze(self) -> "KnownPairs":
-        images = np.asarray(self._images, dtype=np.int64)
-        categories = np.asarray(self._categories, dtype=np.int64)
+        images = np.frombuffer(self._images, dtype=np.int64) if len(self._images) else np.zeros(0, np.int64)
+        categories = np.frombuffer(self._categories, dtype=np.int64) if len(self._categories) else np.zeros(0, np.int64)
         order = np.argsort(images, kind="stable")
         self.images, self.categories = images[order], categories[order]
         del self._images, self._categories
@@ -148,10 +150,12 @@ class ImageHeap:
         self.budget, self.heap, self.seq, self.total = budget, [], 0, 0
         self.smallest = None  # the fewest questions any candidate image has
 
-    def offer(self, key: float, tie: float, questions: list[Question]) -> None:
-        cost = len(questions)
+    def offer(self, key: float, tie: float, cost: int, questions) -> None:
+        """`questions()` builds the image's Questions (`cost` of them), only when the image enters the heap."""
         self.smallest = cost if self.smallest is None else min(self.smallest, cost)
-        heapq.heappush(self.heap, (key, tie, self.seq, questions))
+        if self.heap and (key, tie) < self.heap[0][:2] and self.total >= self.budget:
+            return  # below every kept image while those already fill the budget: it would be dropped at once
+        heapq.heappush(self.heap, (key, tie, self.seq, questions()))
         self.seq += 1
         self.total += cost
         while self.total - len(self.heap[0][3]) >= self.budget:
@@ -199,7 +203,6 @@ def select_questions(labels: str | os.PathLike, *, budget: int, strategy: str = 
     column_of = {c["id"]: j for j, c in enumerate(categories) if isinstance(c, dict) and _is_id(c.get("id"))}
     if len(column_of) != len(categories) or not categories:
         raise SpmlError(f"{path}: categories need distinct integer ids") from None
-    cat_ids = np.asarray([c["id"] for c in categories], dtype=np.int64)
     tau = labeling_thresholds(path, info, len(categories))
     chooser = STRATEGIES[strategy]
     heap = PairHeap(budget) if unit == "pair" else ImageHeap(budget)
@@ -210,10 +213,10 @@ def select_questions(labels: str | os.PathLike, *, budget: int, strategy: str = 
         if not isinstance(im, dict) or not _is_id(im.get("id")) or not isinstance(im.get("file_name"), str):
             raise SpmlError(f"{path}: image record without an integer 'id' and a 'file_name': {str(im)[:80]}") from None
         p = _scores_of(path, im, len(categories))
-        known_here = np.isin(cat_ids, known.of(im["id"]))
         negatives = im.get("neg_category_ids")
-        if isinstance(negatives, list):
-            known_here |= np.isin(cat_ids, [c for c in negatives if _is_id(c)])
+        known_ids = known.of(im["id"]).tolist() + (negatives if isinstance(negatives, list) else [])
+        known_here = np.zeros(len(categories), dtype=bool)
+        known_here[[column_of[c] for c in known_ids if c in column_of]] = True
         finite = np.isfinite(p)
         ask = ~known_here & finite
         stats["images"] += 1
@@ -243,6 +246,10 @@ def _scores_of(path: Path, im: dict, num_classes: int) -> np.ndarray:
     if len(values) != num_classes:
         raise SpmlError(f"{path}: image {im['id']} has {len(values)} spml_scores for {num_classes} categories") from None
     try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        pass
+    try:  # a null where the writer had NaN
         return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
     except (TypeError, ValueError):
         raise SpmlError(f"{path}: image {im['id']}: spml_scores are not numbers") from None
@@ -261,7 +268,7 @@ def _offer(heap, chooser: Strategy, rng: np.random.Generator, im: dict, columns:
         heap.offer(chooser.pairs(p, tau, u), ties, question)
     else:
         u, tie = rng.random(), rng.random()
-        heap.offer(chooser.image(p, tau, u), tie, [question(k) for k in range(len(columns))])
+        heap.offer(chooser.image(p, tau, u), tie, len(columns), lambda: [question(k) for k in range(len(columns))])
 
 
 def image_url(selection: Selection, file_name: str, prefix: str | None) -> str:

@@ -189,7 +189,7 @@ def test_the_image_heap_holds_only_what_can_still_be_chosen():
     heap = ImageHeap(10)
     rng = np.random.default_rng(0)
     for k in range(2000):
-        heap.offer(float(rng.random()), 0.0, [Question(k, "x", j, 0.5) for j in range(3)])
+        heap.offer(float(rng.random()), 0.0, 3, lambda: [Question(k, "x", j, 0.5) for j in range(3)])
         assert len(heap.heap) <= 4  # 10 answers at 3 a image: three to fill it, one that might still fit
     assert len(heap.chosen()) == 9
 
