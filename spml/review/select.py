@@ -273,11 +273,15 @@ def _offer(heap, chooser: Strategy, rng: np.random.Generator, im: dict, columns:
 
 def image_url(selection: Selection, file_name: str, prefix: str | None) -> str:
     """The address Label Studio shows the image from: `prefix` + file name, or by default its local-files serving
-    of the image's absolute path (start Label Studio with LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=/)."""
+    of the image's path, relative to $LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT where that is set and holds the image,
+    else absolute (Label Studio then started with that variable set to /)."""
     if prefix is not None:
         return prefix + quote(file_name)
     where = (selection.images_dir / file_name).resolve()
-    return LOCAL_FILES_URL + quote(str(where).lstrip("/"))
+    root = os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
+    if root and where.is_relative_to(Path(root).resolve()):
+        return LOCAL_FILES_URL + quote(where.relative_to(Path(root).resolve()).as_posix())
+    return LOCAL_FILES_URL + quote(where.as_posix().lstrip("/"))
 
 
 def write_selection(out: str | os.PathLike, selection: Selection, *, labels: str | os.PathLike, strategy: str,

@@ -147,12 +147,17 @@ def test_the_label_studio_files_and_the_selection_record(world, cli):
         (int(r["image_id"]), int(r["category_id"])) for r in rows]
 
 
-def test_default_image_address_is_label_studio_local_files(world, cli):
+def test_default_image_address_is_label_studio_local_files(world, cli, monkeypatch):
     out = world["tmp"] / "q"
+    monkeypatch.delenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", raising=False)
     assert cli("select", world["labels"], "--budget", 1, "--out", out).exit_code == 0
     task = json.loads((out / "label-studio.json").read_text())[0]
-    assert task["data"]["image"].startswith("/data/local-files/?d=")
-    assert task["data"]["image"].endswith(task["data"]["file_name"])
+    images = world["labels"].parent.resolve()  # the labels file's images folder: here its own
+    assert task["data"]["image"] == "/data/local-files/?d=" + str(images / task["data"]["file_name"]).lstrip("/")
+    monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(images.parent))
+    assert cli("select", world["labels"], "--budget", 1, "--out", out).exit_code == 0
+    task = json.loads((out / "label-studio.json").read_text())[0]
+    assert task["data"]["image"] == f"/data/local-files/?d={images.name}/{task['data']['file_name']}"
 
 
 def test_a_labels_file_without_scores_is_refused_in_one_line_and_nothing_written(world, cli):
