@@ -204,3 +204,18 @@ def test_the_cli_lists_the_strategies_it_implements():
     from spml.review.strategies import STRATEGIES
 
     assert STRATEGY_NAMES == tuple(STRATEGIES)
+
+
+def test_observed_labels_left_out_of_the_labels_file_are_read_from_its_source(world, cli, tmp_path):
+    from spml.data.coco import load_coco
+    from spml.label.labeler import Scores, write_labels
+
+    labels = tmp_path / "no_observed.json"
+    write_labels(labels, load_coco(world["observed"]), Scores(world["p"].astype(np.float32)), TAU,
+                 keep_observed=False, model_path=tmp_path / "t.onnx", model_sha256="0" * 64, soft=True)
+    in_file = {(a["image_id"], a["category_id"]) for a in json.loads(labels.read_text())["annotations"]}
+    observed = {(a["image_id"], a["category_id"]) for a in json.loads(world["observed"].read_text())["annotations"]}
+    assert observed - in_file  # observed positives the teacher scored below tau: only the source file has them
+    out = tmp_path / "q"
+    assert cli("select", labels, "--budget", 10_000, "--out", out, "--strategy", "random").exit_code == 0
+    assert (asked_matrix(world, questions(out)) == ~world["known"]).all()
