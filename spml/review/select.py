@@ -216,7 +216,7 @@ def select_questions(labels: str | os.PathLike, *, budget: int, strategy: str = 
         negatives = im.get("neg_category_ids")
         known_ids = known.of(im["id"]).tolist() + (negatives if isinstance(negatives, list) else [])
         known_here = np.zeros(len(categories), dtype=bool)
-        known_here[[column_of[c] for c in known_ids if c in column_of]] = True
+        known_here[[column_of[c] for c in known_ids if _is_id(c) and c in column_of]] = True
         finite = np.isfinite(p)
         ask = ~known_here & finite
         stats["images"] += 1
