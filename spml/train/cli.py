@@ -12,7 +12,7 @@ from spml.train.loss_names import ALL_LOSS_NAMES
 from spml.train.loss_registry import help_table, parse_loss_args
 from spml.train.options import model_options
 
-# The one-loss flags of spml 0.x, each now a --loss-arg of its loss: --gr-q 0.01,1 is --loss-arg q=0.01,1.
+# The one-loss flags of spml 0.x, each now a --loss-arg of its loss: --gr-q 0.1,1 is --loss-arg q=0.1,1.
 RETIRED_LOSS_FLAGS = ("--alpha", "--beta", "--theta", "--warmup-epochs", "--delta-rel", "--gr-beta", "--gr-alpha",
                       "--gr-q", "--ls-coef", "--expected-positives")
 
@@ -59,7 +59,7 @@ def _list_archs(ctx, param, value):
 @click.option("--loss-arg", "loss_args", multiple=True, metavar="KEY=VALUE", callback=_loss_args,
               show_default="the loss's, listed below",
               help="A hyperparameter of --loss (repeat the option for several; a tuple's values comma-separated: "
-                   "--loss gr --loss-arg q=0.01,1). Without --loss, em's.")
+                   "--loss gr --loss-arg q=0.1,1). Without --loss, em's.")
 @model_options
 @click.option("--init", type=click.Path(dir_okay=False), default=None, show_default="none",
               help="Start from an spml checkpoint of the same arch and categories (a student from its teacher).")

@@ -6,21 +6,21 @@ checks keys against it and its --help lists the defaults from it, `--preset` and
 Torch-free and numpy-free (the implementations are dotted paths, imported when a loss is built), so
 `spml-train --help` answers at once.
 
-Sources of the values (read, not copied):
-- EM, EM+APL, and the AN/BCE baselines: Zhou et al. 2022, Correr-Zhou/SPML-AckTheUnknown main.py, per dataset:
-  batch 8 / lr 1e-5 (VOC), 16 / 1e-5 (COCO, NUS), 8 / 1e-4 (CUB); alpha, beta, theta (neg_proportion) and the
-  warm-up as in EM_ALPHA / APL below. One Adam group, constant learning rate.
+Sources of the values (read, not copied); each value is written once, in the tables below:
+- EM, EM+APL, and the AN/BCE baselines: Zhou et al. 2022, Correr-Zhou/SPML-AckTheUnknown main.py: per dataset
+  the batch and fine-tuning lr of ZHOU_LOOP, alpha (EM_ALPHA), beta and the warm-up (APL); theta
+  (neg_proportion) is the same on every dataset (the default). One Adam group, constant learning rate.
 - EPR, ROLE, AN-LS, WAN: Cole et al. 2021, elijahcole/single-positive-multi-label. k (expected positives) per
-  dataset as in their paper and Zhou et al.'s table: EXPECTED_POSITIVES below (the code's lookup has 2.5 for
-  COCO). ls_coef 0.1 (train.py) on every dataset. Batch and lr were grid-searched there ({8, 16} x
+  dataset as in their paper and Zhou et al.'s table: EXPECTED_POSITIVES (the code's lookup has 2.5 for COCO).
+  ls_coef: train.py's, on every dataset (the default). Batch and lr were grid-searched there ({8, 16} x
   {1e-2 .. 1e-5}); the presets use Zhou et al.'s per-dataset values, who ran these baselines in the same loop.
-  Constant learning rate; ROLE's label estimates get 10x (its own lr_mult, not --head-lr-mult).
-- LL-R / LL-Ct / LL-Cp: Kim et al. 2022, snucml/LargeLossMatters config.py and train.py: batch 16, lr 1e-5, the
-  head (the last Linear layer) at lr_mult = 10 x the lr, constant learning rate, on every dataset. delta_rel has
-  no per-dataset value in its README (only the range 0.1 .. 0.5 %): 0.2 % = 0.002 everywhere.
-- GR: Chen et al. 2024, yan4xi1/GRLoss config.py and train.py: batch 8, lr 1e-5, the head at lr_mult = 10 x the
-  lr, constant lr, on every dataset (its 8 epochs are not set); the loss's own values (beta, alpha, q) are
-  config.py's defaults, the same for every dataset there.
+  Constant learning rate; ROLE's label estimates get their own lr multiple (lr_mult, not --head-lr-mult).
+- LL-R / LL-Ct / LL-Cp: Kim et al. 2022, snucml/LargeLossMatters config.py and train.py: LARGE_LOSS_LOOP (the
+  head, the last Linear layer, at lr_mult x the lr), constant learning rate, on every dataset. delta_rel has no
+  per-dataset value in its README (only the range 0.1 .. 0.5 %): the default, 0.2 %, everywhere.
+- GR: Chen et al. 2024, yan4xi1/GRLoss config.py and train.py: GR_LOOP, constant lr, on every dataset (its 8
+  epochs are not set); the loss's own values (beta, alpha, q) are config.py's defaults, the same for every
+  dataset there.
 Every reference trains 10 epochs end to end from ImageNet weights at 448 px: those are spml's paper defaults
 already (spml.train.trainer.resolve_config), so a preset does not set them.
 """
@@ -114,7 +114,7 @@ class Loss:
 # Per-dataset values that differ between datasets; each hyperparameter's default is its COCO value.
 EM_ALPHA = {"coco": 0.1, "voc": 0.2, "nus": 0.1, "cub": 0.01}  # Zhou et al. main.py; EM and EM+APL
 APL = {"coco": {"beta": 0.9, "warmup_epochs": 5}, "voc": {"beta": 0.02, "warmup_epochs": 5},  # Zhou et al. main.py
-       "nus": {"beta": 0.2, "warmup_epochs": 4}, "cub": {"beta": 0.4, "warmup_epochs": 3}}  # theta: 0.9 everywhere
+       "nus": {"beta": 0.2, "warmup_epochs": 4}, "cub": {"beta": 0.4, "warmup_epochs": 3}}  # theta: the default everywhere
 EXPECTED_POSITIVES = {"coco": COCO_EXPECTED_POSITIVES, "voc": 1.5, "nus": 1.9, "cub": 31.4}  # Cole et al.'s paper
 
 # The reference training loops, per dataset.

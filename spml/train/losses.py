@@ -29,9 +29,9 @@ def _mean(loss_matrix: torch.Tensor, known: torch.Tensor | None) -> torch.Tensor
     return (loss_matrix * known).sum() / known.sum().clamp_min(1)
 
 
-def bce(logits, targets, known=None, ls_coef: float = 0.0):
+def bce(logits, targets, known=None, ls_coef: float = 0.0):  # 0: no smoothing (bce, an); bce-ls passes its own
     """Binary cross-entropy on every (known) entry. With label smoothing (bce-ls, an-ls) the target is
-    y(1 - e) + (1 - y)e, e = ls_coef: positives trained towards 0.9 and negatives towards 0.1 at e = 0.1, as the
+    y(1 - e) + (1 - y)e, e = ls_coef: positives trained towards 1 - e and negatives towards e, as the
     reference's (1-e)(-log p) + e(-log(1-p)) on positives and its mirror on negatives. Soft targets (a teacher's
     probabilities) are mapped by the same line, y(1 - 2e) + e."""
     if ls_coef:
