@@ -121,19 +121,15 @@ EXPECTED_POSITIVES = {"coco": COCO_EXPECTED_POSITIVES, "voc": 1.5, "nus": 1.9, "
 ZHOU_LOOP = {  # Zhou et al. main.py: batch, lr when fine-tuning, one Adam group, constant lr
     "coco": {"batch_size": 16, "fine_tune_lr": 1e-5}, "voc": {"batch_size": 8, "fine_tune_lr": 1e-5},
     "nus": {"batch_size": 16, "fine_tune_lr": 1e-5}, "cub": {"batch_size": 8, "fine_tune_lr": 1e-4}}
-LARGE_LOSS_LOOP = {"batch_size": 16, "fine_tune_lr": 1e-5, "head_lr_mult": 10.0}  # LargeLossMatters, every dataset
-GR_LOOP = {"batch_size": 8, "fine_tune_lr": 1e-5, "head_lr_mult": 10.0}  # yan4xi1/GRLoss config.py, every dataset
+LARGE_LOSS_LOOP = dict.fromkeys(DATASETS, {"batch_size": 16, "fine_tune_lr": 1e-5, "head_lr_mult": 10.0})  # LargeLossMatters
+GR_LOOP = dict.fromkeys(DATASETS, {"batch_size": 8, "fine_tune_lr": 1e-5, "head_lr_mult": 10.0})  # yan4xi1/GRLoss config.py
 ONE_GROUP_CONSTANT = {"lr_schedule": "constant", "head_lr_mult": 1.0}  # every reference: constant lr; Cole, Zhou: one group
 
 
 def _presets(loop, **per_dataset) -> dict:
     """dataset -> constant lr, the loop's training settings, and each per-dataset table's value."""
-    return {ds: {**ONE_GROUP_CONSTANT, **(loop[ds] if ds in loop else loop),
-                 **{k: table[ds] for k, table in per_dataset.items()}} for ds in DATASETS}
-
-
-def _apl(ds) -> dict:
-    return {"alpha": EM_ALPHA[ds], **APL[ds]}
+    return {ds: {**ONE_GROUP_CONSTANT, **loop[ds], **{k: table[ds] for k, table in per_dataset.items()}}
+            for ds in DATASETS}
 
 
 LS_COEF = HParam("ls_coef", 0.1, "label smoothing e: positives trained towards 1-e, negatives towards e")
@@ -165,7 +161,7 @@ _ALL = (
          (ALPHA, HParam("beta", APL["coco"]["beta"], "weight of the pseudo negatives"),
           HParam("theta", 0.9, "final share of unobserved labels made pseudo negatives"),
           HParam("warmup_epochs", APL["coco"]["warmup_epochs"], "epochs before pseudo labelling", type=int)),
-         stateful=True, presets={ds: {**ZHOU[ds], **_apl(ds)} for ds in DATASETS}),
+         stateful=True, presets={ds: {**ZHOU[ds], "alpha": EM_ALPHA[ds], **APL[ds]} for ds in DATASETS}),
     Loss("ll-r", "assume negative, rejecting the largest-loss unobserved labels of each batch (Kim et al. 2022)",
          "spml.train.stateful_losses:LargeLossLoss", (DELTA_REL,), stateful=True,
          fixed={"mode": "reject", "schedule": "growing"}, presets=_presets(LARGE_LOSS_LOOP)),
