@@ -54,11 +54,11 @@ class _SpmlMixin:
     def __init__(self, *args, deprecated: dict | None = None, **kwargs):
         kwargs.setdefault("context_settings", dict(CONTEXT))
         super().__init__(*args, **kwargs)
-        self.deprecated = deprecated or {}
+        self.retired_flags = deprecated or {}  # not click's own `deprecated`, which marks the whole command
 
     def parse_args(self, ctx, args):
-        if self.deprecated:
-            args = _rewrite_args(list(args), self.deprecated)
+        if self.retired_flags:
+            args = _rewrite_args(list(args), self.retired_flags)
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx):

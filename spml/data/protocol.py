@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
-from spml.data.coco import CocoDataset
+if TYPE_CHECKING:  # numpy-free at import: spml-train --help and spml-sweep --help read the constant below
+    from spml.data.coco import CocoDataset
+
+COCO_EXPECTED_POSITIVES = 2.9  # positives per image on COCO (Cole et al. 2021, table): k of EPR, ROLE, class priors
 
 
 def single_positive(dataset: CocoDataset, seed: int = 0) -> tuple[dict, int]:
     """A COCO dict with the same image and category records and one annotation per image: an annotation of one
     of the image's positive categories, each category equally likely. Images with no positive are dropped.
     Returns (coco_dict, number of images dropped)."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     col = dataset.column_of()
     anns_by_image: dict[int, list[dict]] = {}

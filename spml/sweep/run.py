@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from spml.data.coco import load_coco
+from spml.data.protocol import COCO_EXPECTED_POSITIVES
 from spml.errors import SpmlError
 from spml.files import write_json
 from spml.sweep.variants import BASES, Variant, parse_variant
@@ -39,7 +40,7 @@ class SweepConfig:
     variants: tuple = ()  # variant names (spml.sweep.variants: base[+option...]), trained at the best tau (by validation mAP)
     variant_tau: float | None = None  # None: the best tau by validation mAP
     tau_low: float = 0.5  # band variant
-    expected_positives: float = 2.9  # prior variant
+    expected_positives: float = COCO_EXPECTED_POSITIVES  # prior variant
     train: dict = field(default_factory=dict)  # TrainConfig options for every model: arch, image_size, ..., preset, seed
 
 
