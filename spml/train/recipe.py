@@ -18,30 +18,6 @@ TYPES = {"arch": str, "image_size": int, "epochs": int, "batch_size": int, "lr":
          "val_images": str}
 # fields with a real default rather than None: inherited only when the caller says they were not given
 NOT_NONE = ("mode", "linear_epochs", "flip")
-# Before loss_args, each loss hyperparameter was a field of its own (spml 0.x checkpoints and labels files): the
-# old field -> its --loss-arg key. gr's were prefixed; em-apl's alpha and beta are other hyperparameters than gr's.
-OLD_LOSS_FIELDS = {"alpha": "alpha", "beta": "beta", "theta": "theta", "warmup_epochs": "warmup_epochs",
-                   "expected_positives": "expected_positives", "delta_rel": "delta_rel", "ls_coef": "ls_coef",
-                   "gr_beta": "beta", "gr_alpha": "alpha", "gr_q": "q"}
-
-
-def upgrade_config(config: dict) -> dict:
-    """A training config as recorded (a checkpoint's `config`, a labels file's teacher), in today's fields: the old
-    per-hyperparameter fields become `loss_args`, keeping those of the recorded loss (the run filled them all)."""
-    old = {k: config[k] for k in OLD_LOSS_FIELDS if k in config}
-    if not old:
-        return dict(config)
-    from spml.train.loss_registry import loss_spec
-
-    keys = {h.name for h in loss_spec(config.get("loss")).hparams}
-    gr = config.get("loss") == "gr"
-    args = {OLD_LOSS_FIELDS[k]: v for k, v in old.items() if v is not None and OLD_LOSS_FIELDS[k] in keys
-            and k.startswith("gr_") == gr}
-    args = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}  # JSON's lists were tuples
-    rest = {k: v for k, v in config.items() if k not in OLD_LOSS_FIELDS}
-    return {**rest, "loss_args": {**args, **(rest.get("loss_args") or {})}}
-
-
 def inherit_recipe(config, explicit=(), log=print):
     """`config` with the unset settings of the teacher recorded in `config.ann` (a labels file of spml-label)
     filled in; the settings the user gave (`explicit`, and any non-None field) win. Logs one line saying what

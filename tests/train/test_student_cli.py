@@ -143,21 +143,3 @@ def test_the_recommended_recipe_as_typed(tiny_data, tmp_path):
     config = torch.load(tmp_path / "student.pt", weights_only=True)["config"]
     assert config["image_size"] == 48 and config["init"] == str(tmp_path / "gr_0.pt") and config["soft_targets"]
     assert config["loss"] == "bce" and config["arch"] == "cnn4" and config["epochs"] == 1
-
-
-def test_an_old_config_with_one_field_per_hyperparameter_reads_as_loss_args():
-    from spml.train.recipe import upgrade_config
-    from spml.train.trainer import TrainConfig
-
-    old = {"alpha": 0.2, "beta": 0.02, "theta": 0.9, "warmup_epochs": 5, "expected_positives": 1.5, "delta_rel": 0.002,
-           "ls_coef": 0.1, "gr_beta": [0.0, 2.0, -2.0, -2.0], "gr_alpha": [0.5, 2.0, 0.8, 0.5], "gr_q": [0.01, 1.0],
-           "arch": "resnet18", "preset": "voc"}  # spml 0.x recorded every field, whatever the loss
-    em_apl = upgrade_config({**old, "loss": "em-apl"})
-    assert em_apl["loss_args"] == {"alpha": 0.2, "beta": 0.02, "theta": 0.9, "warmup_epochs": 5}
-    assert (em_apl["arch"], em_apl["preset"]) == ("resnet18", "voc")
-    gr = upgrade_config({**old, "loss": "gr"})  # its alpha and beta are the gr_ fields, not em-apl's
-    assert gr["loss_args"] == {"beta": (0.0, 2.0, -2.0, -2.0), "alpha": (0.5, 2.0, 0.8, 0.5), "q": (0.01, 1.0)}
-    assert upgrade_config({**old, "loss": "bce"})["loss_args"] == {}
-    assert upgrade_config({**old, "loss": None})["loss_args"] == {"alpha": 0.2}  # em's, as a run without --loss
-    assert TrainConfig(**upgrade_config({**old, "loss": "epr"})).loss_args == {"expected_positives": 1.5}
-    assert upgrade_config({"arch": "resnet18", "loss_args": {"alpha": 0.3}}) == {"arch": "resnet18", "loss_args": {"alpha": 0.3}}
