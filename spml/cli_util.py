@@ -54,11 +54,12 @@ class _SpmlMixin:
     def __init__(self, *args, deprecated: dict | None = None, **kwargs):
         kwargs.setdefault("context_settings", dict(CONTEXT))
         super().__init__(*args, **kwargs)
-        self.deprecated = deprecated or {}
+        # not `self.deprecated`: click's Command has its own (the whole command deprecated, "(DEPRECATED)" in --help)
+        self.renamed_flags = deprecated or {}
 
     def parse_args(self, ctx, args):
-        if self.deprecated:
-            args = _rewrite_args(list(args), self.deprecated)
+        if self.renamed_flags:
+            args = _rewrite_args(list(args), self.renamed_flags)
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
