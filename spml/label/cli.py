@@ -1,12 +1,10 @@
-"""spml-label: the click command over PseudoLabeler (and `spml-label merge` for shards)."""
+"""spml-label: the click command over `spml.label.label` (and `spml-label merge` for shards)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from spml.cli_util import SpmlGroup, several
+from spml.cli_util import SeveralOption, SpmlGroup, several
 from spml.label.api import DEFAULTS, RAY_SETTINGS
 from spml.label.providers import PROVIDERS
 
@@ -39,8 +37,9 @@ class ModelFirst(SpmlGroup):
         return super().parse_args(ctx, args)
 
 
-class RequiredToLabel(click.Option):
-    """Required when labeling, not for `spml-label merge`: checked in main, marked required in --help."""
+class RequiredToLabel(SeveralOption):
+    """Required when labeling, not for `spml-label merge`: checked in main, marked required in --help (and, as a
+    SeveralOption, --tau shows the range of its values)."""
 
     def get_help_extra(self, ctx):
         extra = super().get_help_extra(ctx)
