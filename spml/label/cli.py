@@ -60,9 +60,9 @@ class RequiredToLabel(SeveralOption):
               help="Images folder. Alone (no --ann): label every image under it, recursively. With --ann: the folder "
                    "its paths are relative to.")
 @several("--tau", "--tau-high", "tau", cls=RequiredToLabel, type=click.FloatRange(0, 1, max_open=True),
-         help="A label is positive when the teacher's probability is above it. Several (repeated or comma-separated) "
-              "write one file each in one pass (OUT.tau0.55.json, ...). Two names, one option: --tau-high reads "
-              "better beside --tau-low.")
+         help="A label is positive when the teacher's probability is above it. Give several (repeated or "
+              "comma-separated) for one file each in one pass (OUT.tau0.55.json, ...). Two names, one option: "
+              "--tau-high reads better beside --tau-low.")
 @click.option("--tau-low", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS["tau_low"], show_default="no ignore band",
               help="Ignore band: labels at or below it are confident negatives, those between it and --tau unknown "
                    "(neg_category_ids / not_exhaustive_category_ids on each image; the student masks the unknowns).")
