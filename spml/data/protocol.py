@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # numpy-free at import: spml-train --help and spml-sweep --help read the constant below
+if TYPE_CHECKING:  # importing this module stays cheap: spml-label and spml-sweep read the constant below for --help
     from spml.data.coco import CocoDataset
 
-COCO_EXPECTED_POSITIVES = 2.9  # positives per image on COCO (Cole et al. 2021, table): k of EPR, ROLE, class priors
+# Positives per image in COCO 2014 (Cole et al. 2021's expected_num_pos): the default of every setting that needs
+# it (spml-label --class-prior auto, the sweep's prior variant, the COCO preset of the EPR and ROLE losses): the one
+# place it is written.
+COCO_EXPECTED_POSITIVES = 2.9
 
 
 def single_positive(dataset: CocoDataset, seed: int = 0) -> tuple[dict, int]:
