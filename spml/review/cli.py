@@ -122,7 +122,7 @@ def push_cmd(folder, url, token, title, document_root):
     click.echo(f"created project {p.project_id} {p.title!r}: {p.tasks} tasks with "
                f"the teacher's predictions" + (f", images served from {p.storage_path}" if p.storage_path else ""))
     click.echo(f"answer them at {url.rstrip('/')}/projects/{p.project_id}, then: spml-review pull --label-studio "
-               f"{url} --project {p.project_id} --out answers.json")
+               f"{url} --token TOKEN --project {p.project_id} --out answers.json")
 
 
 @main.command("pull")

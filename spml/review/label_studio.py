@@ -69,13 +69,19 @@ def server_errors(url: str, doing: str):
         raise SpmlError(f"{doing}: cannot reach Label Studio at {url} ({type(e).__name__}: {e})") from None
     except ApiError as e:  # type: ignore[misc]
         status = getattr(e, "status_code", None)
-        hint = " (is --token the account's access token?)" if status in (401, 403) else ""
-        raise SpmlError(f"{doing}: Label Studio answered {status}{hint}: {_short(getattr(e, 'body', e))}") from None
+        hint = {401: "is --token the account's access token?", 403: "is --token the account's access token?",
+                404: "no such project?"}.get(status)
+        words = _server_words(getattr(e, "body", None))
+        raise SpmlError(f"{doing}: Label Studio answered {status}" + (f" ({hint})" if hint else "")
+                        + (f": {words}" if words else "")) from None
 
 
-def _short(body) -> str:
-    text = body if isinstance(body, str) else json.dumps(body, default=str)
-    return " ".join(text.split())[:300]
+def _server_words(body) -> str:
+    """What the server said, in one short line: its `detail` and validation errors; not an HTML page."""
+    if isinstance(body, dict):
+        body = " ".join(str(body[k]) for k in ("detail", "validation_errors") if body.get(k)) or json.dumps(body)
+    text = " ".join(str(body or "").split())
+    return "" if text.startswith("<") else text[:300]
 
 
 def read_questions(folder: str | os.PathLike) -> tuple[list[dict], str]:
@@ -124,6 +130,11 @@ def push(folder: str | os.PathLike, *, url: str, token: str, title: str | None =
     tasks, config = read_questions(folder)
     images = local_image_paths(tasks, document_root)
     storage_path = os.path.commonpath([str(p.parent) for p in images]) if images else None
+    if storage_path is not None and Path(storage_path) == Path(document_root).resolve():
+        # Label Studio refuses a storage at its document root, and serves no file that is not below a storage
+        raise SpmlError(f"the images are in {storage_path}, Label Studio's document root itself: start it with "
+                        f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT set to a folder above ({Path(storage_path).parent}), "
+                        f"run select with that variable set too, and push with --document-root the same") from None
     title = title or f"spml review: {Path(folder).resolve().name}"
     client = client_for(url, token)
     with server_errors(url, "creating the project"):

@@ -81,3 +81,29 @@ def test_push_refuses_a_task_whose_image_is_missing(tmp_path):
                                        "--document-root", str(tmp_path)])
     assert result.exit_code != 0
     assert f"no file {tmp_path / 'gone.png'}" in result.output and "Traceback" not in result.output
+
+
+def test_push_refuses_images_at_the_document_root_before_it_creates_anything(tmp_path):
+    """Label Studio connects no storage at its document root, and serves no file outside a storage."""
+    from spml.review.select import LOCAL_FILES_URL
+
+    review = tmp_path / "review"
+    review.mkdir()
+    (tmp_path / "a.png").write_bytes(b"png")
+    (review / "label-studio.json").write_text(json.dumps([{"data": {"image": LOCAL_FILES_URL + "a.png"}}]))
+    (review / "label-studio.xml").write_text("<View/>")
+    result = CliRunner().invoke(main, ["push", str(review), "--label-studio", "http://127.0.0.1:9", "--token", "t",
+                                       "--document-root", str(tmp_path)])  # port 9: nothing listens, nothing asked
+    assert result.exit_code != 0
+    assert f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT set to a folder above ({tmp_path.parent})" in result.output
+
+
+def test_push_to_no_server_is_one_line(tmp_path):
+    review = tmp_path / "review"
+    review.mkdir()
+    (review / "label-studio.json").write_text('[{"data": {"image": "http://example.com/a.png"}}]')
+    (review / "label-studio.xml").write_text("<View/>")
+    result = CliRunner().invoke(main, ["push", str(review), "--label-studio", "http://127.0.0.1:9", "--token", "t"])
+    assert result.exit_code != 0
+    assert result.output.startswith("Error: creating the project: cannot reach Label Studio at http://127.0.0.1:9 (")
+    assert len(result.output.strip().splitlines()) == 1

@@ -44,7 +44,8 @@ def free_port() -> int:
 
 @pytest.fixture
 def server(tmp_path):
-    """A Label Studio server serving local files below tmp_path: (url, token, document root)."""
+    """A Label Studio server serving local files below tmp_path's parent (Label Studio connects no storage at its
+    document root itself): (url, token, document root)."""
     import httpx
 
     executable = label_studio_executable()
@@ -53,7 +54,7 @@ def server(tmp_path):
            "LABEL_STUDIO_BASE_DATA_DIR": str(tmp_path / "label-studio-data"),
            "LABEL_STUDIO_USERNAME": "reviewer@example.com", "LABEL_STUDIO_PASSWORD": secrets.token_hex(12),
            "LABEL_STUDIO_USER_TOKEN": token, "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
-           "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true", "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(tmp_path),
+           "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true", "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(tmp_path.parent),
            "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true", "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": ""}
     log = tmp_path / "label-studio.log"
     with open(log, "wb") as out:
@@ -75,7 +76,7 @@ def server(tmp_path):
             if time.monotonic() > deadline:
                 pytest.fail(f"label-studio not answering after {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
             time.sleep(2)
-        yield url, token, tmp_path
+        yield url, token, tmp_path.parent
     finally:
         _kill_group(proc)
 
