@@ -41,3 +41,43 @@ def test_resume_restores_the_loss_state_exactly(loss, mode, tiny_data, tmp_path,
         torch.testing.assert_close(a["loss_state"][key], b["loss_state"][key], rtol=0, atol=0)
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("loss,mode", [("gr", "end-to-end"), ("em", "linear")])
+def test_the_trainer_passes_each_rows_observed_negatives(loss, mode, tiny_data, tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+
+    from spml.data.coco import load_coco
+    from spml.train import losses, stateful_losses
+
+    raw = json.loads(open(tiny_data["sp"]).read())
+    gen = np.random.default_rng(0)
+    cat_ids = [c["id"] for c in raw["categories"]]
+    positive = {a["image_id"]: a["category_id"] for a in raw["annotations"]}
+    for im in raw["images"][::2]:  # a person's no on a few categories of every other image
+        im["neg_category_ids"] = [c for c in gen.choice(cat_ids, 2, replace=False).tolist() if c != positive[im["id"]]]
+    path = tmp_path / "sp-neg.json"
+    path.write_text(json.dumps(raw))
+    want = load_coco(path).negatives
+    seen = {}
+
+    def record(rows, negatives):
+        for r, n in zip(rows.tolist(), negatives.cpu().numpy()):
+            seen[r] = n
+
+    real_gr, real_em = stateful_losses.GeneralizedRobustLoss.forward, losses.entropy_maximization
+    monkeypatch.setattr(stateful_losses.GeneralizedRobustLoss, "forward", lambda self, lg, t, k, rows, e, negatives=None:
+                        record(rows, negatives) or real_gr(self, lg, t, k, rows, e, negatives))
+    # the plain losses get no rows: their batch's negatives are matched to the images through the targets' order
+    calls = []
+    monkeypatch.setattr(losses, "entropy_maximization", lambda lg, t, k=None, *, negatives=None, **kw:
+                        calls.append(negatives.cpu().numpy()) or real_em(lg, t, k, negatives=negatives, **kw))
+    train(config(tiny_data, tmp_path / "m.pt", ann=str(path), loss=loss, mode=mode, batch_size=8), log=lambda s: None)
+    assert want.sum() > 10
+    if loss == "gr":
+        assert len(seen) == len(want)
+        np.testing.assert_array_equal(np.stack([seen[r] for r in range(len(want))]), want)
+    else:
+        assert sum(int(c.sum()) for c in calls) == int(want.sum()) and sum(len(c) for c in calls) == len(want)
