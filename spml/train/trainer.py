@@ -184,6 +184,8 @@ def choose_loss(dataset: CocoDataset, requested: str | None, soft_targets: bool 
     per_image = dataset.positives.sum(axis=1)
     if np.all(per_image == 1):
         return "em", "every image has exactly one observed positive"
+    if dataset.verified is not None and not (dataset.positives & ~dataset.observed).any():  # no "pseudo" annotation
+        return "em", "partial labels: observed and verified positives (spml-review merge), the rest unobserved"
     return "bce", "images have full or pseudo labels (not exactly one positive each)"
 
 

@@ -81,3 +81,23 @@ def test_the_trainer_passes_each_rows_observed_negatives(loss, mode, tiny_data, 
         np.testing.assert_array_equal(np.stack([seen[r] for r in range(len(want))]), want)
     else:
         assert sum(int(c.sum()) for c in calls) == int(want.sum()) and sum(len(c) for c in calls) == len(want)
+
+
+def test_a_reviewed_file_is_partial_labels_a_labels_file_is_not(tmp_path):
+    import json
+
+    from spml.data.coco import load_coco
+    from spml.train.trainer import choose_loss
+
+    def loss_of(sources):
+        images = [{"id": 1, "file_name": "1.jpg", "neg_category_ids": [3]}, {"id": 2, "file_name": "2.jpg"}]
+        annotations = [{"id": k + 1, "image_id": 1 + (k > 0), "category_id": 1 + k, "source": s}
+                       for k, s in enumerate(sources)]
+        path = tmp_path / "a.json"
+        path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                    "categories": [{"id": c} for c in (1, 2, 3)]}))
+        return choose_loss(load_coco(path), None)[0]
+
+    assert loss_of(["observed", "observed", "verified"]) == "em"  # spml-review merge's output: a person's answers
+    assert loss_of(["observed", "observed", "observed"]) == "bce"  # full labels, as before
+    assert loss_of(["observed", "pseudo", "verified"]) == "bce"  # spml-label's, kept answers and all: the student's
