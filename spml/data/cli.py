@@ -54,7 +54,8 @@ def demo(directory, where, seed, num_train, num_test):
 
 @main.command(add_help_option=False, context_settings={"ignore_unknown_options": True, "help_option_names": []})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def backbone(args):
+@click.pass_context
+def backbone(ctx, args):
     """Pretrain a backbone on the built-in source task (other shapes than the built-in categories), the stand-in
     for ImageNet weights here; cached in spml's cache folder. Prints its path, for spml-train --weights."""
     # Training is the train stage's work, which spml/data must not import: its command runs as a program, its
@@ -64,7 +65,7 @@ def backbone(args):
 
     run = subprocess.run([sys.executable, "-m", "spml.train.backbone_cli", *args], stdout=subprocess.PIPE, text=True)
     click.echo(run.stdout, nl=False)
-    sys.exit(run.returncode)
+    ctx.exit(run.returncode)
 
 
 @main.command("single-positive")
@@ -115,4 +116,3 @@ def convert(labels, fmt, out, images, csv_scores):
     dataset = load_coco(labels, images)
     count = write_format(fmt, out, LabelRows.from_labels(dataset), csv_scores)
     click.echo(f"wrote {out}: {fmt}, {count} images")
-
