@@ -182,8 +182,8 @@ def row_spml_label_ray(args) -> dict:
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         label_cli(["--model", args.onnx, "--ann", args.ann, "--tau", "0.5", "--out", str(out), "--batch-size",
-                   str(args.batch_size), "--provider", args.provider, "--engine", "ray", "--workers", "2",
-                   "--cpus-per-worker", f"{args.threads / 2:g}", "--threads", str(max(1, args.threads // 2))],
+                   str(args.batch_size), "--provider", args.provider, "--engine", "ray", "--ray-actors", "2",
+                   "--ray-cpus-per-actor", f"{args.threads / 2:g}", "--threads", str(max(1, args.threads // 2))],
                   standalone_mode=False)
     seconds = time.perf_counter() - start
     found = re.search(r"images in ([0-9.]+)s", printed.getvalue())

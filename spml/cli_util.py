@@ -83,13 +83,14 @@ class _SpmlMixin:
     def __init__(self, *args, deprecated: dict | None = None, **kwargs):
         kwargs.setdefault("context_settings", dict(CONTEXT))
         super().__init__(*args, **kwargs)
-        self.retired = deprecated or {}  # not self.deprecated: click's attribute, which marks the whole command
+        # not `self.deprecated`: click's Command has its own (the whole command deprecated, "(DEPRECATED)" in --help)
+        self.renamed_flags = deprecated or {}
 
     def parse_args(self, ctx, args):
-        flags = {k: v for k, v in self.retired.items() if isinstance(k, str)}
+        flags = {k: v for k, v in self.renamed_flags.items() if isinstance(k, str)}
         if flags:
             args = _rewrite_args(list(args), flags)
-        moves = {k: v for k, v in self.retired.items() if isinstance(k, int)}
+        moves = {k: v for k, v in self.renamed_flags.items() if isinstance(k, int)}
         if moves:
             takes_value = {name for p in self.params if isinstance(p, click.Option) and not p.is_flag and not p.count
                            for name in p.opts + p.secondary_opts}
@@ -141,12 +142,24 @@ class _CommaSeparated(click.ParamType):
         return tuple(self.inner.convert(v, param, ctx) for v in items)
 
 
+class SeveralOption(click.Option):
+    """An option of several(): --help shows the range of each value ([0<=x<1]) as click does for one value."""
+
+    def get_help_extra(self, ctx):
+        extra = super().get_help_extra(ctx)
+        inner = getattr(self.type, "inner", None)
+        if isinstance(inner, click.types._NumberRangeBase) and inner._describe_range():
+            extra["range"] = inner._describe_range()
+        return extra
+
+
 def _flatten(ctx, param, value):
     return tuple(item for group in value or () for item in group)
 
 
 def several(*decls, type=click.STRING, **kwargs):
     """An option that takes several values: `--tau 0.55 --tau 0.65` and `--tau 0.55,0.65` are the same (a tuple)."""
+    kwargs.setdefault("cls", SeveralOption)
     return click.option(*decls, type=_CommaSeparated(type), multiple=True, callback=_flatten, **kwargs)
 
 

@@ -89,7 +89,44 @@ def test_the_torch_free_names_match_the_real_ones():
     from spml.train.loss_names import LR_SCHEDULE_NAMES, PRESET_NAMES
 
     assert PRESET_NAMES == tuple(PRESETS) and LR_SCHEDULE_NAMES == tuple(LR_SCHEDULES)
-    assert sweep_module.PRESET_NAMES is train_module.PRESET_NAMES is PRESET_NAMES
+    assert sweep_module.PRESET_NAMES is PRESET_NAMES
+
+
+def test_sweep_and_train_share_one_definition_of_the_model_options():
+    from spml.train.options import MODEL_OPTIONS
+
+    def described(cmd):
+        return {p.name: (p.opts, p.secondary_opts, repr(p.type), p.default, p.help, p.show_default)
+                for p in cmd.params if isinstance(p, click.Option)}
+
+    train, sweep = described(train_cli), described(sweep_cli)
+    shared = {name for name in train if name in sweep} - {"ann", "images", "val_ann", "val_images", "out", "help",
+                                                          "version"}
+    assert len(MODEL_OPTIONS) == 12 and len(shared) == 12
+    for name in shared:
+        assert train[name] == sweep[name], name
+
+
+def test_the_help_shows_the_defaults_the_losses_run_with():
+    import re
+
+    from spml.train.loss_registry import LOSSES
+    from spml.train.stateful_losses import create_stateful_loss
+
+    text = CliRunner().invoke(train_cli, ["--help"], terminal_width=200).output
+    shown = {}
+    for line in text[text.index("Losses (--loss)"):].splitlines():
+        if m := re.match(r"    (\S+): ", line):  # click indents the epilog by 2
+            loss = m.group(1)
+        elif m := re.match(r"        (\w+)=(\S+): ", line):
+            shown[(loss, m.group(1))] = m.group(2)
+    assert {loss for loss, _ in shown} == {n for n, s in LOSSES.items() if s.hparams}
+    for name, spec in LOSSES.items():
+        built = create_stateful_loss(name, 4, 3, 2) if spec.stateful else None
+        for h in spec.hparams:
+            value = h.parse(shown.pop((name, h.name)))
+            assert value == (getattr(built, h.name) if built is not None else h.default), (name, h.name)
+    assert not shown
 
 
 def test_the_commands_import_no_heavy_library_before_parsing():

@@ -79,7 +79,7 @@ def local_engine(labeler: PseudoLabeler, dataset: CocoDataset):
     return score
 
 
-def resumable_scores(labeler: PseudoLabeler, dataset: CocoDataset, out: str | os.PathLike, rows: range,
+def resumable_scores(labeler: PseudoLabeler, dataset: CocoDataset, out: str | os.PathLike, rows: range, *,
                      model_sha256: str, chunk_images: int = 1024, progress: bool = False, log=print,
                      engine=None) -> ChunkScores:
     """Scores for `rows`, computed chunk by chunk and kept beside `out` until the labels are written.
@@ -142,7 +142,7 @@ def finish(out: str | os.PathLike) -> None:
 
 def merge_labels(parts: list[str | os.PathLike], out: str | os.PathLike) -> dict:
     """Join the labels files of shards 0/N .. N-1/N of one job into the file a single run would have written."""
-    from spml.label.labeler import failures_file, write_coco
+    from spml.label.writers import failures_file, write_coco
 
     loaded = []
     for p in parts:
@@ -175,7 +175,8 @@ def merge_labels(parts: list[str | os.PathLike], out: str | os.PathLike) -> dict
         info["images_dir_relative"] = relative_to_file(info["images_dir"], out)
     images = [im for _, _, raw in loaded for im in raw["images"]]
     annotations = ({k: v for k, v in a.items() if k != "id"} for _, _, raw in loaded for a in raw["annotations"])
-    count = write_coco(out, info, first.get("licenses", []), images, first["categories"], annotations)
+    count = write_coco(out, info, licenses=first.get("licenses", []), images=images, categories=first["categories"],
+                       annotations=annotations)
     failure_lines = []
     for _, p, _ in loaded:
         if failures_file(p).exists():
