@@ -18,7 +18,16 @@ install: $(BIN)/spml-train
 demo: install
 	PATH=$(CURDIR)/$(BIN):$$PATH DEMO_DIR=$(DEMO_DIR) bash scripts/demo.sh
 
-test: install
+# The Label Studio server for tests/review/test_label_studio.py, in a venv of its own: its pinned dependencies would
+# fight the test venv's (fiftyone, ray, torch)
+LS_VENV := .venv-labelstudio
+$(LS_VENV)/bin/label-studio:
+	$(PY) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install -q --upgrade pip
+	$(LS_VENV)/bin/pip install -q 'label-studio==1.23.*'
+	touch $@
+
+test: install $(LS_VENV)/bin/label-studio
 	$(BIN)/python -m pytest -q
 
 bench: install

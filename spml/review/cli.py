@@ -18,6 +18,8 @@ def main():
       spml-review select labels.json --budget 500 --out review/         # questions.csv, label-studio.{json,xml}
       spml-review merge sp.json review/questions.csv --out sp2.json     # after a person filled `answer`
       spml-review simulate review/questions.csv --truth instances_train.json --out answers.csv
+      spml-review push review/ --label-studio http://localhost:8080 --token T      # a Label Studio project
+      spml-review pull --label-studio http://localhost:8080 --token T --project 1 --out answers.json
     """
 
 
@@ -89,6 +91,53 @@ def simulate_cmd(questions, truth, out, error_rate, seed):
 
     s = simulate_answers(questions, truth, out, error_rate=error_rate, seed=seed)
     click.echo(f"wrote {out}: {s['questions']} answers, {s['yes']} yes and {s['no']} no ({s['flipped']} flipped)")
+
+
+def _server_options(f):
+    f = click.option("--token", envvar="LABEL_STUDIO_API_KEY", required=True, show_envvar=True,
+                     help="The Label Studio account's access token (Account & Settings).")(f)
+    return click.option("--label-studio", "url", envvar="LABEL_STUDIO_URL", required=True, show_envvar=True,
+                        help="The Label Studio server's address, e.g. http://localhost:8080.")(f)
+
+
+@main.command("push")
+@version
+@click.argument("folder", type=click.Path(file_okay=False))
+@_server_options
+@click.option("--project", "title", default=None, show_default="spml review: FOLDER's name",
+              help="The new project's title.")
+@click.option("--document-root", envvar="LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", default="/", show_default=True,
+              show_envvar=True, help="The server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT: the tasks' local-files "
+                                     "addresses are relative to it.")
+def push_cmd(folder, url, token, title, document_root):
+    """Create a Label Studio project from FOLDER (what spml-review select --out wrote): its labeling config, its
+    tasks with the teacher's predictions, and a local-files storage that lets the server show the images.
+
+    Start the server where the images are, with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and
+    LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT above them (docs/review.md).
+    """
+    from spml.review.label_studio import push
+
+    p = push(folder, url=url, token=token, title=title, document_root=document_root)
+    click.echo(f"created project {p.project_id} {p.title!r}: {p.tasks} tasks with "
+               f"the teacher's predictions" + (f", images served from {p.storage_path}" if p.storage_path else ""))
+    click.echo(f"answer them at {url.rstrip('/')}/projects/{p.project_id}, then: spml-review pull --label-studio "
+               f"{url} --token TOKEN --project {p.project_id} --out answers.json")
+
+
+@main.command("pull")
+@version
+@_server_options
+@click.option("--project", "project_id", type=click.IntRange(1), required=True,
+              help="The project's id (push prints it; it is in the project's address).")
+@click.option("--out", type=click.Path(dir_okay=False), required=True,
+              help="The Label Studio JSON export, for spml-review merge.")
+def pull_cmd(url, token, project_id, out):
+    """Export the answers of a Label Studio project (JSON) for spml-review merge."""
+    from spml.review.label_studio import pull
+
+    p = pull(url=url, token=token, project_id=project_id, out=out)
+    click.echo(f"wrote {out}: {p.tasks} tasks, {p.answered} answered")
 
 
 if __name__ == "__main__":
