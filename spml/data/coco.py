@@ -173,9 +173,11 @@ def _is_id(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-class _Collector:
-    """A COCO file's images and annotations as a parser hands them over: each checked, then kept in columns (the
-    image records in an ImageTable, the annotations as a few numbers each) and the dict dropped."""
+class DatasetBuilder:
+    """A CocoDataset built from image and annotation records handed over one at a time (by the streaming parser,
+    or by a maker of datasets such as spml.data.image_list): each checked, then kept in columns (the image records
+    in an ImageTable, the annotations as a few numbers each) and the dict dropped. `path` names the source in
+    errors. Finish with `build` (the categories and info given) or `dataset` (a file's top-level fields)."""
 
     def __init__(self, path):
         self.path = path
@@ -225,6 +227,11 @@ class _Collector:
             if isinstance(top.get(key), list):
                 for item in top[key]:
                     add(item)
+
+    def build(self, categories: list[dict], info: dict, images_dir: str | os.PathLike | None = None) -> CocoDataset:
+        """The dataset of the records added, with these categories and this `info`, checked as a file would be."""
+        top = {"info": info, "licenses": [], "images": STREAMED, "categories": categories, "annotations": STREAMED}
+        return self.dataset(top, images_dir)
 
     def dataset(self, top: object, images_dir, raw: dict | None = None, raw_loader=None) -> CocoDataset:
         """Check the file as a whole (`top`: its top-level fields) and build the dataset."""
@@ -303,7 +310,7 @@ def parse_coco(raw: object, path: Path | str = "<annotations>") -> dict:
 
 
 def dataset_from_dict(raw: dict, path: Path | None = None, images_dir: str | os.PathLike | None = None) -> CocoDataset:
-    collector = _Collector(path or "<annotations>")
+    collector = DatasetBuilder(path or "<annotations>")
     if isinstance(raw, dict):
         collector.add_all(raw)
     dataset = collector.dataset(raw, images_dir, raw=raw)
@@ -317,7 +324,7 @@ def load_coco(path: str | os.PathLike, images_dir: str | os.PathLike | None = No
     The images and annotations are streamed (spml.data.json_stream), never all Python objects at once: the
     dataset holds columns and sparse labels, tens of bytes an image."""
     path = Path(path)
-    collector = _Collector(path)
+    collector = DatasetBuilder(path)
     try:
         with open(path, "rb") as f:
             top = stream_object(f, {"images": collector.image, "annotations": collector.annotation})

@@ -173,10 +173,10 @@ def _sizes(images_dir: Path, file_names, threads: int, window: int = 4096):
 def _collect(file_names, images_dir: Path, ids=None, labels=None, threads: int = 8, source: str | None = None,
              path: Path | None = None):
     """The images' records (widths and heights read from their headers) and, where `labels` is given (category ids
-    per image, aligned with `file_names`), their observed labels, in a collector's compact columns."""
-    from spml.data.coco import _Collector
+    per image, aligned with `file_names`), their observed labels, in a DatasetBuilder's compact columns."""
+    from spml.data.coco import DatasetBuilder
 
-    collector = _Collector(path or source or "list")
+    collector = DatasetBuilder(path or source or "list")
     count = 0
     for n, size in enumerate(_sizes(images_dir, file_names, threads)):
         image_id = n + 1 if ids is None else int(ids[n])
@@ -191,14 +191,9 @@ def _collect(file_names, images_dir: Path, ids=None, labels=None, threads: int =
 
 
 def _dataset(collector, images_dir: Path, categories: list[dict], source: str | None = None):
-    from spml.data.json_stream import STREAMED
-
-    top = {"info": {"description": f"images of {source}" if source else "images",
-                    "images_dir": str(images_dir.resolve())},
-           "licenses": [], "images": STREAMED,
-           "categories": [{k: c[k] for k in ("id", "name", "supercategory") if k in c} for c in categories],
-           "annotations": STREAMED}
-    return collector.dataset(top, images_dir)
+    return collector.build([{k: c[k] for k in ("id", "name", "supercategory") if k in c} for c in categories],
+                           {"description": f"images of {source}" if source else "images",
+                            "images_dir": str(images_dir.resolve())}, images_dir)
 
 
 def images_dataset(file_names, images_dir: str | os.PathLike, categories: list[dict], ids=None, labels=None,
