@@ -261,14 +261,3 @@ def observed_priors(dataset: CocoDataset, expected_positives: float) -> np.ndarr
     c with probability about prior_c / k, so prior_c = k x (share of images whose observed positive is c)."""
     share = dataset.labels.column_counts() / len(dataset)
     return np.clip(share * expected_positives, 0.0, 1.0)
-
-
-_MOVED_TO_WRITERS = ("write_labels", "write_coco", "failures_file", "created_time")
-
-
-def __getattr__(name):  # the writers moved to spml.label.writers; old imports keep working
-    if name in _MOVED_TO_WRITERS:
-        from spml.label import writers
-
-        return getattr(writers, name)
-    raise AttributeError(f"module 'spml.label.labeler' has no attribute {name!r}")
