@@ -12,7 +12,6 @@ import json
 import os
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from spml.data.artifacts import ONNX_INPUT, ONNX_OUTPUT, ModelInfo
 from spml.data.coco import CocoDataset, same_categories
 from spml.data.provenance import relative_to_file
 from spml.data.images import ImageError, image_path, load_image
+from spml.data.reader_pool import ReaderPool
 from spml.errors import SpmlError
 from spml.files import atomic_write, sha256_of
 from spml.label.providers import PROVIDERS, create_session
@@ -99,9 +99,10 @@ class PseudoLabeler:
         return np.stack(views)
 
     def _decoded(self, images_dir: Path, file_names):
-        """(index, HWC uint8 or ImageError) in order, decoded by a thread pool kept a few batches ahead."""
+        """(index, HWC uint8 or ImageError) in order, decoded by a thread pool kept a few batches ahead (daemon
+        threads: a decode blocked for good cannot keep an interrupt from ending the process)."""
         ahead = self.batch_size * 4
-        with ThreadPoolExecutor(self.threads) as pool:
+        with ReaderPool(self.threads) as pool:
             pending: deque = deque()
             it = iter(enumerate(file_names))
             for k, name in it:
