@@ -23,6 +23,7 @@ from collections import deque
 from pathlib import Path
 
 from spml.data.compact import PackedStrings
+from spml.data.json_stream import DECODE_ERRORS, decode_error
 from spml.data.reader_pool import ReaderPool
 from spml.errors import SpmlError
 
@@ -119,8 +120,8 @@ def _parse_entries(path: Path, suffix: str, f):
                 continue
             try:
                 obj = json.loads(line)
-            except ValueError as e:
-                raise SpmlError(f"{path}:{n}: not a JSON line ({e})") from None
+            except DECODE_ERRORS as e:
+                raise SpmlError(f"{path}:{n}: not a JSON line ({decode_error(e)})") from None
             if isinstance(obj, str):
                 obj = {"file_name": obj}
             if not isinstance(obj, dict) or not isinstance(obj.get("file_name"), str):
