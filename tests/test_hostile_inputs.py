@@ -8,6 +8,7 @@
 5. a COCO key given twice: read as json.load reads it (the last wins).
 Steps that would hang on a broken build run in a subprocess or a thread with a deadline, so they fail, not hang."""
 
+import io
 import json
 import os
 import shutil
@@ -108,9 +109,8 @@ def test_a_folder_with_special_files_is_labeled(tiny_onnx, folder_with_special_f
     assert [im["file_name"] for im in json.loads(out.read_text())["images"]] == ["a.jpg", "sub/b.png"]
 
 
-def test_sigterm_ends_the_labeler_while_a_reader_is_blocked_and_the_rerun_resumes(tiny_data, tiny_onnx, tmp_path):
-    """A decode thread stuck in open() for good (as on a dead network mount: here a FIFO no one writes, opened
-    instead of one image once labeling is under way) must not keep SIGTERM from ending the job."""
+def listed_images(tiny_data, tmp_path):
+    """A .txt list of 40 of the tiny dataset's images, row 20 named stuck.jpg; the options of a job over it."""
     images = tiny_data["sp"].parent / "images" / "train"
     sources = sorted(p.name for p in images.glob("*.jpg"))[:40]
     names = list(sources)
@@ -121,23 +121,22 @@ def test_sigterm_ends_the_labeler_while_a_reader_is_blocked_and_the_rerun_resume
         shutil.copy(images / source, folder / name)
     listing = tmp_path / "list.txt"
     listing.write_text("\n".join(names) + "\n")
+    return ["--ann", listing, "--images", folder, "--tau", "0.5", "--batch-size", "4", "--chunk-size", "8",
+            "--threads", "2"]
+
+
+def sigterm_while_blocked(model, args, tmp_path, when: str, env) -> str:
+    """Run spml-label with a reader stuck in open() for good once `when` exists (as on a dead network mount: here
+    a FIFO no one writes, opened instead of stuck.jpg), SIGTERM it, and return its output once it ended; a test
+    failure if it does not end within 10 s."""
     fifo, blocked = tmp_path / "never_written", tmp_path / "blocked"
     os.mkfifo(fifo)
-    out = tmp_path / "labels.json"
-    manifest = tmp_path / "labels.json.partial" / "manifest.json"
-    common = ["--ann", listing, "--images", folder, "--tau", "0.5", "--batch-size", "4", "--chunk-size", "8",
-              "--threads", "2"]
-    env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000")
-    whole = run(spml_label(tiny_onnx, *common, "--out", tmp_path / "whole.json"), env=env)
-    assert whole.returncode == 0, whole.stderr
-
-    # PIL.Image.open is where every reader opens an image; once labeling is under way (the manifest written),
-    # opening stuck.jpg blocks in open() of a FIFO with no writer, as a read of a dead mount blocks
+    # PIL.Image.open is where every reader (header or decoder) opens an image
     hook = f"""
 import os, sys, PIL.Image
 real = PIL.Image.open
 def stuck_open(fp, *a, **k):
-    if str(getattr(fp, "name", fp)).endswith("stuck.jpg") and os.path.exists({str(manifest)!r}):
+    if str(getattr(fp, "name", fp)).endswith("stuck.jpg") and os.path.exists({str(when)!r}):
         open({str(blocked)!r}, "w").close()
         open({str(fifo)!r}, "rb")
     return real(fp, *a, **k)
@@ -145,7 +144,7 @@ PIL.Image.open = stuck_open
 from spml.label.cli import main
 main(sys.argv[1:])
 """
-    proc = subprocess.Popen([sys.executable, "-c", hook, tiny_onnx, *map(str, common), "--out", out], env=env,
+    proc = subprocess.Popen([sys.executable, "-c", hook, model, *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 120
@@ -153,27 +152,45 @@ main(sys.argv[1:])
             time.sleep(0.05)
         assert blocked.exists(), proc.stdout.read() if proc.poll() is not None else "never blocked"
         time.sleep(0.5)  # the main thread is now waiting on the blocked reader
-        saved = manifest.read_bytes()
         proc.send_signal(signal.SIGTERM)
-        started = time.time()
         try:
             code = proc.wait(10)
         except subprocess.TimeoutExpired:
-            pytest.fail("SIGTERM did not end spml-label while a reader was blocked")
+            pytest.fail("SIGTERM did not end spml-label within 10 s while a reader was blocked")
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert code != 0 and time.time() - started < 10
-    assert "Traceback" not in proc.stdout.read()
-    assert manifest.read_bytes() == saved and not out.exists()
+    output = proc.stdout.read()
+    assert code != 0 and "Traceback" not in output, output
+    return output
+
+
+def test_sigterm_ends_the_labeler_while_a_decoder_is_blocked_and_the_rerun_resumes(tiny_data, tiny_onnx, tmp_path):
+    args = listed_images(tiny_data, tmp_path)
+    out = tmp_path / "labels.json"
+    manifest = tmp_path / "labels.json.partial" / "manifest.json"
+    env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000")
+    whole = run(spml_label(tiny_onnx, *args, "--out", tmp_path / "whole.json"), env=env)
+    assert whole.returncode == 0, whole.stderr
+
+    # blocked once labeling is under way (the manifest written): in the decoder, in the third chunk
+    sigterm_while_blocked(tiny_onnx, [*args, "--out", out], tmp_path, manifest, env)
+    assert json.loads(manifest.read_text())["rows"] == [0, 40] and not out.exists()
     chunks = sorted(p.name for p in manifest.parent.glob("chunk_*.npz"))
     assert chunks == ["chunk_000000000.npz", "chunk_000000008.npz"] and not list(tmp_path.rglob("*.tmp"))
 
-    rerun = run(spml_label(tiny_onnx, *common, "--out", out), env=env)  # the mount is back: no hook
+    rerun = run(spml_label(tiny_onnx, *args, "--out", out), env=env)  # the mount is back: no hook
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming: 2 of 5 chunks" in rerun.stderr
     assert out.read_bytes() == (tmp_path / "whole.json").read_bytes()
+
+
+def test_sigterm_ends_the_labeler_while_a_header_reader_is_blocked(tiny_data, tiny_onnx, tmp_path):
+    args = listed_images(tiny_data, tmp_path)
+    out = tmp_path / "labels.json"
+    sigterm_while_blocked(tiny_onnx, [*args, "--out", out], tmp_path, tmp_path / "list.txt", os.environ)
+    assert not out.exists() and not (tmp_path / "labels.json.partial").exists()
 
 
 # 2. link cycles ---------------------------------------------------------------------------------------------
@@ -342,3 +359,12 @@ def test_a_key_given_twice_where_the_last_is_not_a_list_is_not_coco(tmp_path):
     path.write_text('{"images": [{"id": 1, "file_name": "a.jpg"}], "categories": %s, "images": 5}' % json.dumps(CATS))
     with pytest.raises(SpmlError, match="no 'images' list"):
         load_coco(path)
+
+
+def test_the_streamed_reader_refuses_a_key_twice_where_its_caller_cannot_restart():
+    from spml.data.json_stream import STREAMED, stream_object
+
+    items = []
+    assert stream_object(io.BytesIO(b'{"a": [1], "b": 2, "b": 3}'), {"a": items.append}) == {"a": STREAMED, "b": 3}
+    with pytest.raises(ValueError, match="'a' given twice"):
+        stream_object(io.BytesIO(b'{"a": [1], "a": [2]}'), {"a": items.append})
