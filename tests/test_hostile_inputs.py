@@ -289,6 +289,9 @@ def test_deeply_nested_user_json_elsewhere_is_one_line(tiny_onnx, tiny_data, tmp
     (tmp_path / "list.jsonl").write_text(json.dumps({"file_name": "a.jpg"}) + "\n" + DEEP + "\n")
     with pytest.raises(SpmlError, match=r"list.jsonl:2: not a JSON line \(nested too deeply"):
         load_image_list(tmp_path / "list.jsonl", CATS)
+    (tmp_path / "long.csv").write_text("file_name\n" + "x" * 200_000 + ".jpg\n")  # over the csv module's limit
+    with pytest.raises(SpmlError, match="long.csv: cannot read .field larger than field limit"):
+        load_image_list(tmp_path / "long.csv", CATS)
     with pytest.raises(SpmlError, match="deep.json: not a JSON file .nested too deeply"):
         merge_labels([tmp_path / "deep.json"], tmp_path / "merged.json")
     result = CliRunner().invoke(seeds_cli, [str(tmp_path / "deep.json")])

@@ -105,8 +105,10 @@ def _read_entries(path: Path):
     try:
         with f:
             yield from _parse_entries(path, suffix, f)
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError, csv.Error) as e:  # csv.Error: a field over the csv module's limit, ...
         raise SpmlError(f"{path}: cannot read ({e})") from None
+    except MemoryError:
+        raise SpmlError(f"{path}: cannot read (a line too large for memory)") from None
 
 
 def _parse_entries(path: Path, suffix: str, f):
