@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from spml.data.compact import ImageTable, ImageTableBuilder, SparseLabels
-from spml.data.json_stream import STREAMED, stream_object
+from spml.data.json_stream import DECODE_ERRORS, STREAMED, decode_error, stream_object
 from spml.errors import SpmlError
 
 
@@ -181,11 +181,19 @@ class DatasetBuilder:
 
     def __init__(self, path):
         self.path = path
-        self.images = ImageTableBuilder()
-        self.ann_image, self.ann_category, self.ann_id = array("q"), array("q"), array("q")
-        self.ann_has_id, self.ann_observed = bytearray(), bytearray()
-        self.ann_score = array("d")
-        self.any_score = self.any_source = False
+        self.restart("images")
+        self.restart("annotations")
+
+    def restart(self, key: str) -> None:
+        """Forget the images or the annotations collected so far: a file giving the key again means its last
+        value, as json.load (and so pycocotools) reads it."""
+        if key == "images":
+            self.images = ImageTableBuilder()
+        elif key == "annotations":
+            self.ann_image, self.ann_category, self.ann_id = array("q"), array("q"), array("q")
+            self.ann_has_id, self.ann_observed = bytearray(), bytearray()
+            self.ann_score = array("d")
+            self.any_score = self.any_source = False
 
     def image(self, im) -> None:
         if not isinstance(im, dict) or not _is_id(im.get("id")) or not isinstance(im.get("file_name"), str):
@@ -327,13 +335,14 @@ def load_coco(path: str | os.PathLike, images_dir: str | os.PathLike | None = No
     collector = DatasetBuilder(path)
     try:
         with open(path, "rb") as f:
-            top = stream_object(f, {"images": collector.image, "annotations": collector.annotation})
+            top = stream_object(f, {"images": collector.image, "annotations": collector.annotation},
+                                restart=collector.restart)
     except FileNotFoundError:
         _fail(path, "no such file")
     except IsADirectoryError:
         _fail(path, "is a folder, not an annotations file")
-    except (ValueError, UnicodeDecodeError) as e:
-        _fail(path, f"not a JSON file ({e})")
+    except DECODE_ERRORS as e:
+        _fail(path, f"not a JSON file ({decode_error(e)})")
     except OSError as e:
         _fail(path, f"cannot read ({e.strerror})")
     path = path.resolve()
@@ -346,8 +355,8 @@ def _read_raw(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
             raw = json.load(f)
-    except (OSError, ValueError) as e:
-        _fail(path, f"cannot read it again ({e})")
+    except (OSError, *DECODE_ERRORS) as e:
+        _fail(path, f"cannot read it again ({decode_error(e)})")
     raw.setdefault("annotations", [])
     return raw
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 from spml.data.artifacts import ONNX_INPUT, ONNX_OUTPUT, ModelInfo
 from spml.data.coco import CocoDataset, same_categories
 from spml.data.images import ImageError, image_path, load_image
+from spml.data.reader_pool import ReaderPool
 from spml.errors import SpmlError
 from spml.label.providers import PROVIDERS, create_session
 
@@ -95,9 +95,10 @@ class PseudoLabeler:
         return np.stack(views)
 
     def _decoded(self, images_dir: Path, file_names):
-        """(index, HWC uint8 or ImageError) in order, decoded by a thread pool kept a few batches ahead."""
+        """(index, HWC uint8 or ImageError) in order, decoded by a thread pool kept a few batches ahead (daemon
+        threads: a decode blocked for good cannot keep an interrupt from ending the process)."""
         ahead = self.batch_size * 4
-        with ThreadPoolExecutor(self.threads) as pool:
+        with ReaderPool(self.threads) as pool:
             pending: deque = deque()
             it = iter(enumerate(file_names))
             for k, name in it:
