@@ -43,7 +43,7 @@ LARGE_LOSS_NAMES = ("ll-r", "ll-ct", "ll-cp")
 GR_LOSS = {"batch_size": 8, "fine_tune_lr": 1e-5, "head_lr_mult": 10.0}  # yan4xi1/GRLoss config.py, every dataset
 
 # spml's own defaults where neither the user nor a preset set a value. cosine and a head at 1x the lr are ours,
-# not the references' (docs/presets.md has the measurement); the rest are the COCO values of the papers.
+# not the references' (docs/losses.md has the measurement); the rest are the COCO values of the papers.
 DEFAULTS = {"alpha": 0.1, "expected_positives": 2.9, "beta": 0.9, "theta": 0.9, "warmup_epochs": 5,
             "delta_rel": 0.002, "ls_coef": 0.1, "lr_schedule": "cosine", "head_lr_mult": 1.0,
             "gr_beta": (0.0, 2.0, -2.0, -2.0), "gr_alpha": (0.5, 2.0, 0.8, 0.5), "gr_q": (0.01, 1.0)}
