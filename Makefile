@@ -4,16 +4,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo_out
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench docs clean
 
 $(BIN)/spml-train: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e .
 	touch $@
 
 install: $(BIN)/spml-train
+
+# the tests' (and benchmarks') extras: ray, fiftyone, timm, pyarrow, pandas, sklearn; the demo needs none of them
+$(VENV)/.test-extra: $(BIN)/spml-train
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
 
 demo: install
 	PATH=$(CURDIR)/$(BIN):$$PATH DEMO_DIR=$(DEMO_DIR) bash scripts/demo.sh
@@ -27,13 +32,18 @@ $(LS_VENV)/bin/label-studio:
 	$(LS_VENV)/bin/pip install -q 'label-studio==1.23.*'
 	touch $@
 
-test: install $(LS_VENV)/bin/label-studio
+test: $(VENV)/.test-extra $(LS_VENV)/bin/label-studio
 	$(BIN)/python -m pytest -q
 
-bench: install
+bench: $(VENV)/.test-extra
 	$(BIN)/python benchmarks/label_bench.py --out bench_out
 	$(BIN)/python benchmarks/formats_bench.py --out bench_out
 	$(BIN)/python benchmarks/train_bench.py --out bench_out
+
+# the site in site/; --strict makes a warning (a page not in nav, a broken link or anchor) an error. Not -q: under
+# it mkdocs stops counting warnings and --strict passes. tests/test_docs.py builds it in `make test`.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) bench_out

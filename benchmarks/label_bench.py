@@ -251,7 +251,7 @@ def main():
     p.add_argument("--provider", default="cpu", choices=["cpu", "cuda", "tensorrt"],
                    help="onnxruntime provider of the model-only and spml-label rows (torch eager: cuda unless cpu)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
-                   help="fp16: the spml-export --precision fp16 model (and autocast for torch eager); for GPUs")
+                   help="fp16: the spml-export --quantize fp16 model (and autocast for torch eager); for GPUs")
     p.add_argument("--no-int8", action="store_true", help="skip the int8 row")
     p.add_argument("--rows", default=DEFAULT_ROWS,
                    help=f"rows to run, comma-separated, of {', '.join(ROWS)} (torch-eager is the baseline)")

@@ -10,7 +10,7 @@ TAU=${TAU:-0.75}  # as 0.75 was best in the seed paper
 mkdir -p "$D"
 start=$(date +%s)
 
-spml-data demo "$D/data" --seed "$SEED"
+spml-data demo --out "$D/data" --seed "$SEED"
 spml-data single-positive "$D/data/instances_train.json" --out "$D/data/sp_train.json" --seed "$SEED"
 # the stand-in for ImageNet weights: a cnn4 pretrained on other shapes, loaded like any --weights file
 WEIGHTS=$(spml-data backbone)
@@ -26,7 +26,7 @@ spml-label --model "$D/teacher.onnx" --tau "$TAU" --soft --out "$D/labels.json"
 spml-train --ann "$D/labels.json" --soft-targets --init "$D/teacher.pt" "${COMMON[@]}" --out "$D/student.pt"
 
 for m in an_teacher teacher student full; do
-  spml-eval "$D/$m.pt" --ann "$D/data/instances_test.json" --json "$D/eval_$m.json" >/dev/null 2>&1
+  spml-eval "$D/$m.pt" --ann "$D/data/instances_test.json" --out "$D/eval_$m.json" >/dev/null 2>&1
 done
-spml-eval "$D/labels.json" --ann "$D/data/instances_train.json" --json "$D/eval_labels.json" >/dev/null
+spml-eval "$D/labels.json" --ann "$D/data/instances_train.json" --out "$D/eval_labels.json" >/dev/null
 python -m spml.eval.demo_table "$D" --tau "$TAU" --seconds $(( $(date +%s) - start ))

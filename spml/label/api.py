@@ -228,7 +228,7 @@ def class_thresholds(class_prior: str, dataset, scores, expected_positives: floa
         try:
             given = json.loads(Path(class_prior).read_text())
             by_key = {str(k): float(v) for k, v in given.items()}
-        except (OSError, ValueError, AttributeError, TypeError) as e:
+        except (OSError, ValueError, AttributeError, TypeError, RecursionError, MemoryError) as e:
             raise SpmlError(f"--class-prior {class_prior}: expected 'auto' or a JSON file {{category: rate}} ({e})") from None
         priors = np.array([by_key.get(str(c["name"]), by_key.get(str(c["id"]), np.nan)) for c in dataset.categories])
         if np.isnan(priors).any():

@@ -13,6 +13,7 @@ import numpy as np
 
 from spml.data.coco import CocoDataset
 from spml.data.image_list import listing_sha256
+from spml.data.json_stream import DECODE_ERRORS, load_json
 from spml.errors import SpmlError
 from spml.files import atomic_write, remove_temps, sha256_of
 from spml.label.labeler import PseudoLabeler
@@ -102,7 +103,7 @@ def resumable_scores(labeler: PseudoLabeler, dataset: CocoDataset, out: str | os
     if folder.exists():
         try:
             previous = json.loads(manifest_path.read_text())
-        except (OSError, ValueError):
+        except (OSError, *DECODE_ERRORS):
             previous = None
         if previous != manifest:
             log(f"note: {folder} belongs to another job (model, annotations or options changed); starting afresh")
@@ -146,12 +147,7 @@ def merge_labels(parts: list[str | os.PathLike], out: str | os.PathLike) -> dict
 
     loaded = []
     for p in parts:
-        try:
-            raw = json.loads(Path(p).read_text())
-        except FileNotFoundError:
-            raise SpmlError(f"{p}: no such file") from None
-        except (ValueError, UnicodeDecodeError) as e:
-            raise SpmlError(f"{p}: not a JSON file ({e})") from None
+        raw = load_json(p)
         info = raw.get("info") if isinstance(raw, dict) else None
         if not isinstance(info, dict) or "shard" not in info:
             raise SpmlError(f"{p}: not a shard of spml-label (no info.shard)") from None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 from spml.data.artifacts import ONNX_INPUT, ONNX_OUTPUT, ModelInfo
 from spml.data.coco import CocoDataset, same_categories
 from spml.data.images import ImageError, image_path, load_image
+from spml.data.reader_pool import ReaderPool
 from spml.errors import SpmlError
 from spml.label.providers import PROVIDERS, create_session
 
@@ -95,9 +95,10 @@ class PseudoLabeler:
         return np.stack(views)
 
     def _decoded(self, images_dir: Path, file_names):
-        """(index, HWC uint8 or ImageError) in order, decoded by a thread pool kept a few batches ahead."""
+        """(index, HWC uint8 or ImageError) in order, decoded by a thread pool kept a few batches ahead (daemon
+        threads: a decode blocked for good cannot keep an interrupt from ending the process)."""
         ahead = self.batch_size * 4
-        with ThreadPoolExecutor(self.threads) as pool:
+        with ReaderPool(self.threads) as pool:
             pending: deque = deque()
             it = iter(enumerate(file_names))
             for k, name in it:
@@ -261,14 +262,3 @@ def observed_priors(dataset: CocoDataset, expected_positives: float) -> np.ndarr
     c with probability about prior_c / k, so prior_c = k x (share of images whose observed positive is c)."""
     share = dataset.labels.column_counts() / len(dataset)
     return np.clip(share * expected_positives, 0.0, 1.0)
-
-
-_MOVED_TO_WRITERS = ("write_labels", "write_coco", "failures_file", "created_time")
-
-
-def __getattr__(name):  # the writers moved to spml.label.writers; old imports keep working
-    if name in _MOVED_TO_WRITERS:
-        from spml.label import writers
-
-        return getattr(writers, name)
-    raise AttributeError(f"module 'spml.label.labeler' has no attribute {name!r}")

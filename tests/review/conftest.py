@@ -15,7 +15,8 @@ TAU = 0.7
 @pytest.fixture
 def world(tmp_path):
     from spml.data.coco import load_coco
-    from spml.label.labeler import Scores, write_labels
+    from spml.label.labeler import Scores
+    from spml.label.writers import write_labels
 
     rng = np.random.default_rng(5)
     n, L = 24, len(CATEGORY_IDS)

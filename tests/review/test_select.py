@@ -208,7 +208,8 @@ def test_the_cli_lists_the_strategies_it_implements():
 
 def test_observed_labels_left_out_of_the_labels_file_are_read_from_its_source(world, cli, tmp_path):
     from spml.data.coco import load_coco
-    from spml.label.labeler import Scores, write_labels
+    from spml.label.labeler import Scores
+    from spml.label.writers import write_labels
 
     labels = tmp_path / "no_observed.json"
     write_labels(labels, load_coco(world["observed"]), Scores(world["p"].astype(np.float32)), TAU,
