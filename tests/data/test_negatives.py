@@ -85,3 +85,12 @@ def test_ignore_band_labels_file_keeps_its_training_behaviour(tmp_path):
 def test_a_persons_no_wins_over_unknown(tmp_path):
     ds = load_coco(write(tmp_path, [image(0, neg_category_ids=[7], not_exhaustive_category_ids=[7, 10])], []))
     np.testing.assert_array_equal(ds.unknown_mask(), [[False, True, False]])
+
+
+def test_a_repeated_images_key_means_its_last_value_negatives_included(tmp_path):
+    path = tmp_path / "twice.json"
+    first = json.dumps([image(0, neg_category_ids=[10]), image(1)])
+    second = json.dumps([image(0), image(1, neg_category_ids=[7])])
+    path.write_text(f'{{"images": {first}, "categories": {json.dumps(CATS)}, "images": {second}}}')
+    ds = load_coco(path)
+    assert ds.negatives.tolist() == [[False, False, False], [False, False, True]]  # as json.load reads it
