@@ -18,6 +18,7 @@ def main():
       spml-data single-positive data/instances_train.json --out data/sp.json
       spml-data backbone                         # a pretrained stand-in: spml-train --weights $(spml-data backbone)
       spml-data convert labels.json --format fiftyone --out labels.fiftyone/
+      spml-data from-openimages human-imagelabels.csv --images train/ --out sp.json
     """
 
 
@@ -117,3 +118,31 @@ def convert(labels, fmt, out, images, csv_scores):
     dataset = load_coco(labels, images)
     count = write_format(fmt, out, LabelRows.from_labels(dataset), csv_scores)
     click.echo(f"wrote {out}: {fmt}, {count} images")
+
+
+@main.command("from-openimages")
+@click.version_option(package_name="spml", message="%(prog)s %(version)s")
+@click.argument("labels", type=click.Path(dir_okay=False))
+@click.option("--images", required=True, type=click.Path(file_okay=False),
+              help="Images folder, with each image as ImageID.jpg; recorded in the output.")
+@click.option("--classes", type=click.Path(dir_okay=False), default=None, show_default="LabelNames as names",
+              help="Open Images' class descriptions (LabelName,DisplayName): the categories' names and order.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="COCO file to write.")
+def from_openimages_cmd(labels, images, classes, out):
+    """Read Open Images' human-verified image-level labels (LABELS: ImageID,Source,LabelName,Confidence; 1 =
+    verified present, 0 = verified absent) into a COCO file: present labels as annotations (source verified),
+    absent ones in each image's neg_category_ids, everything else unobserved. Images not under --images are left
+    out. Train a teacher on it with a single-positive loss, e.g. spml-train --loss em: every loss takes the
+    verified negatives as known negatives.
+
+    \b
+      spml-data from-openimages oidv7-train-annotations-human-imagelabels.csv --images train/ \\
+          --classes oidv7-class-descriptions.csv --out verified.json
+    """
+    from spml.data.openimages import from_openimages
+
+    s = from_openimages(labels, images, out, classes)
+    click.echo(f"wrote {out}: {s['images']} images, {s['categories']} categories, {s['positives']} verified "
+               f"positives, {s['negatives']} verified negatives"
+               + (f"; {s['missing_images']} images not in {images} left out" if s["missing_images"] else "")
+               + (f"; {s['conflicts']} pairs answered both ways (the later row kept)" if s["conflicts"] else ""))

@@ -26,15 +26,23 @@ class CocoDataset:
     The image records are an `ImageTable` (a sequence building each record's dict when it is read) and the
     annotations `labels`, sparse (CSR): what a 9M-image file costs is tens of bytes an image. The dense (N, L)
     `positives`, `scores` and `observed` of the trainer and eval are built on first use, and `raw` (the whole
-    file, for code that copies what it does not understand) is read again from the file on first use."""
+    file, for code that copies what it does not understand) is read again from the file on first use.
+
+    Observed labels are three-state: the annotations are observed positives, each image's LVIS-style
+    `neg_category_ids` its observed negatives (`negative_labels`, sparse, or None where no image has the field;
+    `negatives` dense on demand), and everything else is unobserved. An ignore-band labels file
+    (spml-label --tau-low) writes its confident negatives there too, which its student's bce already trains as
+    negatives: for it nothing changes."""
 
     def __init__(self, path: Path | None, images_dir: Path, images, categories: list[dict], positives,
                  raw: dict | None = None, scores: np.ndarray | None = None, observed: np.ndarray | None = None,
-                 meta: dict | None = None, raw_loader=None):
+                 meta: dict | None = None, raw_loader=None, negatives=None):
         self.path, self.images_dir = path, images_dir
         self.images = images if isinstance(images, ImageTable) else ImageTable.from_records(images)
         self.categories = categories  # the file's category records, unchanged, in file order
         self.labels = positives if isinstance(positives, SparseLabels) else SparseLabels.from_dense(positives, scores, observed)
+        self.negative_labels = negatives if negatives is None or isinstance(negatives, SparseLabels) else \
+            SparseLabels.from_dense(negatives)
         self._raw, self._raw_loader = raw, raw_loader
         # the file's top-level fields other than its images, annotations and categories (info, licenses, ...)
         self.meta = meta if meta is not None else {k: v for k, v in (raw or {}).items()
@@ -95,10 +103,32 @@ class CocoDataset:
 
     @property
     def observed(self) -> np.ndarray | None:
-        """(N, L) bool: annotations with source "observed" (spml labels files), None where no annotation has a source."""
+        """(N, L) bool: annotations a person gave (source "observed" or "verified", or none), not the labeler's
+        "pseudo" ones; None where no annotation has a source (then every annotation is observed)."""
         if self.labels.pair_observed is None:
             return None
         return self._cached("observed", lambda: self.labels.observed_of(slice(None)))
+
+    @property
+    def verified(self) -> np.ndarray | None:
+        """(N, L) bool: annotations with source "verified" (a person's yes, spml-review merge); None where none."""
+        if self.labels.pair_verified is None:
+            return None
+        return self._cached("verified", lambda: self.labels.verified_of(slice(None)))
+
+    @property
+    def negatives(self) -> np.ndarray | None:
+        """(N, L) bool: observed negatives (each image's `neg_category_ids`), an annotated positive excepted;
+        None where no image has the field. Dense, built on first use (the trainer's); `negative_labels` is sparse."""
+        if self.negative_labels is None:
+            return None
+        return self._cached("negatives", lambda: self.negative_labels.toarray() & ~self.positives)
+
+    def negatives_of(self, index) -> np.ndarray | None:
+        """Dense bool observed negatives of these rows (as `negatives`), for code that reads rows in blocks."""
+        if self.negative_labels is None:
+            return None
+        return self.negative_labels[index] & ~self.labels[index]
 
     @property
     def raw(self) -> dict:
@@ -118,7 +148,8 @@ class CocoDataset:
         rows = np.asarray(rows, dtype=np.int64)
         return CocoDataset(path=self.path, images_dir=self.images_dir, images=self.images.take(rows),
                            categories=self.categories, positives=self.labels.take(rows), raw=self._raw, meta=self.meta,
-                           raw_loader=self._raw_loader)
+                           raw_loader=self._raw_loader,
+                           negatives=None if self.negative_labels is None else self.negative_labels.take(rows))
 
     def soft_targets(self) -> np.ndarray | None:
         """(N, L) float32 teacher probabilities of an `spml-label --soft` file (per image `spml_scores`, in category
@@ -136,7 +167,8 @@ class CocoDataset:
         return soft
 
     def unknown_mask(self) -> np.ndarray | None:
-        """(N, L) bool of entries marked unknown (LVIS-style `not_exhaustive_category_ids`), or None."""
+        """(N, L) bool of entries marked unknown (LVIS-style `not_exhaustive_category_ids`), or None. A positive or
+        an observed negative is never unknown (spml writes the three sets disjoint; a person's answer wins)."""
         if not any("not_exhaustive_category_ids" in im for im in self.images):
             return None
         col = self.column_of()
@@ -146,7 +178,10 @@ class CocoDataset:
             for cid in ids if isinstance(ids, list) else ():
                 if cid in col:
                     mask[n, col[cid]] = True
-        return mask & ~self.positives
+        mask &= ~self.positives
+        if self.negatives is not None:
+            mask &= ~self.negatives
+        return mask
 
 
 def _fail(path, message: str):
@@ -189,16 +224,36 @@ class DatasetBuilder:
         value, as json.load (and so pycocotools) reads it."""
         if key == "images":
             self.images = ImageTableBuilder()
+            self.any_negatives = False
+            self.neg_row, self.neg_category = array("q"), array("q")  # observed negatives: (row, category id) pairs
         elif key == "annotations":
             self.ann_image, self.ann_category, self.ann_id = array("q"), array("q"), array("q")
-            self.ann_has_id, self.ann_observed = bytearray(), bytearray()
+            self.ann_has_id, self.ann_observed, self.ann_verified = bytearray(), bytearray(), bytearray()
             self.ann_score = array("d")
-            self.any_score = self.any_source = False
+            self.any_score = self.any_source = self.any_verified = False
 
     def image(self, im) -> None:
         if not isinstance(im, dict) or not _is_id(im.get("id")) or not isinstance(im.get("file_name"), str):
             _fail(self.path, f"image record without an integer 'id' and a 'file_name': {str(im)[:80]}")
+        if "neg_category_ids" in im:
+            self._negatives(im)
         self.images.add(im)
+
+    def _negatives(self, im: dict) -> None:
+        """The image's observed negatives (`neg_category_ids`, LVIS-style; null is none)."""
+        self.any_negatives = True
+        ids = im["neg_category_ids"]
+        if ids is None:
+            return
+        if not isinstance(ids, list) or not all(_is_id(c) for c in ids):
+            _fail(self.path, f"image {im['id']}: neg_category_ids is not a list of category ids: {str(ids)[:80]}")
+        row = len(self.images)
+        try:
+            for c in ids:
+                self.neg_row.append(row)
+                self.neg_category.append(c)
+        except OverflowError:
+            _fail(self.path, f"image {im['id']}: a category id in neg_category_ids does not fit in 64 bits")
 
     def annotation(self, a) -> None:
         if type(a) is dict and type(a.get("image_id")) is int and type(a.get("category_id")) is int and \
@@ -227,7 +282,10 @@ class DatasetBuilder:
         self.ann_score.append(float(s) if isinstance(s, (int, float)) else 1.0)
         self.any_score |= "score" in a
         self.any_source |= "source" in a
-        self.ann_observed.append(a.get("source") == "observed")
+        source = a.get("source", "observed")  # no source: an observed label, as in any COCO file
+        self.ann_observed.append(source == "observed" or source == "verified")
+        self.ann_verified.append(source == "verified")
+        self.any_verified |= source == "verified"
 
     def add_all(self, top: dict) -> None:
         """The images and annotations of a COCO dict already in memory."""
@@ -281,12 +339,27 @@ class DatasetBuilder:
             scores = np.fmax(np.frombuffer(self.ann_score, np.float64), 0.0)
         if self.any_source:
             observed = np.frombuffer(self.ann_observed, bool)
-        labels = SparseLabels.from_pairs(rows, cols, (len(table), len(categories)), scores, observed)
+        verified = np.frombuffer(self.ann_verified, bool) if self.any_verified else None
+        shape = (len(table), len(categories))
+        labels = SparseLabels.from_pairs(rows, cols, shape, scores, observed, verified)
         meta = {k: v for k, v in top.items() if k not in ("images", "annotations", "categories")}
         return CocoDataset(path=path if isinstance(path, Path) else None,
                            images_dir=resolve_images_dir(path if isinstance(path, Path) else None, meta, images_dir),
                            images=table, categories=categories, positives=labels, raw=raw, meta=meta,
-                           raw_loader=raw_loader)
+                           raw_loader=raw_loader, negatives=self._negative_labels(table, col, shape))
+
+    def _negative_labels(self, table: ImageTable, col: dict[int, int], shape) -> SparseLabels | None:
+        if not self.any_negatives:
+            return None
+        category_ids = np.frombuffer(self.neg_category, np.int64) if len(self.neg_category) else np.zeros(0, np.int64)
+        rows = np.frombuffer(self.neg_row, np.int64) if len(self.neg_row) else np.zeros(0, np.int64)
+        columns = np.fromiter((col.get(c, -1) for c in category_ids.tolist()), np.int64, len(category_ids))
+        bad = np.flatnonzero(columns < 0)
+        if len(bad):
+            k = int(bad[0])
+            _fail(self.path, f"image {table.image_id(int(rows[k]))}: neg_category_ids names category "
+                             f"{int(category_ids[k])}, which is not in 'categories'")
+        return SparseLabels.from_pairs(rows, columns, shape)
 
     def _rows_and_columns(self, table: ImageTable, sorted_ids: np.ndarray, col: dict[int, int]):
         """Each annotation's dataset row and category column; the first that refers to nothing is the error."""

@@ -143,17 +143,19 @@ class ImageTableBuilder:
 
 class SparseLabels:
     """(N, L) annotated positives in CSR form, with each pair's score (max over its annotations, 1 where none is
-    given) and observed flag (any of its annotations has source "observed"). Indexing by a slice or an array of
-    rows gives the dense (rows, L) bool block, so it stands in for a dense matrix where rows are read in blocks."""
+    given), observed flag (any of its annotations has source "observed" or "verified", or none) and verified flag
+    (any has source "verified"). Indexing by a slice or an array of rows gives the dense (rows, L) bool block, so
+    it stands in for a dense matrix where rows are read in blocks. An image's observed negatives are a second
+    SparseLabels without scores or flags (spml.data.coco.CocoDataset.negative_labels)."""
 
     def __init__(self, indptr: np.ndarray, indices: np.ndarray, shape: tuple[int, int], scores: np.ndarray | None = None,
-                 observed: np.ndarray | None = None):
+                 observed: np.ndarray | None = None, verified: np.ndarray | None = None):
         self.indptr, self.indices, self.shape = indptr, indices, shape
-        self.pair_scores, self.pair_observed = scores, observed
+        self.pair_scores, self.pair_observed, self.pair_verified = scores, observed, verified
 
     @classmethod
     def from_pairs(cls, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], scores=None,
-                   observed=None) -> "SparseLabels":
+                   observed=None, verified=None) -> "SparseLabels":
         """Labels from (row, column) pairs in any order, duplicates merged."""
         rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
         key = rows * shape[1] + cols
@@ -162,18 +164,21 @@ class SparseLabels:
         first = np.ones(len(key), dtype=bool)
         first[1:] = key[1:] != key[:-1]
         starts = np.flatnonzero(first)
-        pair_scores = pair_observed = None
+        pair_scores = pair_observed = pair_verified = None
         if scores is not None:
             pair_scores = np.maximum.reduceat(np.asarray(scores, np.float32)[order], starts) if len(starts) else \
                 np.zeros(0, np.float32)
         if observed is not None:
             pair_observed = np.logical_or.reduceat(np.asarray(observed, bool)[order], starts) if len(starts) else \
                 np.zeros(0, bool)
+        if verified is not None:
+            pair_verified = np.logical_or.reduceat(np.asarray(verified, bool)[order], starts) if len(starts) else \
+                np.zeros(0, bool)
         unique = key[first]
         # 4-byte row offsets while the pairs fit: a single-positive file's 200k images cost 0.8 MB less
         indptr = np.zeros(shape[0] + 1, dtype=np.int32 if len(unique) < 2 ** 31 else np.int64)
         np.cumsum(np.bincount(unique // shape[1], minlength=shape[0]), out=indptr[1:])
-        return cls(indptr, (unique % shape[1]).astype(np.int32), shape, pair_scores, pair_observed)
+        return cls(indptr, (unique % shape[1]).astype(np.int32), shape, pair_scores, pair_observed, pair_verified)
 
     @classmethod
     def from_dense(cls, positives: np.ndarray, scores: np.ndarray | None = None,
@@ -220,8 +225,13 @@ class SparseLabels:
         return self._block(index, values, np.float32)
 
     def observed_of(self, index) -> np.ndarray:
-        """Dense bool: pairs with an annotation whose source is "observed" (all pairs where no source is given)."""
+        """Dense bool: pairs with an annotation whose source is "observed" or "verified" or none (all pairs where no
+        annotation gives a source)."""
         return self._block(index, self.pair_observed, bool)
+
+    def verified_of(self, index) -> np.ndarray:
+        """Dense bool: pairs with an annotation whose source is "verified" (none where no flags are kept)."""
+        return self._block(index, self.pair_verified if self.pair_verified is not None else np.zeros(self.nnz, bool), bool)
 
     def toarray(self) -> np.ndarray:
         return self[slice(None)]
@@ -239,7 +249,8 @@ class SparseLabels:
         pairs = np.arange(indptr[-1], dtype=np.int64) - np.repeat(indptr[:-1] - starts, lengths)
         return SparseLabels(indptr, self.indices[pairs], (len(rows), self.shape[1]),
                             None if self.pair_scores is None else self.pair_scores[pairs],
-                            None if self.pair_observed is None else self.pair_observed[pairs])
+                            None if self.pair_observed is None else self.pair_observed[pairs],
+                            None if self.pair_verified is None else self.pair_verified[pairs])
 
 
 class PackedStrings(Sequence):

@@ -43,6 +43,7 @@ class LabelRows:
     keep_observed: bool = True
     positives: np.ndarray | None = None
     info: dict = field(default_factory=dict)  # provenance, where a format has room for it
+    said_no: object = None  # (N, L) bool rows or None: observed negatives, kept negative with keep_observed
 
     @classmethod
     def from_scores(cls, dataset, scores, tau, keep_observed: bool = True, failures=(), rows=None, info=None):
@@ -53,7 +54,8 @@ class LabelRows:
         failed = np.zeros(len(dataset), dtype=bool)
         failed[list(failures)] = True
         # the sparse observed labels, read as dense rows a block at a time
-        return cls(dataset, scores, rows[~failed[rows]], dataset.labels, tau, keep_observed, info=info or {})
+        return cls(dataset, scores, rows[~failed[rows]], dataset.labels, tau, keep_observed, info=info or {},
+                   said_no=dataset.negative_labels)
 
     @classmethod
     def from_labels(cls, dataset, info=None):
@@ -83,6 +85,8 @@ class LabelRows:
                     positive = scores > np.asarray(self.tau, dtype=np.float32)
                 if self.keep_observed:
                     positive |= observed
+                    if self.said_no is not None:  # a person's no stays no (an observed positive wins over it)
+                        positive &= ~(np.asarray(self.said_no[rows], dtype=bool) & ~observed)
             yield rows, positive, scores, observed
 
     def records(self) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:

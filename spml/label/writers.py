@@ -57,6 +57,11 @@ def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, t
     (`not_exhaustive_category_ids`, LVIS-style), which the student trainer masks. With `soft`, each image also
     carries the teacher's probabilities (`spml_scores`, in category order) for a student fitting them.
 
+    With `keep_observed`, what a person said stays: the dataset's annotations stay positive and its observed
+    negatives (`neg_category_ids`, a person's "no") stay negative, whatever the teacher scores. Each annotation's
+    `source` says whose it is: "verified" (a person's answer, spml-review merge), "observed" (the dataset's
+    other annotations) or "pseudo" (the teacher's). A file without verified labels is written as before.
+
     The scores are read block by block (`scores.blocks`, from memory or from a job's chunk files), so memory does
     not grow with images x categories: 9M images x 600 categories would be 21 GB of float32."""
     rows = range(len(dataset)) if rows is None else rows
@@ -87,24 +92,33 @@ def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, t
         info["tta"] = tta
 
     def labeled_blocks():
-        """(rows, values, observed, positives) per block, failed images' rows left out."""
+        """(rows, values, observed, positives, verified, observed negatives) per block, failed images' rows left
+        out; the last two None where the dataset has none."""
         for start, values in scores.blocks(rows):
             block = np.arange(start, start + len(values))
             ok = np.array([r not in scores.failures for r in block.tolist()], dtype=bool)
-            observed = dataset.labels[start:start + len(values)][ok]  # dense for this block only
+            span = slice(start, start + len(values))
+            observed = dataset.labels[span][ok]  # dense for this block only
+            verified = dataset.labels.verified_of(span)[ok] if dataset.labels.pair_verified is not None else None
+            said_no = dataset.negatives_of(span)
+            said_no = said_no[ok] if said_no is not None and keep_observed else None
             values = values[ok]
             positives = threshold(values, tau)
             if keep_observed:
                 positives |= observed
-            yield block[ok], values, observed, positives
+            if said_no is not None:
+                positives &= ~said_no
+            yield block[ok], values, observed, positives, verified, said_no
 
     def images():
-        for block, values, _, positives in labeled_blocks():
-            if tau_low is None and not soft:
+        for block, values, _, positives, _, said_no in labeled_blocks():
+            if tau_low is None and not soft:  # a record's neg_category_ids, a person's no, is copied with it
                 yield from (dataset.images[n] for n in block.tolist())
                 continue
             with np.errstate(invalid="ignore"):
                 negative = (values <= tau_low) & ~positives if tau_low is not None else None
+            if negative is not None and said_no is not None:
+                negative |= said_no
             for k, n in enumerate(block.tolist()):
                 im = dict(dataset.images[n])
                 if negative is not None:
@@ -115,12 +129,14 @@ def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, t
                 yield im
 
     def annotations():
-        for block, values, observed, positives in labeled_blocks():
+        for block, values, observed, positives, verified, _ in labeled_blocks():
             for k, n in enumerate(block.tolist()):
                 image_id = dataset.image_id(n)
                 for j in np.flatnonzero(positives[k]):
+                    source = "verified" if verified is not None and verified[k, j] else \
+                        "observed" if observed[k, j] else "pseudo"
                     yield {"image_id": image_id, "category_id": cat_ids[j], "score": round(float(values[k, j]), 6),
-                           "iscrowd": 0, "source": "observed" if observed[k, j] else "pseudo"}
+                           "iscrowd": 0, "source": source}
 
     num_annotations = write_coco(out, info, licenses=dataset.meta.get("licenses", []), images=images(),
                                  categories=dataset.categories, annotations=annotations())

@@ -15,7 +15,7 @@ PIXEL_CACHE_BYTES = 1 << 30  # keep decoded, resized images in memory when the w
 
 
 class ImageLabels(Dataset):
-    """(image tensor, targets, known mask, row) for each image. Augmentation (`augment`: none, flip or strong,
+    """(image tensor, targets, known mask, row, observed-negatives mask) for each image. Augmentation (`augment`: none, flip or strong,
     spml.train.augment) is drawn from (seed, epoch, row), so an epoch sees the same augmentation whether or not
     training was resumed.
 
@@ -25,10 +25,12 @@ class ImageLabels(Dataset):
     same with or without it. Augmentation comes after the cache too: a cached image is augmented afresh each epoch."""
 
     def __init__(self, dataset: CocoDataset, targets: np.ndarray, known: np.ndarray | None, preprocess: Preprocess,
-                 flip: bool = False, seed: int = 0, allow_outside: bool = False, augment: str | None = None):
+                 flip: bool = False, seed: int = 0, allow_outside: bool = False, augment: str | None = None,
+                 negatives: np.ndarray | None = None):
         self.dataset = dataset
         self.targets = torch.as_tensor(targets, dtype=torch.float32)
         self.known = None if known is None else torch.as_tensor(known, dtype=torch.bool)
+        self.negatives = None if negatives is None else torch.as_tensor(negatives, dtype=torch.bool)
         self.preprocess = preprocess
         self.augment = ImageAugment(augment or ("flip" if flip else "none"), preprocess.size)
         self.seed = seed
@@ -67,4 +69,9 @@ class ImageLabels(Dataset):
         pixels = self.augment(pixels, draw_seed(self.seed, int(self._epoch), row))
         x = torch.from_numpy(np.ascontiguousarray(self.preprocess.normalize(pixels)))
         known = self.known[row] if self.known is not None else torch.ones_like(self.targets[row], dtype=torch.bool)
-        return x, self.targets[row], known, row
+        return x, self.targets[row], known, row, negatives_of(self, row)
+
+
+def negatives_of(data, row: int) -> torch.Tensor:
+    """Row `row`'s observed negatives (all False where the data has none), as the losses take them."""
+    return data.negatives[row] if data.negatives is not None else torch.zeros_like(data.targets[row], dtype=torch.bool)

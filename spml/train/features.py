@@ -16,7 +16,7 @@ from torch import nn
 from spml.data.coco import CocoDataset
 from spml.files import atomic_write, cache_dir
 from spml.train.augment import ImageAugment
-from spml.train.data import ImageLabels
+from spml.train.data import ImageLabels, negatives_of
 from spml.train.model import head_name
 
 
@@ -106,16 +106,17 @@ def cached_features(model: nn.Module, arch: str, data: ImageLabels, batch_size: 
 
 
 class FeatureLabels(torch.utils.data.Dataset):
-    """Cached features in place of images: (features, targets, known mask, row), as ImageLabels yields."""
+    """Cached features in place of images: (features, targets, known mask, row, negatives), as ImageLabels yields."""
 
     def __init__(self, features: np.ndarray, data: ImageLabels):
         self.features = torch.from_numpy(features)
         self.targets = data.targets
         self.known = data.known
+        self.negatives = data.negatives
 
     def __len__(self) -> int:
         return len(self.features)
 
     def __getitem__(self, row: int):
         known = self.known[row] if self.known is not None else torch.ones_like(self.targets[row], dtype=torch.bool)
-        return self.features[row], self.targets[row], known, row
+        return self.features[row], self.targets[row], known, row, negatives_of(self, row)

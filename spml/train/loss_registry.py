@@ -72,8 +72,9 @@ class HParam:
 
 @dataclass(frozen=True)
 class Loss:
-    """One loss. `impl` is "module:name" of its function (logits, targets, known, **hparams) or, for a stateful
-    loss, its class (num_images, num_classes, epochs, **fixed, **hparams). `fixed`: constructor arguments that
+    """One loss. `impl` is "module:name" of its function (logits, targets, known, *, negatives, **hparams) or, for
+    a stateful loss, its class (num_images, num_classes, epochs, **fixed, **hparams), called as (logits, targets,
+    known, rows, epoch, negatives). `fixed`: constructor arguments that
     are not hyperparameters (which LL variant). `presets`: dataset -> the values --preset sets, hyperparameters
     and training settings (batch_size, fine_tune_lr, head_lr_mult, lr_schedule) alike."""
 

@@ -2,8 +2,9 @@
 Large-Loss family and GR.
 
 Conventions are those of `spml.train.losses`: logits (B, L); targets (B, L) with 1 = observed positive and
-0 = unobserved; `known` (B, L, bool) or None, entries with False add nothing; a loss is the mean over the batch's
-B x L (known) entries, as in the reference codebases. In addition every call gets `rows` (B,), the indices of the
+0 = unobserved; `known` (B, L, bool) or None, entries with False add nothing; `negatives` (B, L, bool) or None
+(none), the observed negatives, which every loss here takes as known negatives, -log(1 - p), never pseudo labelled,
+rejected or corrected; a loss is the mean over the batch's B x L (known) entries, as in the reference codebases. In addition every call gets `rows` (B,), the indices of the
 batch's images in the training set, and `epoch` (0-based), and the trainer calls `end_epoch(epoch)` after each
 epoch. All state lives in buffers or parameters, so `state_dict()` saves it and a resumed run continues exactly.
 
@@ -43,9 +44,10 @@ def _logit(p: float) -> float:
 class StatefulLoss(torch.nn.Module):
     """Base. Holds per-example state as buffers/parameters so state_dict() saves it and training resumes exactly.
 
-    forward(logits, targets, known, rows, epoch) -> scalar loss
+    forward(logits, targets, known, rows, epoch, negatives=None) -> scalar loss
         logits (B, L) float; targets (B, L) float, 1 = observed positive, 0 = unobserved; known (B, L) bool or None;
-        rows (B,) long: indices of these images in the training set (0..N-1); epoch: 0-based int.
+        rows (B,) long: indices of these images in the training set (0..N-1); epoch: 0-based int;
+        negatives (B, L) bool or None: observed negatives (an observed positive wins over them).
     end_epoch(epoch): called after each epoch's last step (EM+APL makes its pseudo negatives here).
     extra_lr_params(): parameters that need their own optimizer group, with lr = lr_mult x the model's lr.
     """
@@ -58,7 +60,7 @@ class StatefulLoss(torch.nn.Module):
             raise ValueError(f"num_images, num_classes and epochs must be positive, got {num_images}, {num_classes}, {epochs}")
         self.num_images, self.num_classes, self.epochs = int(num_images), int(num_classes), int(epochs)
 
-    def forward(self, logits, targets, known, rows, epoch) -> torch.Tensor:
+    def forward(self, logits, targets, known, rows, epoch, negatives=None) -> torch.Tensor:
         raise NotImplementedError
 
     def end_epoch(self, epoch: int) -> None:
@@ -67,8 +69,9 @@ class StatefulLoss(torch.nn.Module):
     def extra_lr_params(self) -> list:
         return []
 
-    def _prepare(self, logits, targets, known, rows):
-        """Float logits, observed-positive mask, known mask (all True when None) and rows on the state's device."""
+    def _prepare(self, logits, targets, known, rows, negatives=None):
+        """Float logits, observed-positive mask, known mask (all True when None), rows, and the observed-negative
+        mask (all False when None; never where a positive is observed)."""
         if logits.dim() != 2 or logits.shape[1] != self.num_classes or targets.shape != logits.shape:
             raise ValueError(f"expected logits and targets of shape (B, {self.num_classes}), got "
                              f"{tuple(logits.shape)} and {tuple(targets.shape)}")
@@ -80,7 +83,9 @@ class StatefulLoss(torch.nn.Module):
         logits = logits.float()
         observed = targets > 0.5
         known = torch.ones_like(observed) if known is None else known.to(device=logits.device, dtype=torch.bool)
-        return logits, observed, known, rows
+        negative = torch.zeros_like(observed) if negatives is None else \
+            negatives.to(device=logits.device, dtype=torch.bool) & ~observed
+        return logits, observed, known, rows, negative
 
 
 class RoleLoss(StatefulLoss):
@@ -91,6 +96,9 @@ class RoleLoss(StatefulLoss):
     positives; the estimator fits the detached predictions, -[p log e + (1-p) log(1-e)], plus -log e on observed
     positives. Mean over B x L, plus 0.5 * (R(p) + R(e)) with R(x) = (mean_b sum_j x_bj - k)^2 / L^2 (the square
     of the batch mean of the per-image sums, as spml.train.losses.epr).
+    An observed negative mirrors an observed positive on both sides: the entry's term is
+    0.5 * ([-log(1-p) - e log p - (1-e) log(1-p)] + [-log(1-e) - p log e - (1-p) log(1-e)]), and its estimate
+    starts at logit(1 - 0.995) where an observed positive's starts at logit(0.995).
 
     Initialisation as the reference models.py `LabelEstimator`: unobserved logits uniform in [-q, q],
     q = logit(0.5 + init_width) (init_width's default is the reference's), drawn from a private generator
@@ -126,7 +134,7 @@ class RoleLoss(StatefulLoss):
         return (x.sum(dim=1).mean() - self.expected_positives) ** 2 / self.num_classes ** 2
 
     @torch.no_grad()
-    def _initialise_positives(self, rows, observed) -> None:
+    def _initialise_positives(self, rows, observed, negative=None) -> None:
         rows = rows.to(self.initialised.device)
         new = ~self.initialised[rows]
         if new.any():
@@ -134,6 +142,8 @@ class RoleLoss(StatefulLoss):
             positives = observed[new.to(observed.device)].to(self.estimate_logits.device)
             block = self.estimate_logits.data[fresh]
             block[positives] = _logit(self.POSITIVE_INIT)
+            if negative is not None:
+                block[negative[new.to(negative.device)].to(self.estimate_logits.device)] = _logit(1 - self.POSITIVE_INIT)
             self.estimate_logits.data[fresh] = block
             self.initialised[fresh] = True
 
@@ -142,16 +152,17 @@ class RoleLoss(StatefulLoss):
         rows = torch.as_tensor(rows, device=self.estimate_logits.device).long()
         return torch.sigmoid(self.estimate_logits[rows]).detach()
 
-    def forward(self, logits, targets, known, rows, epoch):
-        logits, observed, known, rows = self._prepare(logits, targets, known, rows)
-        self._initialise_positives(rows, observed)
+    def forward(self, logits, targets, known, rows, epoch, negatives=None):
+        logits, observed, known, rows, negative = self._prepare(logits, targets, known, rows, negatives)
+        self._initialise_positives(rows, observed, negative)
         est_logits = self.estimate_logits[rows.to(self.estimate_logits.device)].to(logits.device)
         est, p = torch.sigmoid(est_logits), torch.sigmoid(logits)
         zero = torch.zeros_like(logits)
         # classifier side: targets are the detached estimates; estimator side: the detached predictions
-        cls = torch.where(observed, -F.logsigmoid(logits), zero) \
+        cls = torch.where(observed, -F.logsigmoid(logits), torch.where(negative, -F.logsigmoid(-logits), zero)) \
             + F.binary_cross_entropy_with_logits(logits, est.detach(), reduction="none")
-        estimator = torch.where(observed, -F.logsigmoid(est_logits), zero) \
+        estimator = torch.where(observed, -F.logsigmoid(est_logits),
+                                torch.where(negative, -F.logsigmoid(-est_logits), zero)) \
             + F.binary_cross_entropy_with_logits(est_logits, p.detach(), reduction="none")
         main = _masked_mean(0.5 * (cls + estimator), known)
         return main + 0.5 * (self._regulariser(p) + self._regulariser(est))
@@ -162,7 +173,9 @@ class EmAplLoss(StatefulLoss):
 
     Per entry (reference losses.py `loss_EM_APL`): -log p on observed positives; -alpha * H(p) on unobserved
     entries, H(p) = -[p log p + (1-p) log(1-p)]; beta * -[q log p + (1-q) log(1-p)] on pseudo negatives, whose soft
-    target q is the entry's score when it was pseudo labelled. Mean over B x L.
+    target q is the entry's score when it was pseudo labelled. Mean over B x L. An observed negative: -log(1-p);
+    it is never made a pseudo label and is not one of the U_i unobserved entries below (the `observed` buffer
+    holds the observed labels, positive or negative).
 
     Pseudo labelling (reference main.py `aysmmetric_pseudo_labeling`): after each epoch from the warm-up's last
     (reference: after 1-based epoch >= warmup_epoch, i.e. 0-based epoch >= warmup_epochs - 1), for each class i
@@ -195,7 +208,8 @@ class EmAplLoss(StatefulLoss):
 
     @torch.no_grad()
     def record_scores(self, rows, probs, observed=None, known=None) -> None:
-        """Remember the probabilities (and, when given, observed positives and known mask) of `rows`."""
+        """Remember the probabilities (and, when given, observed labels, positive or negative, and known mask) of
+        `rows`: observed entries are never pseudo labelled."""
         rows = torch.as_tensor(rows, device=self.scores.device).long()
         self.scores[rows] = probs.detach().float().to(self.scores.device)
         if observed is not None:
@@ -203,17 +217,18 @@ class EmAplLoss(StatefulLoss):
         if known is not None:
             self.known_mask[rows] = known.to(self.known_mask.device, torch.bool)
 
-    def forward(self, logits, targets, known, rows, epoch):
-        logits, observed, known, rows = self._prepare(logits, targets, known, rows)
+    def forward(self, logits, targets, known, rows, epoch, negatives=None):
+        logits, observed, known, rows, negative = self._prepare(logits, targets, known, rows, negatives)
         state_rows = rows.to(self.pseudo.device)
-        pseudo = self.pseudo[state_rows].to(logits.device) & ~observed
+        pseudo = self.pseudo[state_rows].to(logits.device) & ~observed & ~negative
         soft = self.soft_targets[state_rows].to(logits.device)
         log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
         p = torch.sigmoid(logits)
         entropy = -(p * log_p + (1 - p) * log_not_p)
         pseudo_term = -self.beta * (soft * log_p + (1 - soft) * log_not_p)
-        loss = torch.where(observed, -log_p, torch.where(pseudo, pseudo_term, -self.alpha * entropy))
-        self.record_scores(rows, p, observed, known)
+        unobserved = torch.where(pseudo, pseudo_term, -self.alpha * entropy)
+        loss = torch.where(observed, -log_p, torch.where(negative, -log_not_p, unobserved))
+        self.record_scores(rows, p, observed | negative, known)
         return _masked_mean(loss, known)
 
     def rounds(self) -> int:
@@ -241,6 +256,8 @@ class LargeLossLoss(StatefulLoss):
     """LL-R / LL-Ct / LL-Cp (Kim et al. 2022): assume negative (BCE, unobserved = 0), and from the second epoch
     the unobserved entries with the largest loss in each batch are rejected (weight 0, LL-R), corrected to
     positive for that step (LL-Ct) or corrected permanently (LL-Cp). Mean over B x L (reference losses.py).
+    An observed negative: -log(1 - p), as an unobserved entry before any correction, but never rejected or
+    corrected (it is not among the unobserved entries picked from; it still counts in n below).
 
     How many: k = ceil(n * rate) of the batch's n = B x L entries (as the reference; with a known mask, n = the
     known entries), picked among the unobserved (known, not yet corrected) entries. rate = delta_rel * epoch for
@@ -287,9 +304,9 @@ class LargeLossLoss(StatefulLoss):
             return 0.0
         return min(1.0, self.delta_rel if self.schedule == "fixed" else self.delta_rel * epoch)
 
-    def forward(self, logits, targets, known, rows, epoch):
-        logits, observed, known, rows = self._prepare(logits, targets, known, rows)
-        unobserved = ~observed & known
+    def forward(self, logits, targets, known, rows, epoch, negatives=None):
+        logits, observed, known, rows, negative = self._prepare(logits, targets, known, rows, negatives)
+        unobserved = ~observed & known & ~negative
         targets = observed.float()
         if self.mode == "permanent":
             corrected = self.corrected[rows.to(self.corrected.device)].to(logits.device) & unobserved
@@ -322,7 +339,8 @@ class GeneralizedRobustLoss(StatefulLoss):
     Robust Loss"), as its public code runs it (github.com/yan4xi1/GRLoss: losses.py `GR_loss`, models.py
     `KFunction` / `VFunction`, train.py, config.py).
 
-    Per entry, p = sigmoid(logit): -log p on observed positives; on unobserved entries
+    Per entry, p = sigmoid(logit): -log p on observed positives; -log(1 - p) on observed negatives; on unobserved
+    entries
         v(p) * [k(p) * L1(p) + (1 - k(p)) * L2(p)],
         k(p) = sigmoid(w p + b)                      the soft pseudo label: how likely the entry is a positive,
         v(p) = exp(-(p - mu)^2 / (2 sigma^2))        a weight that fades out entries far from mu,
@@ -370,8 +388,8 @@ class GeneralizedRobustLoss(StatefulLoss):
         return (w0 + (wt - w0) * k_share, b0 + (bt - b0) * k_share,
                 mu0 + (mut - mu0) * v_share, s0 + (st - s0) * v_share)
 
-    def forward(self, logits, targets, known, rows, epoch):
-        logits, observed, known, rows = self._prepare(logits, targets, known, rows)
+    def forward(self, logits, targets, known, rows, epoch, negatives=None):
+        logits, observed, known, rows, negative = self._prepare(logits, targets, known, rows, negatives)
         w, b, mu, sigma = self.schedule(epoch)
         q2, q3 = self.q
         log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
@@ -380,7 +398,8 @@ class GeneralizedRobustLoss(StatefulLoss):
         v = torch.exp(-0.5 * ((p - mu) / sigma) ** 2)
         as_positive = -torch.expm1(q2 * log_p) / q2  # (1 - p^q2) / q2
         as_negative = -torch.expm1(q3 * log_not_p) / q3  # (1 - (1 - p)^q3) / q3
-        loss = torch.where(observed, -log_p, v * (k * as_positive + (1 - k) * as_negative))
+        unobserved = v * (k * as_positive + (1 - k) * as_negative)
+        loss = torch.where(observed, -log_p, torch.where(negative, -log_not_p, unobserved))
         return _masked_mean(loss, known)
 
 

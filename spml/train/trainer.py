@@ -184,6 +184,8 @@ def choose_loss(dataset: CocoDataset, requested: str | None, soft_targets: bool 
     per_image = dataset.positives.sum(axis=1)
     if np.all(per_image == 1):
         return "em", "every image has exactly one observed positive"
+    if dataset.verified is not None and not (dataset.positives & ~dataset.observed).any():  # no "pseudo" annotation
+        return "em", "partial labels: observed and verified positives (spml-review merge), the rest unobserved"
     return "bce", "images have full or pseudo labels (not exactly one positive each)"
 
 
@@ -274,7 +276,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, cfg: TrainConfig, epoch
     count = 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not cfg.progress, mininterval=1.0,
                leave=False)
-    for step, (x, targets, known, rows) in enumerate(bar):
+    for step, (x, targets, known, rows, negatives) in enumerate(bar):
         weight = share_weight(min(cfg.batch_size, n - step * cfg.batch_size), d)  # 1.0 in one process
         layout = torch.channels_last if cfg.device == "cuda" and x.dim() == 4 else torch.preserve_format
         x = x.to(cfg.device, non_blocking=True, memory_format=layout)
@@ -287,9 +289,10 @@ def train_one_epoch(model, loader, optimizer, scheduler, cfg: TrainConfig, epoch
         if weight == 0:  # a stand-in image (this rank's share of a small last batch is empty): no loss, no state
             loss = logits.sum() * 0.0
         elif stateful is not None:
-            loss = stateful(logits, targets, known, rows.to(cfg.device), epoch)
-        else:
-            loss = compute_loss(cfg.loss, logits, targets, known, **own_arguments(cfg.loss, cfg.loss_args))
+            loss = stateful(logits, targets, known, rows.to(cfg.device), epoch, negatives.to(cfg.device))
+        else:  # bce and an ignore `negatives` (their targets are 0 there already); mixup runs only with bce
+            loss = compute_loss(cfg.loss, logits, targets, known, negatives.to(cfg.device),
+                                **own_arguments(cfg.loss, cfg.loss_args))
         optimizer.zero_grad(set_to_none=True)
         scaled = loss * weight if weight != 1.0 else loss
         (scaler.scale(scaled) if scaler is not None else scaled).backward()
@@ -461,7 +464,8 @@ def _train(config: TrainConfig, log=print) -> Path:
     if unknown is not None:
         log(f"ignoring {int(unknown.sum())} labels marked unknown (not_exhaustive_category_ids)")
     train_data = ImageLabels(train_set, targets, None if unknown is None else ~unknown,
-                             preprocess, seed=cfg.seed, allow_outside=cfg.allow_outside, augment=cfg.augment)
+                             preprocess, seed=cfg.seed, allow_outside=cfg.allow_outside, augment=cfg.augment,
+                             negatives=train_set.negatives)
     val_data = (ImageLabels(val_set, val_set.positives[:, val_cols], None, preprocess, allow_outside=cfg.allow_outside)
                 if val_set else None)
 

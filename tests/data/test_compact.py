@@ -48,7 +48,7 @@ def dense_reference(raw: dict):
     for a in raw["annotations"]:
         n, j = row[a["image_id"]], col[a["category_id"]]
         positives[n, j] = True
-        observed[n, j] |= a.get("source") == "observed"
+        observed[n, j] |= a.get("source", "observed") in ("observed", "verified")  # a person's label, not "pseudo"
         s = a.get("score", 1.0)
         scores[n, j] = max(scores[n, j], float(s) if isinstance(s, (int, float)) else 1.0)
     return positives, scores, observed

@@ -126,3 +126,55 @@ def test_tta_is_the_mean_of_the_views_in_torch(tta, tiny_data, tiny_teacher, tin
     out = tmp_path / "labels.json"
     write_labels(out, dataset, labeler.scores(dataset), 0.5, model_path=tiny_onnx, tta=tta)
     assert json.loads(out.read_text())["info"]["tta"] == tta
+
+
+def test_a_persons_answers_survive_whatever_the_teacher_scores(tmp_path):
+    from spml.label.labeler import Scores
+
+    cats = [{"id": 5, "name": "a"}, {"id": 2, "name": "b"}, {"id": 9, "name": "c"}]
+    images = [{"id": 1, "file_name": "1.jpg", "neg_category_ids": [2]},  # a person said: no b in image 1
+              {"id": 2, "file_name": "2.jpg"},
+              {"id": 3, "file_name": "3.jpg", "neg_category_ids": [5, 9]}]
+    annotations = [{"id": 1, "image_id": 1, "category_id": 5, "source": "observed"},
+                   {"id": 2, "image_id": 2, "category_id": 9, "source": "verified"},  # a person's yes
+                   {"id": 3, "image_id": 3, "category_id": 2}]
+    path = tmp_path / "observed.json"
+    path.write_text(json.dumps({"images": images, "categories": cats, "annotations": annotations}))
+    dataset = load_coco(path)
+    values = np.array([[0.2, 0.95, 0.9],   # the teacher is sure of b, which the person denied
+                       [0.8, 0.1, 0.05],   # and unsure of c, which the person confirmed
+                       [0.99, 0.5, 0.01]], np.float32)
+    out = tmp_path / "labels.json"
+    write_labels(out, dataset, Scores(values), 0.65, model_path=path, model_sha256="x", tau_low=0.15)
+    written = json.loads(out.read_text())
+    got = sorted((a["image_id"], a["category_id"], a["source"]) for a in written["annotations"])
+    assert got == [(1, 5, "observed"), (1, 9, "pseudo"), (2, 5, "pseudo"), (2, 9, "verified"), (3, 2, "observed")]
+    negatives = {im["id"]: sorted(im["neg_category_ids"]) for im in written["images"]}
+    unknown = {im["id"]: sorted(im["not_exhaustive_category_ids"]) for im in written["images"]}
+    # image 1: b stays negative though scored 0.95; image 3: a stays negative though scored 0.99
+    assert negatives == {1: [2], 2: [2], 3: [5, 9]} and unknown == {1: [], 2: [], 3: []}
+    # without the ignore band the records are copied, their neg_category_ids with them
+    write_labels(out, dataset, Scores(values), 0.65, model_path=path, model_sha256="x")
+    written = json.loads(out.read_text())
+    assert [im.get("neg_category_ids") for im in written["images"]] == [[2], None, [5, 9]]
+    assert (1, 2) not in {(a["image_id"], a["category_id"]) for a in written["annotations"]}
+    # --no-keep-observed: the teacher alone decides
+    write_labels(out, dataset, Scores(values), 0.65, model_path=path, model_sha256="x", keep_observed=False)
+    assert (1, 2) in {(a["image_id"], a["category_id"]) for a in json.loads(out.read_text())["annotations"]}
+
+
+def test_the_other_formats_keep_a_persons_no_too(tmp_path):
+    from spml.data.formats import LabelRows
+    from spml.label.labeler import Scores
+
+    cats = [{"id": 5, "name": "a"}, {"id": 2, "name": "b"}]
+    images = [{"id": 1, "file_name": "1.jpg", "neg_category_ids": [2]}, {"id": 2, "file_name": "2.jpg"}]
+    path = tmp_path / "observed.json"
+    path.write_text(json.dumps({"images": images, "categories": cats,
+                                "annotations": [{"id": 1, "image_id": 1, "category_id": 5}]}))
+    dataset = load_coco(path)
+    values = np.array([[0.1, 0.9], [0.9, 0.9]], np.float32)
+    [(_, positive, _, _)] = LabelRows.from_scores(dataset, values, 0.65).blocks()
+    np.testing.assert_array_equal(positive, [[True, False], [True, True]])
+    [(_, positive, _, _)] = LabelRows.from_scores(dataset, values, 0.65, keep_observed=False).blocks()
+    np.testing.assert_array_equal(positive, [[False, True], [True, True]])

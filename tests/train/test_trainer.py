@@ -41,3 +41,63 @@ def test_resume_restores_the_loss_state_exactly(loss, mode, tiny_data, tmp_path,
         torch.testing.assert_close(a["loss_state"][key], b["loss_state"][key], rtol=0, atol=0)
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("loss,mode", [("gr", "end-to-end"), ("em", "linear")])
+def test_the_trainer_passes_each_rows_observed_negatives(loss, mode, tiny_data, tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+
+    from spml.data.coco import load_coco
+    from spml.train import losses, stateful_losses
+
+    raw = json.loads(open(tiny_data["sp"]).read())
+    gen = np.random.default_rng(0)
+    cat_ids = [c["id"] for c in raw["categories"]]
+    positive = {a["image_id"]: a["category_id"] for a in raw["annotations"]}
+    for im in raw["images"][::2]:  # a person's no on a few categories of every other image
+        im["neg_category_ids"] = [c for c in gen.choice(cat_ids, 2, replace=False).tolist() if c != positive[im["id"]]]
+    path = tmp_path / "sp-neg.json"
+    path.write_text(json.dumps(raw))
+    want = load_coco(path).negatives
+    seen = {}
+
+    def record(rows, negatives):
+        for r, n in zip(rows.tolist(), negatives.cpu().numpy()):
+            seen[r] = n
+
+    real_gr, real_em = stateful_losses.GeneralizedRobustLoss.forward, losses.entropy_maximization
+    monkeypatch.setattr(stateful_losses.GeneralizedRobustLoss, "forward", lambda self, lg, t, k, rows, e, negatives=None:
+                        record(rows, negatives) or real_gr(self, lg, t, k, rows, e, negatives))
+    # the plain losses get no rows: their batch's negatives are matched to the images through the targets' order
+    calls = []
+    monkeypatch.setattr(losses, "entropy_maximization", lambda lg, t, k=None, *, negatives=None, **kw:
+                        calls.append(negatives.cpu().numpy()) or real_em(lg, t, k, negatives=negatives, **kw))
+    train(config(tiny_data, tmp_path / "m.pt", ann=str(path), loss=loss, mode=mode, batch_size=8), log=lambda s: None)
+    assert want.sum() > 10
+    if loss == "gr":
+        assert len(seen) == len(want)
+        np.testing.assert_array_equal(np.stack([seen[r] for r in range(len(want))]), want)
+    else:
+        assert sum(int(c.sum()) for c in calls) == int(want.sum()) and sum(len(c) for c in calls) == len(want)
+
+
+def test_a_reviewed_file_is_partial_labels_a_labels_file_is_not(tmp_path):
+    import json
+
+    from spml.data.coco import load_coco
+    from spml.train.trainer import choose_loss
+
+    def loss_of(sources):
+        images = [{"id": 1, "file_name": "1.jpg", "neg_category_ids": [3]}, {"id": 2, "file_name": "2.jpg"}]
+        annotations = [{"id": k + 1, "image_id": 1 + (k > 0), "category_id": 1 + k, "source": s}
+                       for k, s in enumerate(sources)]
+        path = tmp_path / "a.json"
+        path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                    "categories": [{"id": c} for c in (1, 2, 3)]}))
+        return choose_loss(load_coco(path), None)[0]
+
+    assert loss_of(["observed", "observed", "verified"]) == "em"  # spml-review merge's output: a person's answers
+    assert loss_of(["observed", "observed", "observed"]) == "bce"  # full labels, as before
+    assert loss_of(["observed", "pseudo", "verified"]) == "bce"  # spml-label's, kept answers and all: the student's
