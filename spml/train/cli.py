@@ -164,11 +164,13 @@ def main(ctx, **options):
     from spml.data.provenance import builtin_test_set, is_labels_file, read_info
     from spml.errors import sigterm_as_interrupt
     from spml.files import remove_temps
+    from spml.train.builtin import builtin_config
     from spml.train.recipe import inherit_recipe
     from spml.train.trainer import TrainConfig, last_path, linear_phase_path, train
 
     explicit = {name for name in options if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
     config = inherit_recipe(TrainConfig(**options), explicit, log=click.echo)
+    config = builtin_config(config, log=click.echo)  # no --ann: the built-in dataset, made on first use
     sigterm_as_interrupt()  # the last finished epoch stays in <out>.last.pt for --resume
     try:
         out = train(config, log=click.echo)
