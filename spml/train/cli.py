@@ -138,6 +138,9 @@ def _list_archs(ctx, param, value):
               help="Keep <out>.last.pt (the latest epoch with the optimizer state, ~3x the checkpoint) after the run.")
 @click.option("--allow-outside", is_flag=True, show_default=True,
               help="Open image file_names that point outside the images folder.")
+@click.option("--max-failed", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Share of a set's images that may be unreadable: skipped, said, listed in <out>.failures.jsonl; more is an error.")
+@click.option("--strict", is_flag=True, show_default=True, help="Any image that cannot be read is an error.")
 @click.pass_context
 def main(ctx, **options):
     """Train a multi-label classifier.

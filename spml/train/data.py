@@ -1,13 +1,22 @@
-"""The training set as a torch Dataset over spml's shared preprocessing."""
+"""The training set as a torch Dataset over spml's shared preprocessing, and the images it may use: the failure
+policy of spml-train (--max-failed, --strict), spml-label's."""
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from spml.data.coco import CocoDataset
 from spml.data.images import ImageError, Preprocess, image_path, load_image
+from spml.errors import SpmlError
+from spml.files import atomic_write
 from spml.train.augment import ImageAugment, draw_seed
 
 
@@ -68,3 +77,110 @@ class ImageLabels(Dataset):
         x = torch.from_numpy(np.ascontiguousarray(self.preprocess.normalize(pixels)))
         known = self.known[row] if self.known is not None else torch.ones_like(self.targets[row], dtype=torch.bool)
         return x, self.targets[row], known, row
+
+
+@dataclass(frozen=True)
+class FailurePolicy:
+    """spml-label's: images that cannot be read are skipped, said and listed, up to `max_failed` of a set;
+    `strict` refuses any. A set none of whose images can be read is always refused."""
+    max_failed: float = 0.1
+    strict: bool = False
+    allow_outside: bool = False
+
+
+def failures_path(out: str | os.PathLike) -> Path:
+    """The list of the images a run skipped, beside its checkpoint: teacher.pt -> teacher.failures.jsonl (the
+    labeler's name and lines)."""
+    out = Path(out)
+    return out.with_name(out.stem + ".failures.jsonl")
+
+
+def unreadable(dataset: CocoDataset, allow_outside: bool = False, threads: int | None = None) -> dict[int, str]:
+    """{row: reason} for every image that cannot be opened: missing, outside the images folder, or a header
+    Pillow cannot identify. Only the header is read (what Image.open does); pixels are decoded in training.
+    Threads, as the checks wait on the file system (a network folder most of all)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def check(row: int) -> str | None:
+        try:
+            path = image_path(dataset.images_dir, dataset.file_name(row), allow_outside)
+        except ImageError as e:
+            return str(e)
+        return header_error(path)
+
+    with ThreadPoolExecutor(threads or min(8, os.cpu_count() or 1)) as pool:
+        reasons = pool.map(check, range(len(dataset)), chunksize=256)
+        return {row: reason for row, reason in enumerate(reasons) if reason is not None}
+
+
+def header_error(path: Path) -> str | None:
+    """Why Pillow cannot open the image at `path` (load_image's wording), or None. Sizes are compared here
+    rather than by turning Pillow's DecompressionBombWarning into an error: warning filters are not thread-safe."""
+    try:
+        with Image.open(path) as img:
+            pixels = img.width * img.height
+    except FileNotFoundError:
+        return f"missing file: {path}"
+    except Image.DecompressionBombError as e:
+        return f"image too large: {path} ({e})"
+    except (OSError, SyntaxError, ValueError) as e:  # IsADirectoryError, UnidentifiedImageError, ...
+        return f"cannot decode {path} ({e})"
+    if Image.MAX_IMAGE_PIXELS and pixels > Image.MAX_IMAGE_PIXELS:  # load_image refuses these too
+        return f"image too large: {path} ({pixels} pixels, more than Pillow's limit of {Image.MAX_IMAGE_PIXELS})"
+    return None
+
+
+def readable_sets(train: CocoDataset, val: CocoDataset | None, policy: FailurePolicy, listed: Path | None,
+                  log=print) -> tuple[CocoDataset, CocoDataset | None]:
+    """The training and validation sets without their unreadable images, checked before the first epoch rather
+    than found in the third. The skipped images are listed in `listed` (None: not written, as on ranks > 0);
+    a set beyond the policy is an error."""
+    sets = {"train": train, "val": val}
+    bad = {name: unreadable(dataset, policy.allow_outside) for name, dataset in sets.items() if dataset is not None}
+    if listed is not None:
+        write_failures(listed, sets, bad)
+    kept = {}
+    for name, dataset in sets.items():
+        if dataset is None or not bad[name]:
+            kept[name] = dataset
+            continue
+        what = "training set" if name == "train" else "validation set"
+        check_failures(what, dataset, bad[name], policy, listed)
+        log(f"{what}: skipping {len(bad[name])} of {len(dataset)} images that cannot be read"
+            + (f" (listed in {listed})" if listed else "") + f"; first: {first_reasons(dataset, bad[name])}")
+        kept[name] = dataset.subset(np.setdiff1d(np.arange(len(dataset)), list(bad[name])))
+    return kept["train"], kept["val"]
+
+
+def check_failures(what: str, dataset: CocoDataset, bad: dict[int, str], policy: FailurePolicy,
+                   listed: Path | None) -> None:
+    n, failed = len(dataset), len(bad)
+    where = f"in {dataset.images_dir}" + (f"; listed in {listed}" if listed else "")
+    first = first_reasons(dataset, bad)
+    if failed == n:
+        raise SpmlError(f"{what}: none of the {n} images can be read ({where}); first: {first}") from None
+    if policy.strict:
+        raise SpmlError(f"{what}: {failed} of {n} images cannot be read (--strict; {where}); first: {first}") from None
+    if failed > policy.max_failed * n:
+        raise SpmlError(f"{what}: {failed} of {n} images ({failed / n:.0%}) cannot be read, more than --max-failed "
+                        f"{policy.max_failed:g} ({where}); first: {first}") from None
+
+
+def first_reasons(dataset: CocoDataset, bad: dict[int, str], count: int = 3) -> str:
+    """The first few failures, each naming the file that was tried."""
+    rows = sorted(bad)
+    more = len(rows) - count
+    return "; ".join(bad[r] for r in rows[:count]) + (f" (and {more} more)" if more > 0 else "")
+
+
+def write_failures(path: Path, sets: dict[str, CocoDataset | None], bad: dict[str, dict[int, str]]) -> None:
+    """One JSON line per image skipped (the labeler's fields, and the set), or no file when none was: a stale
+    list of an earlier run would mislead."""
+    lines = [json.dumps({"set": name, "image_id": sets[name].image_id(row), "file_name": sets[name].file_name(row),
+                         "reason": reason})
+             for name, rows in bad.items() for row, reason in sorted(rows.items())]
+    if lines:
+        with atomic_write(path) as f:
+            f.write("\n".join(lines) + "\n")
+    else:
+        path.unlink(missing_ok=True)

@@ -14,11 +14,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from spml.data.coco import CocoDataset, load_coco, same_categories
-from spml.data.images import ImageError, Preprocess, image_path
+from spml.data.images import ImageError, Preprocess
 from spml.errors import SpmlError
 from spml.files import atomic_write
 from spml.train.augment import AUGMENTS, draw_seed, mix_batch
-from spml.train.data import ImageLabels
+from spml.train.data import FailurePolicy, ImageLabels, failures_path, readable_sets
 from spml.train.distributed import (Dist, EpochBatches, average_grads, cleanup, gather_rows, init_distributed, share,
                                     share_weight, sync_rows, under_torchrun)
 from spml.train.features import head_of, linear_features
@@ -85,6 +85,8 @@ class TrainConfig:
     resume: bool = False  # continue from <out>.last.pt
     keep_last: bool = False  # keep <out>.last.pt (optimizer state, ~3x the checkpoint) after the run completes
     allow_outside: bool = False  # open image file_names that point outside the images folder
+    max_failed: float = 0.1  # share of the images that may be unreadable (skipped, listed in <out>.failures.jsonl)
+    strict: bool = False  # any unreadable image is an error
     progress: bool = True
 
 
@@ -182,20 +184,6 @@ def last_path(out: str | os.PathLike) -> Path:
     """Where the latest epoch's full training state lives, beside the best checkpoint: teacher.pt -> teacher.last.pt"""
     out = Path(out)
     return out.with_name(out.stem + ".last" + (out.suffix or ".pt"))
-
-
-def check_images(dataset: CocoDataset, allow_outside: bool, what: str) -> None:
-    """Fail before the first epoch, not in the middle of the third, when images are missing or out of bounds."""
-    bad = []
-    for im in dataset.images:
-        try:
-            path = image_path(dataset.images_dir, im["file_name"], allow_outside)
-            if not path.is_file():
-                bad.append(f"missing file: {path}")
-        except ImageError as e:
-            bad.append(str(e))
-    if bad:
-        raise SpmlError(f"{what}: {len(bad)} of {len(dataset)} images cannot be used (in {dataset.images_dir}), first: {bad[0]}") from None
 
 
 def make_loader(dataset, cfg: TrainConfig, shuffle: bool, d: Dist = Dist()) -> DataLoader:
@@ -462,7 +450,8 @@ class Data:
 
 
 def build_data(cfg: TrainConfig, log=print, d: Dist = Dist()) -> Data:
-    """The training and validation sets, their loss and targets."""
+    """The training and validation sets, their loss and targets; images that cannot be read are dropped or
+    refused by the failure policy (--max-failed, --strict)."""
     train_set = load_coco(cfg.ann, cfg.images)
     cfg.loss, why = choose_loss(train_set, cfg.loss, cfg.soft_targets)
     log(f"loss: {cfg.loss} ({why})")
@@ -470,9 +459,8 @@ def build_data(cfg: TrainConfig, log=print, d: Dist = Dist()) -> Data:
         raise SpmlError(f"{cfg.ann}: no positive labels to learn from") from None
     val_set = load_coco(cfg.val_ann, cfg.val_images) if cfg.val_ann else None
     val_cols = same_categories(train_set.categories, val_set, f"training set {cfg.ann}") if val_set else None
-    check_images(train_set, cfg.allow_outside, "training set")
-    if val_set:
-        check_images(val_set, cfg.allow_outside, "validation set")
+    policy = FailurePolicy(cfg.max_failed, cfg.strict, cfg.allow_outside)
+    train_set, val_set = readable_sets(train_set, val_set, policy, failures_path(cfg.out) if d.main else None, log)
     preprocess = model_preprocess(cfg.arch, cfg.image_size)
     unknown = train_set.unknown_mask()
     if unknown is not None:
