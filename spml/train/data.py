@@ -31,7 +31,11 @@ class ImageLabels(Dataset):
     When every resized image fits in PIXEL_CACHE_BYTES (small inputs: 1,000 images at 64 px are 12 MB), the
     decoded uint8 pixels are kept after the first epoch, so later epochs cost only the model: decoding a JPEG
     costs more than a small network's step. Flips and normalisation come after the cache, so results are the
-    same with or without it. Augmentation comes after the cache too: a cached image is augmented afresh each epoch."""
+    same with or without it. Augmentation comes after the cache too: a cached image is augmented afresh each epoch.
+
+    The cache is one (N, S, S, 3) uint8 array. `share_pixels()` (make_loader calls it before starting
+    DataLoader workers) moves it to shared memory, so all workers fill and read one copy, instead of each
+    keeping its own (N workers: N copies of up to PIXEL_CACHE_BYTES)."""
 
     def __init__(self, dataset: CocoDataset, targets: np.ndarray, known: np.ndarray | None, preprocess: Preprocess,
                  flip: bool = False, seed: int = 0, allow_outside: bool = False, augment: str | None = None):
@@ -45,7 +49,41 @@ class ImageLabels(Dataset):
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.allow_outside = allow_outside
         fits = len(dataset) * 3 * preprocess.size ** 2 <= PIXEL_CACHE_BYTES
-        self._pixels: dict[int, np.ndarray] | None = {} if fits else None
+        # torch.empty reserves address space only: pages are taken as images are cached
+        self._pixels = torch.empty((len(dataset), preprocess.size, preprocess.size, 3), dtype=torch.uint8) if fits else None
+        self._cached = torch.zeros(len(dataset), dtype=torch.bool) if fits else None  # set after its pixels are
+        self._views()
+
+    def _views(self) -> None:
+        """numpy views of the cache, for the per-image path (indexing a tensor per image costs microseconds)."""
+        self._pixels_np = self._pixels.numpy() if self._pixels is not None else None
+        self._cached_np = self._cached.numpy() if self._cached is not None else None
+
+    def __getstate__(self) -> dict:  # a spawned worker gets the tensors (shared by torch), not numpy copies
+        return {k: v for k, v in self.__dict__.items() if k not in ("_pixels_np", "_cached_np")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._views()
+
+    def share_pixels(self) -> None:
+        """Move the pixel cache to shared memory, before DataLoader workers start, so they share one copy.
+        Where /dev/shm cannot hold it (a container's default 64 MB), the workers decode every epoch instead:
+        a cache there would crash them (SIGBUS) when it fills."""
+        if self._pixels is None or self._pixels.is_shared():
+            return
+        import shutil
+
+        try:
+            room = shutil.disk_usage("/dev/shm").free
+        except OSError:  # no /dev/shm (macOS): torch's shared memory lives elsewhere
+            room = float("inf")
+        if room < 2 * self._pixels.nbytes:  # room for the batches in flight too
+            self._pixels = self._cached = None
+        else:
+            self._pixels.share_memory_()
+            self._cached.share_memory_()
+        self._views()
 
     @property
     def epoch(self) -> int:
@@ -59,16 +97,18 @@ class ImageLabels(Dataset):
         return len(self.dataset)
 
     def _resized(self, row: int) -> np.ndarray:
-        if self._pixels is not None and row in self._pixels:
-            return self._pixels[row]
+        if self._cached_np is not None and self._cached_np[row]:
+            return self._pixels_np[row]
         im = self.dataset.images[row]
         try:
             path = image_path(self.dataset.images_dir, im["file_name"], self.allow_outside)
             pixels = self.preprocess.resize(load_image(path, self.preprocess.size))
         except ImageError as e:
             raise ImageError(f"{im['file_name']}: {e}") from None
-        if self._pixels is not None:
-            self._pixels[row] = pixels
+        if self._cached_np is not None:
+            # two workers may decode the same row at once: they write the same bytes, then the flag
+            self._pixels_np[row] = pixels
+            self._cached_np[row] = True
         return pixels
 
     def __getitem__(self, row: int):

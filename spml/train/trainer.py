@@ -192,6 +192,8 @@ def make_loader(dataset, cfg: TrainConfig, shuffle: bool, d: Dist = Dist()) -> D
     Under DDP each rank gets its share of every global batch of --batch-size images."""
     base = dataset.dataset if isinstance(dataset, torch.utils.data.Subset) else dataset
     workers = cfg.workers if isinstance(base, ImageLabels) else 0  # cached features need no decoding
+    if workers:
+        base.share_pixels()  # one pixel cache for all the workers, not one each
     batches = EpochBatches(len(dataset), cfg.batch_size, shuffle, d, seed_of=lambda epoch: cfg.seed * 1000 + epoch)
     keep = {"persistent_workers": True, "prefetch_factor": 4} if workers else {}
     return DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=cfg.device == "cuda",
@@ -377,6 +379,7 @@ def train(config: TrainConfig, log=print) -> Path:
         out = _train(dataclasses.replace(config, init=str(first_out)), log)
         if not config.keep_last:
             last_path(first_out).unlink(missing_ok=True)
+        failures_path(first_out).unlink(missing_ok=True)  # the same images as <out>.failures.jsonl lists
         return out
     return _train(config, log)
 
