@@ -10,18 +10,32 @@ $(BIN)/spml-train: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e .
 	touch $@
 
 install: $(BIN)/spml-train
 
+# the tests' (and benchmarks') extras: ray, fiftyone, timm, pyarrow, pandas, sklearn; the demo needs none of them
+$(VENV)/.test-extra: $(BIN)/spml-train
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
 demo: install
 	PATH=$(CURDIR)/$(BIN):$$PATH DEMO_DIR=$(DEMO_DIR) bash scripts/demo.sh
 
-test: install
+# The Label Studio server for tests/review/test_label_studio.py, in a venv of its own: its pinned dependencies would
+# fight the test venv's (fiftyone, ray, torch)
+LS_VENV := .venv-labelstudio
+$(LS_VENV)/bin/label-studio:
+	$(PY) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install -q --upgrade pip
+	$(LS_VENV)/bin/pip install -q 'label-studio==1.23.*'
+	touch $@
+
+test: $(VENV)/.test-extra $(LS_VENV)/bin/label-studio
 	$(BIN)/python -m pytest -q
 
-bench: install
+bench: $(VENV)/.test-extra
 	$(BIN)/python benchmarks/label_bench.py --out bench_out
 	$(BIN)/python benchmarks/formats_bench.py --out bench_out
 	$(BIN)/python benchmarks/train_bench.py --out bench_out

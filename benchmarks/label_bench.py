@@ -182,8 +182,8 @@ def row_spml_label_ray(args) -> dict:
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         label_cli(["--model", args.onnx, "--ann", args.ann, "--tau", "0.5", "--out", str(out), "--batch-size",
-                   str(args.batch_size), "--provider", args.provider, "--engine", "ray", "--workers", "2",
-                   "--cpus-per-worker", f"{args.threads / 2:g}", "--threads", str(max(1, args.threads // 2))],
+                   str(args.batch_size), "--provider", args.provider, "--engine", "ray", "--ray-actors", "2",
+                   "--ray-cpus-per-actor", f"{args.threads / 2:g}", "--threads", str(max(1, args.threads // 2))],
                   standalone_mode=False)
     seconds = time.perf_counter() - start
     found = re.search(r"images in ([0-9.]+)s", printed.getvalue())
@@ -251,7 +251,7 @@ def main():
     p.add_argument("--provider", default="cpu", choices=["cpu", "cuda", "tensorrt"],
                    help="onnxruntime provider of the model-only and spml-label rows (torch eager: cuda unless cpu)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
-                   help="fp16: the spml-export --precision fp16 model (and autocast for torch eager); for GPUs")
+                   help="fp16: the spml-export --quantize fp16 model (and autocast for torch eager); for GPUs")
     p.add_argument("--no-int8", action="store_true", help="skip the int8 row")
     p.add_argument("--rows", default=DEFAULT_ROWS,
                    help=f"rows to run, comma-separated, of {', '.join(ROWS)} (torch-eager is the baseline)")

@@ -26,7 +26,7 @@ spml-label --model "$D/teacher.onnx" --tau "$TAU" --soft --out "$D/labels.json"
 spml-train --ann "$D/labels.json" --soft-targets --init "$D/teacher.pt" "${COMMON[@]}" --out "$D/student.pt"
 
 for m in an_teacher teacher student full; do
-  spml-eval "$D/$m.pt" --ann "$D/data/instances_test.json" --json "$D/eval_$m.json" >/dev/null 2>&1
+  spml-eval "$D/$m.pt" --ann "$D/data/instances_test.json" --out "$D/eval_$m.json" >/dev/null 2>&1
 done
-spml-eval "$D/labels.json" --ann "$D/data/instances_train.json" --json "$D/eval_labels.json" >/dev/null
+spml-eval "$D/labels.json" --ann "$D/data/instances_train.json" --out "$D/eval_labels.json" >/dev/null
 python -m spml.eval.demo_table "$D" --tau "$TAU" --seconds $(( $(date +%s) - start ))

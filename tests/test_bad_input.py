@@ -46,6 +46,8 @@ BAD_ANNOTATIONS = {
     "unknown image": (json.dumps({**base_coco(), "annotations": [{"id": 1, "image_id": 7, "category_id": 5}]}), "image 7"),
     "unknown category": (json.dumps({**base_coco(), "annotations": [{"id": 1, "image_id": 1, "category_id": 6}]}), "category 6"),
     "empty": (json.dumps({"images": [], "categories": [{"id": 1, "name": "x"}], "annotations": []}), "empty"),
+    "deeply nested": ('{"info": ' + "[" * 200_000 + "]" * 200_000 + ', "images": [], "categories": []}',
+                      "not a JSON file (nested too deeply"),
 }
 
 

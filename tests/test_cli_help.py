@@ -17,14 +17,23 @@ from spml.train.cli import main as train_cli
 
 COMMANDS = {"spml-data": data_cli, "spml-train": train_cli, "spml-export": export_cli, "spml-label": label_cli,
             "spml-eval": eval_cli, "spml-sweep": sweep_cli}
-MODULES = ["spml.data.cli", "spml.train.cli", "spml.export.cli", "spml.label.cli", "spml.eval.cli", "spml.sweep.cli"]
+MODULES = ["spml.data.cli", "spml.train.cli", "spml.export.cli", "spml.label.cli", "spml.eval.cli", "spml.sweep.cli",
+           "spml.train.backbone_cli"]
+
+
+def delegated():
+    """Commands whose work lives in a stage their group may not import, run as a program: name -> the command
+    that owns their options (spml-data backbone trains, which spml/data must not import)."""
+    from spml.train.backbone_cli import main as backbone_cli
+
+    return {"spml-data backbone": backbone_cli}
 
 
 def every_command():
     for name, cmd in COMMANDS.items():
         yield name, cmd
         for sub_name, sub in getattr(cmd, "commands", {}).items():
-            yield f"{name} {sub_name}", sub
+            yield f"{name} {sub_name}", delegated().get(f"{name} {sub_name}", sub)
 
 
 @pytest.mark.parametrize("name,cmd", list(every_command()), ids=[n for n, _ in every_command()])
@@ -80,7 +89,44 @@ def test_the_torch_free_names_match_the_real_ones():
     from spml.train.loss_names import LR_SCHEDULE_NAMES, PRESET_NAMES
 
     assert PRESET_NAMES == tuple(PRESETS) and LR_SCHEDULE_NAMES == tuple(LR_SCHEDULES)
-    assert sweep_module.PRESET_NAMES is train_module.PRESET_NAMES is PRESET_NAMES
+    assert sweep_module.PRESET_NAMES is PRESET_NAMES
+
+
+def test_sweep_and_train_share_one_definition_of_the_model_options():
+    from spml.train.options import MODEL_OPTIONS
+
+    def described(cmd):
+        return {p.name: (p.opts, p.secondary_opts, repr(p.type), p.default, p.help, p.show_default)
+                for p in cmd.params if isinstance(p, click.Option)}
+
+    train, sweep = described(train_cli), described(sweep_cli)
+    shared = {name for name in train if name in sweep} - {"ann", "images", "val_ann", "val_images", "out", "help",
+                                                          "version"}
+    assert len(MODEL_OPTIONS) == 12 and len(shared) == 12
+    for name in shared:
+        assert train[name] == sweep[name], name
+
+
+def test_the_help_shows_the_defaults_the_losses_run_with():
+    import re
+
+    from spml.train.loss_registry import LOSSES
+    from spml.train.stateful_losses import create_stateful_loss
+
+    text = CliRunner().invoke(train_cli, ["--help"], terminal_width=200).output
+    shown = {}
+    for line in text[text.index("Losses (--loss)"):].splitlines():
+        if m := re.match(r"    (\S+): ", line):  # click indents the epilog by 2
+            loss = m.group(1)
+        elif m := re.match(r"        (\w+)=(\S+): ", line):
+            shown[(loss, m.group(1))] = m.group(2)
+    assert {loss for loss, _ in shown} == {n for n, s in LOSSES.items() if s.hparams}
+    for name, spec in LOSSES.items():
+        built = create_stateful_loss(name, 4, 3, 2) if spec.stateful else None
+        for h in spec.hparams:
+            value = h.parse(shown.pop((name, h.name)))
+            assert value == (getattr(built, h.name) if built is not None else h.default), (name, h.name)
+    assert not shown
 
 
 def test_the_commands_import_no_heavy_library_before_parsing():
@@ -100,3 +146,13 @@ def test_an_unknown_arch_gives_the_closest_and_where_to_list_all(tiny_data):
     assert "spml-train --list-archs" in line and "vit_b_16" not in line
     listed = CliRunner().invoke(train_cli, ["--list-archs"])
     assert listed.exit_code == 0 and "resnet18" in listed.output.split() and "vit_b_16" in listed.output.split()
+
+
+def test_spml_data_backbone_is_the_train_stages_command_run_as_a_program():
+    """Its --help and its errors are the delegate's, under the name the user typed; its exit code passes through."""
+    result = CliRunner().invoke(data_cli, ["backbone", "--help"])
+    assert result.exit_code == 0 and result.output.startswith("Usage: spml-data backbone [OPTIONS]"), result.output
+    assert "--image-size" in result.output and "[default: cnn4]" in result.output
+    bad = subprocess.run([sys.executable, "-c", "from spml.data.cli import main; main()", "backbone", "--image-size", "3"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "Invalid value for '--image-size'" in bad.stderr, bad.stderr

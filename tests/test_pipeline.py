@@ -48,12 +48,12 @@ def test_every_stage_through_the_cli(tmp_path, monkeypatch):
     observed = sum(a["source"] == "observed" for a in coco.dataset["annotations"])
     assert observed == len(sp)  # every single positive kept
 
-    run(eval_cli, ["labels.json", "--ann", "data/instances_train.json", "--json", "labels_report.json"])
+    run(eval_cli, ["labels.json", "--ann", "data/instances_train.json", "--out", "labels_report.json"])
     report = json.loads(open("labels_report.json").read())
     assert {"map", "ap", "num_images", "precision", "recall", "f1", "positives_per_image"} <= set(report)
 
     out = run(train_cli, ["--ann", "labels.json", "--loss", "bce", "--out", "student.pt", *SMALL])
-    run(eval_cli, ["student.pt", "--ann", "data/instances_test.json", "--json", "student_report.json"])
+    run(eval_cli, ["student.pt", "--ann", "data/instances_test.json", "--out", "student_report.json"])
     report = json.loads(open("student_report.json").read())
 
     # the same mAP from scikit-learn on scores computed here with torch
@@ -70,5 +70,5 @@ def test_every_stage_through_the_cli(tmp_path, monkeypatch):
 
     # the ONNX route gives the same figure
     run(export_cli, ["student.pt"])
-    run(eval_cli, ["student.onnx", "--ann", "data/instances_test.json", "--json", "onnx_report.json"])
+    run(eval_cli, ["student.onnx", "--ann", "data/instances_test.json", "--out", "onnx_report.json"])
     assert json.loads(open("onnx_report.json").read())["map"] == pytest.approx(report["map"], abs=0.05)

@@ -36,7 +36,10 @@ class ModelInfo:
 
     @classmethod
     def from_props(cls, props: dict[str, str]) -> "ModelInfo":
-        values = {k[len(PREFIX):]: json.loads(v) for k, v in props.items() if k.startswith(PREFIX)}
+        try:
+            values = {k[len(PREFIX):]: json.loads(v) for k, v in props.items() if k.startswith(PREFIX)}
+        except (RecursionError, MemoryError) as e:  # its callers report a ValueError as metadata that is not spml's
+            raise ValueError(f"metadata not readable as JSON ({type(e).__name__})") from None
         missing = [k for k in ("categories", "arch", "image_size", "mean", "std") if k not in values]
         if missing:
             raise KeyError(f"no spml metadata ({', '.join(missing)})")

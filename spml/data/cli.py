@@ -17,7 +17,7 @@ def main():
       spml-data demo --where                     # where spml-train and spml-eval find it by default
       spml-data single-positive data/instances_train.json --out data/sp.json
       spml-data backbone                         # a pretrained stand-in: spml-train --weights $(spml-data backbone)
-      spml-data convert labels.json --to fiftyone labels.fiftyone/
+      spml-data convert labels.json --format fiftyone --out labels.fiftyone/
     """
 
 
@@ -52,18 +52,20 @@ def demo(directory, where, seed, num_train, num_test):
     click.echo(f"next: spml-data single-positive {paths['train']} --out {paths['train'].with_name('sp_train.json')}")
 
 
-@main.command()
-@click.version_option(package_name="spml", message="%(prog)s %(version)s")
-@click.option("--arch", default="cnn4", show_default=True, help="Backbone to pretrain.")
-@click.option("--image-size", default=32, show_default=True, type=click.IntRange(8), help="Input size it is trained at.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the source data and of the training.")
-def backbone(arch, image_size, seed):
+@main.command(add_help_option=False, context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def backbone(ctx, args):
     """Pretrain a backbone on the built-in source task (other shapes than the built-in categories), the stand-in
     for ImageNet weights here; cached in spml's cache folder. Prints its path, for spml-train --weights."""
-    from spml.train.pretrain import builtin_backbone
+    # Training is the train stage's work, which spml/data must not import: its command runs as a program, its
+    # options and --help its own; progress goes straight to stderr, the path through our stdout.
+    import subprocess
+    import sys
 
-    path = builtin_backbone(arch, image_size, seed, log=lambda s: click.echo(s, err=True))
-    click.echo(path)
+    run = subprocess.run([sys.executable, "-m", "spml.train.backbone_cli", *args], stdout=subprocess.PIPE, text=True)
+    click.echo(run.stdout, nl=False)
+    ctx.exit(run.returncode)
 
 
 @main.command("single-positive")
@@ -90,23 +92,23 @@ def single_positive_cmd(instances, out, seed, images):
                + (f"; {dropped} images without a positive dropped" if dropped else ""))
 
 
-@main.command()
+@main.command(deprecated={"--to": "--format", 2: "--out"})  # the old spelling: LABELS OUT --to FMT
 @click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.argument("labels", type=click.Path(dir_okay=False))
-@click.argument("out", type=click.Path())
-@click.option("--to", "fmt", type=click.Choice(["fiftyone", "csv", "parquet"]), required=True,
+@click.option("--format", "fmt", type=click.Choice(["fiftyone", "csv", "parquet"]), required=True,
               help="fiftyone: a FiftyOne image-classification dataset folder (images referenced in place); csv: "
-                   "file_name,labels (space-separated names); parquet: one row per image (needs pyarrow).")
+                   "file_name,labels (space-separated names); parquet: one row per image (needs pyarrow). (Was --to.)")
+@click.option("--out", type=click.Path(), required=True, help="The file (csv, parquet) or folder (fiftyone) to write.")
 @click.option("--images", type=click.Path(file_okay=False), default=None,
               show_default="recorded in LABELS, else its folder", help="Images folder.")
-@click.option("--csv-scores", is_flag=True, show_default=True, help="--to csv: add a scores column aligned with labels.")
-def convert(labels, out, fmt, images, csv_scores):
-    """Write a labels file (spml-label's, or any COCO file) as OUT in another format, the same positives,
-    scores and sources.
+@click.option("--csv-scores", is_flag=True, show_default=True, help="--format csv: add a scores column aligned with labels.")
+def convert(labels, fmt, out, images, csv_scores):
+    """Write a labels file (spml-label's, or any COCO file) in another format, the same positives, scores and
+    sources.
 
     \b
-      spml-data convert labels.json --to fiftyone labels.fiftyone/
-      spml-data convert labels.json --to csv labels.csv --csv-scores
+      spml-data convert labels.json --format fiftyone --out labels.fiftyone/
+      spml-data convert labels.json --format csv --out labels.csv --csv-scores
     """
     from spml.data.coco import load_coco
     from spml.data.formats import LabelRows, write_format

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from spml.data.compact import ImageTable, ImageTableBuilder, SparseLabels
-from spml.data.json_stream import STREAMED, stream_object
+from spml.data.json_stream import DECODE_ERRORS, STREAMED, decode_error, stream_object
 from spml.errors import SpmlError
 
 
@@ -173,17 +173,27 @@ def _is_id(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-class _Collector:
-    """A COCO file's images and annotations as a parser hands them over: each checked, then kept in columns (the
-    image records in an ImageTable, the annotations as a few numbers each) and the dict dropped."""
+class DatasetBuilder:
+    """A CocoDataset built from image and annotation records handed over one at a time (by the streaming parser,
+    or by a maker of datasets such as spml.data.image_list): each checked, then kept in columns (the image records
+    in an ImageTable, the annotations as a few numbers each) and the dict dropped. `path` names the source in
+    errors. Finish with `build` (the categories and info given) or `dataset` (a file's top-level fields)."""
 
     def __init__(self, path):
         self.path = path
-        self.images = ImageTableBuilder()
-        self.ann_image, self.ann_category, self.ann_id = array("q"), array("q"), array("q")
-        self.ann_has_id, self.ann_observed = bytearray(), bytearray()
-        self.ann_score = array("d")
-        self.any_score = self.any_source = False
+        self.restart("images")
+        self.restart("annotations")
+
+    def restart(self, key: str) -> None:
+        """Forget the images or the annotations collected so far: a file giving the key again means its last
+        value, as json.load (and so pycocotools) reads it."""
+        if key == "images":
+            self.images = ImageTableBuilder()
+        elif key == "annotations":
+            self.ann_image, self.ann_category, self.ann_id = array("q"), array("q"), array("q")
+            self.ann_has_id, self.ann_observed = bytearray(), bytearray()
+            self.ann_score = array("d")
+            self.any_score = self.any_source = False
 
     def image(self, im) -> None:
         if not isinstance(im, dict) or not _is_id(im.get("id")) or not isinstance(im.get("file_name"), str):
@@ -225,6 +235,11 @@ class _Collector:
             if isinstance(top.get(key), list):
                 for item in top[key]:
                     add(item)
+
+    def build(self, categories: list[dict], info: dict, images_dir: str | os.PathLike | None = None) -> CocoDataset:
+        """The dataset of the records added, with these categories and this `info`, checked as a file would be."""
+        top = {"info": info, "licenses": [], "images": STREAMED, "categories": categories, "annotations": STREAMED}
+        return self.dataset(top, images_dir)
 
     def dataset(self, top: object, images_dir, raw: dict | None = None, raw_loader=None) -> CocoDataset:
         """Check the file as a whole (`top`: its top-level fields) and build the dataset."""
@@ -303,7 +318,7 @@ def parse_coco(raw: object, path: Path | str = "<annotations>") -> dict:
 
 
 def dataset_from_dict(raw: dict, path: Path | None = None, images_dir: str | os.PathLike | None = None) -> CocoDataset:
-    collector = _Collector(path or "<annotations>")
+    collector = DatasetBuilder(path or "<annotations>")
     if isinstance(raw, dict):
         collector.add_all(raw)
     dataset = collector.dataset(raw, images_dir, raw=raw)
@@ -317,16 +332,17 @@ def load_coco(path: str | os.PathLike, images_dir: str | os.PathLike | None = No
     The images and annotations are streamed (spml.data.json_stream), never all Python objects at once: the
     dataset holds columns and sparse labels, tens of bytes an image."""
     path = Path(path)
-    collector = _Collector(path)
+    collector = DatasetBuilder(path)
     try:
         with open(path, "rb") as f:
-            top = stream_object(f, {"images": collector.image, "annotations": collector.annotation})
+            top = stream_object(f, {"images": collector.image, "annotations": collector.annotation},
+                                restart=collector.restart)
     except FileNotFoundError:
         _fail(path, "no such file")
     except IsADirectoryError:
         _fail(path, "is a folder, not an annotations file")
-    except (ValueError, UnicodeDecodeError) as e:
-        _fail(path, f"not a JSON file ({e})")
+    except DECODE_ERRORS as e:
+        _fail(path, f"not a JSON file ({decode_error(e)})")
     except OSError as e:
         _fail(path, f"cannot read ({e.strerror})")
     path = path.resolve()
@@ -339,8 +355,8 @@ def _read_raw(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
             raw = json.load(f)
-    except (OSError, ValueError) as e:
-        _fail(path, f"cannot read it again ({e})")
+    except (OSError, *DECODE_ERRORS) as e:
+        _fail(path, f"cannot read it again ({decode_error(e)})")
     raw.setdefault("annotations", [])
     return raw
 

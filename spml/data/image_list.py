@@ -17,11 +17,14 @@ import csv
 import hashlib
 import json
 import os
+import stat
 from array import array
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
 from pathlib import Path
 
 from spml.data.compact import PackedStrings
+from spml.data.json_stream import DECODE_ERRORS, decode_error
+from spml.data.reader_pool import ReaderPool
 from spml.errors import SpmlError
 
 # What Pillow decodes and people keep photos in; anything else under the folder (labels, notes, .DS_Store) is skipped
@@ -35,19 +38,54 @@ def is_image_list(path: str | os.PathLike) -> bool:
 
 def scan_folder(images_dir: str | os.PathLike) -> list[str]:
     """Relative POSIX paths of the image files under `images_dir`, recursive, sorted; hidden files and folders
-    skipped (.git, .ipynb_checkpoints, macOS's ._ files)."""
+    skipped (.git, .ipynb_checkpoints, macOS's ._ files).
+
+    Links are followed, but each real folder is visited once and each real file taken once (by device and
+    inode), so a link cycle (`sub/loop -> ..`) or a second link to a folder does not repeat its images; a file is
+    named by its path without links where it has one. Only regular files are taken: a FIFO, device or socket
+    named like an image would block its reader or never end."""
     root = Path(images_dir)
     if not root.is_dir():
         raise SpmlError(f"{images_dir}: no such folder") from None
-    found = []
-    for folder, dirs, files in os.walk(root, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in files:
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                found.append(Path(folder, name).relative_to(root).as_posix())
+    first_name: dict[tuple[int, int], tuple[bool, str]] = {}  # a real file -> (reached through a link, its name)
+    for via_link, name, st in _walk(root):
+        key = (st.st_dev, st.st_ino)
+        if key not in first_name or (via_link, name) < first_name[key]:
+            first_name[key] = (via_link, name)
+    found = sorted(name for _, name in first_name.values())
     if not found:
         raise SpmlError(f"{images_dir}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) under it") from None
-    return sorted(found)
+    return found
+
+
+def _walk(root: Path):
+    """(reached through a link, relative POSIX name, stat after links) of each regular image file under `root`:
+    the folders reached without links first, then those only a link leads to, each real folder once."""
+    seen: set[tuple[int, int]] = set()
+    plain, linked = deque([(root, "", False)]), deque()
+    while plain or linked:
+        folder, rel, via_link = plain.popleft() if plain else linked.popleft()
+        try:
+            st = os.stat(folder)
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue  # unreadable (no permission, gone): as os.walk, skipped
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                target = entry.stat()  # after links
+                is_link = entry.is_symlink()
+            except OSError:
+                continue  # a dangling link or a link loop
+            name = f"{rel}{entry.name}"
+            if stat.S_ISDIR(target.st_mode):
+                (linked if via_link or is_link else plain).append((entry.path, name + "/", via_link or is_link))
+            elif stat.S_ISREG(target.st_mode) and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+                yield via_link or is_link, name, target
 
 
 def _read_entries(path: Path):
@@ -67,8 +105,10 @@ def _read_entries(path: Path):
     try:
         with f:
             yield from _parse_entries(path, suffix, f)
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError, csv.Error) as e:  # csv.Error: a field over the csv module's limit, ...
         raise SpmlError(f"{path}: cannot read ({e})") from None
+    except MemoryError:
+        raise SpmlError(f"{path}: cannot read (a line too large for memory)") from None
 
 
 def _parse_entries(path: Path, suffix: str, f):
@@ -82,8 +122,8 @@ def _parse_entries(path: Path, suffix: str, f):
                 continue
             try:
                 obj = json.loads(line)
-            except ValueError as e:
-                raise SpmlError(f"{path}:{n}: not a JSON line ({e})") from None
+            except DECODE_ERRORS as e:
+                raise SpmlError(f"{path}:{n}: not a JSON line ({decode_error(e)})") from None
             if isinstance(obj, str):
                 obj = {"file_name": obj}
             if not isinstance(obj, dict) or not isinstance(obj.get("file_name"), str):
@@ -121,8 +161,10 @@ def image_size(path: Path) -> tuple[int, int] | None:
     labeler then lists that image as a failure with the reason."""
     from PIL import Image
 
+    from spml.data.images import open_regular
+
     try:
-        with Image.open(path) as img:
+        with open_regular(path) as f, Image.open(f) as img:  # a FIFO or device is refused, never waited on
             orientation = img.getexif().get(0x0112, 1)
             width, height = img.size
     except Exception:  # noqa: BLE001 - any unreadable file is the labeler's failure to report, not ours
@@ -136,7 +178,7 @@ def _relative(file_name: str, base: Path) -> str:
     if p.is_absolute():
         try:
             return p.resolve().relative_to(base.resolve()).as_posix()
-        except ValueError:
+        except (OSError, ValueError):  # outside base, or a path the OS cannot take: the labeler lists why
             return file_name
     return file_name
 
@@ -160,11 +202,12 @@ def _labels_of(names, lookup: dict[str, int], file_name: str, source: str) -> li
 def _sizes(images_dir: Path, file_names, threads: int, window: int = 4096):
     """image_size of each file, in order; header reads are I/O, so threads hide a network disk's latency. A window
     at a time: a future per image of a 9M-image list, all at once, would be gigabytes. With one thread, in this
-    one: a pool of one only adds that thread's own malloc arena (~8 MB at 200k images)."""
+    one: a pool of one only adds that thread's own malloc arena (~8 MB at 200k images). Daemon threads (ReaderPool):
+    a header read blocked for good cannot keep an interrupt from ending the process."""
     if threads <= 1:
         yield from (image_size(images_dir / file_names[k]) for k in range(len(file_names)))
         return
-    with ThreadPoolExecutor(threads) as pool:
+    with ReaderPool(threads) as pool:
         for start in range(0, len(file_names), window):
             part = [images_dir / file_names[k] for k in range(start, min(start + window, len(file_names)))]
             yield from pool.map(image_size, part)
@@ -173,10 +216,10 @@ def _sizes(images_dir: Path, file_names, threads: int, window: int = 4096):
 def _collect(file_names, images_dir: Path, ids=None, labels=None, threads: int = 8, source: str | None = None,
              path: Path | None = None):
     """The images' records (widths and heights read from their headers) and, where `labels` is given (category ids
-    per image, aligned with `file_names`), their observed labels, in a collector's compact columns."""
-    from spml.data.coco import _Collector
+    per image, aligned with `file_names`), their observed labels, in a DatasetBuilder's compact columns."""
+    from spml.data.coco import DatasetBuilder
 
-    collector = _Collector(path or source or "list")
+    collector = DatasetBuilder(path or source or "list")
     count = 0
     for n, size in enumerate(_sizes(images_dir, file_names, threads)):
         image_id = n + 1 if ids is None else int(ids[n])
@@ -191,14 +234,9 @@ def _collect(file_names, images_dir: Path, ids=None, labels=None, threads: int =
 
 
 def _dataset(collector, images_dir: Path, categories: list[dict], source: str | None = None):
-    from spml.data.json_stream import STREAMED
-
-    top = {"info": {"description": f"images of {source}" if source else "images",
-                    "images_dir": str(images_dir.resolve())},
-           "licenses": [], "images": STREAMED,
-           "categories": [{k: c[k] for k in ("id", "name", "supercategory") if k in c} for c in categories],
-           "annotations": STREAMED}
-    return collector.dataset(top, images_dir)
+    return collector.build([{k: c[k] for k in ("id", "name", "supercategory") if k in c} for c in categories],
+                           {"description": f"images of {source}" if source else "images",
+                            "images_dir": str(images_dir.resolve())}, images_dir)
 
 
 def images_dataset(file_names, images_dir: str | os.PathLike, categories: list[dict], ids=None, labels=None,

@@ -4,12 +4,13 @@ alike (numpy and Pillow only, so the labeler never needs torch)."""
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -29,10 +30,57 @@ def image_path(images_dir: Path, file_name: str, allow_outside: bool = False) ->
     if allow_outside:
         return path
     root = Path(images_dir).resolve()
-    real = path.resolve()
+    try:
+        real = path.resolve()
+    except (OSError, ValueError) as e:  # a NUL byte, a name the file system cannot encode, a link loop
+        raise ImageError(f"cannot open {str(path)!r}: {_reason(e)}") from None
     if real != root and root not in real.parents:
         raise ImageError(f"file_name escapes the images folder: {file_name}")
     return path
+
+
+def _reason(e: Exception) -> str:
+    return e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+
+
+def _not_regular(mode: int) -> str | None:
+    """What a file that is not a regular file is ('a FIFO', ...), None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
+
+
+def open_regular(path: str | os.PathLike):
+    """`path` opened for binary reading if it is a regular file (after links). A FIFO, device or socket named
+    like an image is refused before it is opened: its open() or read() may block for good or never end. Any path
+    the OS cannot take (a NUL byte, a name too long, a link loop, no permission) is an ImageError with the reason,
+    like an image that cannot be decoded."""
+    try:
+        kind = _not_regular(os.stat(path).st_mode)
+        if kind is not None:
+            raise ImageError(f"not an image file ({kind}): {path}")
+        return open(path, "rb", opener=_open_nonblocking)
+    except FileNotFoundError:
+        raise ImageError(f"missing file: {path}") from None  # the path tried, so a wrong --images shows at once
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte, a name the file system cannot encode
+        raise ImageError(f"cannot open {str(path)!r}: {_reason(e)}") from None
+
+
+def _open_nonblocking(path, flags: int) -> int:
+    """open()'s opener: should a FIFO take the file's place after the stat, opening it does not wait for a
+    writer, and it is refused."""
+    fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+    kind = _not_regular(os.fstat(fd).st_mode)
+    if kind is not None:
+        os.close(fd)
+        raise ImageError(f"not an image file ({kind}): {path}")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)  # reads of a regular file as usual (some network file systems heed the flag)
+    return fd
 
 
 def decode_rgb(img: Image.Image) -> Image.Image:
@@ -58,18 +106,19 @@ def decode_rgb(img: Image.Image) -> Image.Image:
 def load_image(path: str | os.PathLike, target: int | None = None) -> Image.Image:
     """Open and decode an image file to upright RGB. With `target`, a JPEG is decoded at a reduced scale
     (libjpeg's DCT scaling) no smaller than target x target, which is several times faster for big photos."""
+    f = open_regular(path)
     try:
-        with warnings.catch_warnings():
+        with f, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(f) as img:
                 if target is not None and img.format == "JPEG":
                     img.draft("RGB", (target, target))
                 img.load()
                 return decode_rgb(img)
-    except FileNotFoundError:
-        raise ImageError(f"missing file: {path}") from None  # the path tried, so a wrong --images shows at once
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"image too large: {path} ({e})") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"cannot decode {path} (not an image format Pillow reads)") from None
     except (OSError, SyntaxError, ValueError) as e:  # Pillow's errors for corrupt, truncated, empty files
         raise ImageError(f"cannot decode {path} ({e})") from None
 

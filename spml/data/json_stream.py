@@ -10,8 +10,41 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
 import re
 from typing import BinaryIO, Callable
+
+# What decoding a user's JSON may raise: not JSON or not UTF-8 (ValueError, UnicodeDecodeError), nested deeper than
+# the decoder's recursion limit (RecursionError: 200,000 nested arrays), too large for memory (MemoryError)
+DECODE_ERRORS = (ValueError, RecursionError, MemoryError)
+
+
+def decode_error(e: BaseException) -> str:
+    """The reason a file is not JSON that spml can read, in a few words."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply to decode"
+    if isinstance(e, MemoryError):
+        return "too large to decode in memory"
+    return str(e)
+
+
+def load_json(path: str | os.PathLike, what: str = "") -> object:
+    """json.load of a user's file; any failure to read or decode it is one SpmlError line naming the file."""
+    from spml.errors import SpmlError
+
+    where = f"{what} {path}" if what else str(path)
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise SpmlError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise SpmlError(f"{where}: is a folder, not a JSON file") from None
+    except OSError as e:
+        raise SpmlError(f"{where}: cannot read ({e.strerror or e})") from None
+    except DECODE_ERRORS as e:
+        raise SpmlError(f"{where}: not a JSON file ({decode_error(e)})") from None
+
 
 _SPACE = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
@@ -101,11 +134,16 @@ def _items(r: _Reader, add) -> None:
             return
 
 
-def stream_object(f: BinaryIO, streamed: dict[str, Callable[[object], None]], chunk: int = 1 << 20):
+def stream_object(f: BinaryIO, streamed: dict[str, Callable[[object], None]], chunk: int = 1 << 20,
+                  restart: Callable[[str], None] | None = None):
     """Parse the JSON document in binary file `f`. Where it is an object and the value of a key in `streamed` is an
     array, each item goes to `streamed[key](item)` and the key's value is returned as STREAMED; other values are
-    returned whole. A document that is not an object is returned as it is. ValueError or UnicodeDecodeError on
-    a file that is not JSON."""
+    returned whole. A document that is not an object is returned as it is. One of DECODE_ERRORS on a file that is
+    not JSON (or nested too deeply, or too big).
+
+    A key given twice is read as json.load reads it: the last value wins. For a streamed key, `restart(key)` is
+    called before its second value is read, so the receiver forgets the items of the first; without `restart`,
+    such a file is a ValueError."""
     r = _Reader(f, chunk)
     if r.peek() != "{":
         value = r.value()
@@ -122,6 +160,10 @@ def stream_object(f: BinaryIO, streamed: dict[str, Callable[[object], None]], ch
             if not isinstance(key, str):
                 raise ValueError(f"expected a key (a string) at character {r.base + r.pos}")
             r.expect(":", "':'")
+            if key in streamed and key in out:
+                if restart is None:
+                    raise ValueError(f"key {key!r} given twice (at character {r.base + r.pos})")
+                restart(key)
             if key in streamed and r.peek() == "[":
                 r.pos += 1
                 out[key] = STREAMED

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
-from spml.data.coco import CocoDataset
+if TYPE_CHECKING:  # importing this module stays cheap: spml-label and spml-sweep read the constant below for --help
+    from spml.data.coco import CocoDataset
+
+# Positives per image in COCO 2014 (Cole et al. 2021's expected_num_pos): the default of every setting that needs
+# it (spml-label --class-prior auto, the sweep's prior variant, the COCO preset of the EPR and ROLE losses): the one
+# place it is written.
+COCO_EXPECTED_POSITIVES = 2.9
 
 
 def single_positive(dataset: CocoDataset, seed: int = 0) -> tuple[dict, int]:
     """A COCO dict with the same image and category records and one annotation per image: an annotation of one
     of the image's positive categories, each category equally likely. Images with no positive are dropped.
     Returns (coco_dict, number of images dropped)."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     col = dataset.column_of()
     anns_by_image: dict[int, list[dict]] = {}

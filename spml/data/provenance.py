@@ -8,6 +8,8 @@ import json
 import os
 from pathlib import Path
 
+from spml.data.json_stream import DECODE_ERRORS
+
 # The teacher's settings a student inherits when the user leaves them unset (spml-train --ann labels.json)
 RECIPE_KEYS = ("arch", "image_size", "epochs", "batch_size", "lr", "lr_schedule", "head_lr_mult", "pretrained", "weights",
                "mode", "linear_epochs", "flip", "augment", "val_ann", "val_images")
@@ -43,7 +45,7 @@ def read_info(path: str | os.PathLike) -> dict:
     try:
         with open(path, "rb") as f:
             raw = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, *DECODE_ERRORS):
         return {}
     info = raw.get("info") if isinstance(raw, dict) else None
     return info if isinstance(info, dict) else {}

@@ -7,7 +7,7 @@ import click
 from spml.cli_util import command
 
 
-@command()
+@command(deprecated={"--json": "--out"})
 @click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.argument("target", type=click.Path(dir_okay=False))
 @click.option("--ann", type=click.Path(dir_okay=False), default=None,
@@ -16,16 +16,16 @@ from spml.cli_util import command
 @click.option("--images", type=click.Path(file_okay=False), default=None, show_default="recorded in --ann, else its folder",
               help="Images folder of --ann (models only).")
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Images per inference call.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, show_default="no JSON report",
-              help="Write the report as JSON.")
-def main(target, ann, images, batch_size, json_out):
+@click.option("--out", type=click.Path(dir_okay=False), default=None, show_default="no file: the report on stdout only",
+              help="Write the report as JSON. (Was --json.)")
+def main(target, ann, images, batch_size, out):
     """Evaluate TARGET against the ground truth in --ann.
 
     \b
     TARGET is a model (.pt or .onnx): mAP and per-class AP on the images of --ann;
     or a labels file (.json, from spml-label): precision, recall, F1 and positives per image of its labels.
       spml-eval student.pt                         # trained on the built-in data: its test set
-      spml-eval student.pt --ann test.json --json report.json
+      spml-eval student.pt --ann test.json --out report.json
       spml-eval labels.json --ann instances_train.json
     """
     from spml.errors import SpmlError
@@ -53,5 +53,5 @@ def main(target, ann, images, batch_size, json_out):
     if report.get("classes_without_positives"):
         line += f"; no positives (skipped): {', '.join(report['classes_without_positives'])}"
     click.echo(line)
-    if json_out:
-        write_json(json_out, report)
+    if out:
+        write_json(out, report)

@@ -6,9 +6,6 @@ variant's student mAP minus its own seed's teacher mAP, and the mean gain. Read 
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import click
 
 from spml.cli_util import command
@@ -69,9 +66,10 @@ def seeds_markdown(reports: list[dict], teacher: str = "em") -> str:
 @click.option("--teacher", default="em", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the table here (and print it).")
 def main(reports, teacher, out):
+    from spml.data.json_stream import load_json
     from spml.files import atomic_write
 
-    text = seeds_markdown([json.loads(Path(p).read_text()) for p in reports], teacher)
+    text = seeds_markdown([load_json(p, "report") for p in reports], teacher)
     if out:
         with atomic_write(out) as f:
             f.write(text)

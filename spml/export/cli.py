@@ -9,21 +9,27 @@ import click
 from spml.cli_util import command
 
 
-@command()
+def _old_precision(value: str) -> list[str]:
+    """--precision fp32|fp16|int8, the old spelling: fp32 is no quantization."""
+    return ["--quantize", "none" if value == "fp32" else value]
+
+
+@command(deprecated={"--precision": _old_precision})
 @click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.argument("checkpoints", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), default=None, show_default="CHECKPOINT with the .onnx suffix",
               help="The ONNX file to write (required for an ensemble).")
 @click.option("--opset", type=click.IntRange(13, 21), default=17, show_default=True, help="ONNX opset to export to.")
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Largest onnxruntime-vs-torch difference allowed (fp32).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
-              help="int8: static quantization for CPUs (calibrated on training images); fp16: for GPUs.")
+@click.option("--quantize", type=click.Choice(["none", "fp16", "int8"]), default="none", show_default=True,
+              help="Also write a quantized model beside the fp32 one: int8, static quantization for CPUs (calibrated "
+                   "on training images); fp16, for GPUs. (Was --precision.)")
 @click.option("--calibration-ann", type=click.Path(dir_okay=False), default=None,
               show_default="the training set recorded in the checkpoint", help="int8: images to calibrate on.")
 @click.option("--calibration-images", type=click.Path(file_okay=False), default=None,
               show_default="recorded in --calibration-ann, else its folder", help="Images folder of --calibration-ann.")
 @click.option("--calibration-count", type=click.IntRange(1), default=256, show_default=True, help="int8: images sampled.")
-def main(checkpoints, out, opset, atol, precision, calibration_ann, calibration_images, calibration_count):
+def main(checkpoints, out, opset, atol, quantize, calibration_ann, calibration_images, calibration_count):
     """Export CHECKPOINT (default teacher.pt) to ONNX with its categories, input size and normalisation in the
     metadata, then check it: onnx.checker, and onnxruntime against torch on random inputs at two batch sizes.
     Several checkpoints make one ensemble model: the mean of their probabilities, scored in one run.
@@ -43,24 +49,24 @@ def main(checkpoints, out, opset, atol, precision, calibration_ann, calibration_
     checkpoint = checkpoints[0] if len(checkpoints) == 1 else list(checkpoints)
     from spml.export.onnx_export import export_onnx, validate_onnx
 
-    suffix = ".onnx" if precision == "fp32" else f".{precision}.onnx"
+    suffix = ".onnx" if quantize == "none" else f".{quantize}.onnx"
     out = Path(out) if out else Path(checkpoints[0]).with_suffix(suffix)
-    fp32 = out if precision == "fp32" else out.with_name(out.name.replace(suffix, "") + ".onnx")
+    fp32 = out if quantize == "none" else out.with_name(out.name.replace(suffix, "") + ".onnx")
     fp32, info = export_onnx(checkpoint, fp32, opset)
     diff = validate_onnx(fp32, checkpoint, atol=atol)
     click.echo(f"wrote {fp32} ({fp32.stat().st_size / 1e6:.1f} MB, "
                + (f"an ensemble of {len(checkpoints)} " if len(checkpoints) > 1 else "") + f"{info.arch} at {info.image_size}px, "
                f"{len(info.categories)} categories); onnxruntime vs torch max abs difference {diff:.2e}")
-    if precision != "fp32":
+    if quantize != "none":
         from spml.export.quantize import calibration_batches, convert_fp16, max_difference, quantize_int8
 
         batches = list(calibration_batches(info, calibration_ann, calibration_images,
-                                           calibration_count if precision == "int8" else 16))
-        if precision == "int8":
+                                           calibration_count if quantize == "int8" else 16))
+        if quantize == "int8":
             quantize_int8(fp32, out, batches)
         else:
             convert_fp16(fp32, out)
-        click.echo(f"wrote {out} ({precision}, {out.stat().st_size / 1e6:.1f} MB); largest probability difference "
+        click.echo(f"wrote {out} ({quantize}, {out.stat().st_size / 1e6:.1f} MB); largest probability difference "
                    f"from fp32 on {len(batches[0])} training images {max_difference(fp32, out, batches[0]):.3f} "
                    f"(compare test mAP with spml-eval)")
     click.echo(f"next: spml-label {out} --tau 0.65 --out labels.json")

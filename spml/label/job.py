@@ -13,6 +13,7 @@ import numpy as np
 
 from spml.data.coco import CocoDataset
 from spml.data.image_list import listing_sha256
+from spml.data.json_stream import DECODE_ERRORS, load_json
 from spml.errors import SpmlError
 from spml.files import atomic_write, remove_temps, sha256_of
 from spml.label.labeler import PseudoLabeler
@@ -79,7 +80,7 @@ def local_engine(labeler: PseudoLabeler, dataset: CocoDataset):
     return score
 
 
-def resumable_scores(labeler: PseudoLabeler, dataset: CocoDataset, out: str | os.PathLike, rows: range,
+def resumable_scores(labeler: PseudoLabeler, dataset: CocoDataset, out: str | os.PathLike, rows: range, *,
                      model_sha256: str, chunk_images: int = 1024, progress: bool = False, log=print,
                      engine=None) -> ChunkScores:
     """Scores for `rows`, computed chunk by chunk and kept beside `out` until the labels are written.
@@ -102,7 +103,7 @@ def resumable_scores(labeler: PseudoLabeler, dataset: CocoDataset, out: str | os
     if folder.exists():
         try:
             previous = json.loads(manifest_path.read_text())
-        except (OSError, ValueError):
+        except (OSError, *DECODE_ERRORS):
             previous = None
         if previous != manifest:
             log(f"note: {folder} belongs to another job (model, annotations or options changed); starting afresh")
@@ -142,16 +143,11 @@ def finish(out: str | os.PathLike) -> None:
 
 def merge_labels(parts: list[str | os.PathLike], out: str | os.PathLike) -> dict:
     """Join the labels files of shards 0/N .. N-1/N of one job into the file a single run would have written."""
-    from spml.label.labeler import failures_file, write_coco
+    from spml.label.writers import failures_file, write_coco
 
     loaded = []
     for p in parts:
-        try:
-            raw = json.loads(Path(p).read_text())
-        except FileNotFoundError:
-            raise SpmlError(f"{p}: no such file") from None
-        except (ValueError, UnicodeDecodeError) as e:
-            raise SpmlError(f"{p}: not a JSON file ({e})") from None
+        raw = load_json(p)
         info = raw.get("info") if isinstance(raw, dict) else None
         if not isinstance(info, dict) or "shard" not in info:
             raise SpmlError(f"{p}: not a shard of spml-label (no info.shard)") from None
@@ -175,7 +171,8 @@ def merge_labels(parts: list[str | os.PathLike], out: str | os.PathLike) -> dict
         info["images_dir_relative"] = relative_to_file(info["images_dir"], out)
     images = [im for _, _, raw in loaded for im in raw["images"]]
     annotations = ({k: v for k, v in a.items() if k != "id"} for _, _, raw in loaded for a in raw["annotations"])
-    count = write_coco(out, info, first.get("licenses", []), images, first["categories"], annotations)
+    count = write_coco(out, info, licenses=first.get("licenses", []), images=images, categories=first["categories"],
+                       annotations=annotations)
     failure_lines = []
     for _, p, _ in loaded:
         if failures_file(p).exists():

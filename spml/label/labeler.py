@@ -7,12 +7,9 @@ batch. Images that cannot be read are counted and listed, never fatal.
 
 from __future__ import annotations
 
-import datetime
-import json
 import os
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,10 +17,9 @@ import numpy as np
 
 from spml.data.artifacts import ONNX_INPUT, ONNX_OUTPUT, ModelInfo
 from spml.data.coco import CocoDataset, same_categories
-from spml.data.provenance import relative_to_file
 from spml.data.images import ImageError, image_path, load_image
+from spml.data.reader_pool import ReaderPool
 from spml.errors import SpmlError
-from spml.files import atomic_write, sha256_of
 from spml.label.providers import PROVIDERS, create_session
 
 
@@ -99,9 +95,10 @@ class PseudoLabeler:
         return np.stack(views)
 
     def _decoded(self, images_dir: Path, file_names):
-        """(index, HWC uint8 or ImageError) in order, decoded by a thread pool kept a few batches ahead."""
+        """(index, HWC uint8 or ImageError) in order, decoded by a thread pool kept a few batches ahead (daemon
+        threads: a decode blocked for good cannot keep an interrupt from ending the process)."""
         ahead = self.batch_size * 4
-        with ThreadPoolExecutor(self.threads) as pool:
+        with ReaderPool(self.threads) as pool:
             pending: deque = deque()
             it = iter(enumerate(file_names))
             for k, name in it:
@@ -265,124 +262,3 @@ def observed_priors(dataset: CocoDataset, expected_positives: float) -> np.ndarr
     c with probability about prior_c / k, so prior_c = k x (share of images whose observed positive is c)."""
     share = dataset.labels.column_counts() / len(dataset)
     return np.clip(share * expected_positives, 0.0, 1.0)
-
-
-def created_time() -> str:
-    """Now, or $SOURCE_DATE_EPOCH where set (reproducible files, as in reproducible builds)."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    now = (datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc) if epoch and epoch.isdigit()
-           else datetime.datetime.now(datetime.timezone.utc))
-    return now.isoformat(timespec="seconds")
-
-
-def write_coco(out: str | os.PathLike, info: dict, licenses: list, images, categories: list, annotations) -> int:
-    """Write a COCO file atomically, streaming `images` (an iterable of dicts) and `annotations` (an iterable of
-    dicts without ids; ids are given 1, 2, ... in order). Returns the number of annotations."""
-    count = 0
-    with atomic_write(out) as f:
-        f.write('{"info": ' + json.dumps(info) + ', "licenses": ' + json.dumps(licenses) + ', "images": [')
-        for k, im in enumerate(images):
-            f.write((", " if k else "") + json.dumps(im))
-        f.write('], "categories": ' + json.dumps(categories) + ', "annotations": [')
-        for ann in annotations:
-            count += 1
-            f.write((", " if count > 1 else "") + json.dumps({"id": count, **ann}))
-        f.write("]}\n")
-    return count
-
-
-def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, tau, keep_observed: bool,
-                 model_path: str | os.PathLike, model_sha256: str | None = None, rows: range | None = None,
-                 shard: str | None = None, tau_low: float | None = None, soft: bool = False,
-                 extra_info: dict | None = None, tta: str = "none") -> dict:
-    """Write the labels file for `rows` (default all; atomically, annotations streamed) and its failures list
-    beside it when any image failed. Returns a summary.
-
-    `tau` may be one threshold per category. With `tau_low`, an ignore band: labels at or below it are written
-    as confident negatives (`neg_category_ids`), those between it and tau as unknown
-    (`not_exhaustive_category_ids`, LVIS-style), which the student trainer masks. With `soft`, each image also
-    carries the teacher's probabilities (`spml_scores`, in category order) for a student fitting them.
-
-    The scores are read block by block (`scores.blocks`, from memory or from a job's chunk files), so memory does
-    not grow with images x categories: 9M images x 600 categories would be 21 GB of float32."""
-    rows = range(len(dataset)) if rows is None else rows
-    failed_rows = [r for r in sorted(scores.failures) if r in rows]
-    cat_ids = dataset.category_ids
-    info = {
-        "description": "spml pseudo labels",
-        "tau": float(tau) if np.ndim(tau) == 0 else [float(t) for t in tau],
-        "keep_observed": keep_observed,
-        "model": str(Path(model_path).resolve()),
-        "model_sha256": model_sha256 or sha256_of(model_path),
-        "source_annotations": str(dataset.path) if dataset.path is not None else None,
-        "images_dir": str(dataset.images_dir.resolve()),
-        # read first, so a dataset folder moved together with its labels file still resolves
-        "images_dir_relative": relative_to_file(dataset.images_dir, out),
-        "date_created": created_time(),
-        "failed_images": len(failed_rows),
-    }
-    if shard is not None:
-        info["shard"] = shard
-    if extra_info:
-        info.update(extra_info)
-    if tau_low is not None:
-        info["tau_low"] = tau_low
-    if soft:
-        info["soft"] = True
-    if tta != "none":
-        info["tta"] = tta
-
-    def labeled_blocks():
-        """(rows, values, observed, positives) per block, failed images' rows left out."""
-        for start, values in scores.blocks(rows):
-            block = np.arange(start, start + len(values))
-            ok = np.array([r not in scores.failures for r in block.tolist()], dtype=bool)
-            observed = dataset.labels[start:start + len(values)][ok]  # dense for this block only
-            values = values[ok]
-            positives = threshold(values, tau)
-            if keep_observed:
-                positives |= observed
-            yield block[ok], values, observed, positives
-
-    def images():
-        for block, values, _, positives in labeled_blocks():
-            if tau_low is None and not soft:
-                yield from (dataset.images[n] for n in block.tolist())
-                continue
-            with np.errstate(invalid="ignore"):
-                negative = (values <= tau_low) & ~positives if tau_low is not None else None
-            for k, n in enumerate(block.tolist()):
-                im = dict(dataset.images[n])
-                if negative is not None:
-                    im["neg_category_ids"] = [cat_ids[j] for j in np.flatnonzero(negative[k])]
-                    im["not_exhaustive_category_ids"] = [cat_ids[j] for j in np.flatnonzero(~negative[k] & ~positives[k])]
-                if soft:
-                    im["spml_scores"] = [round(float(v), 5) for v in values[k]]
-                yield im
-
-    def annotations():
-        for block, values, observed, positives in labeled_blocks():
-            for k, n in enumerate(block.tolist()):
-                image_id = dataset.image_id(n)
-                for j in np.flatnonzero(positives[k]):
-                    yield {"image_id": image_id, "category_id": cat_ids[j], "score": round(float(values[k, j]), 6),
-                           "iscrowd": 0, "source": "observed" if observed[k, j] else "pseudo"}
-
-    num_annotations = write_coco(out, info, dataset.meta.get("licenses", []), images(), dataset.categories, annotations())
-    failures_path = failures_file(out)
-    if failed_rows:
-        with atomic_write(failures_path) as f:
-            for row in failed_rows:
-                f.write(json.dumps({"image_id": dataset.image_id(row), "file_name": dataset.file_name(row),
-                                    "reason": scores.failures[row]}) + "\n")
-    elif failures_path.exists():
-        failures_path.unlink()  # a stale list from an earlier run would mislead
-    num_images = len(rows) - len(failed_rows)
-    return {"images": num_images, "failed": len(failed_rows), "annotations": num_annotations,
-            "positives_per_image": num_annotations / max(num_images, 1),
-            "failures_file": str(failures_path) if failed_rows else None}
-
-
-def failures_file(out: str | os.PathLike) -> Path:
-    out = Path(out)
-    return out.with_name(out.stem + ".failures.jsonl")

@@ -30,7 +30,7 @@ def import_ray():
 
 
 class ChunkScorer:
-    """One actor of the pool: an onnxruntime session (CUDA/TensorRT when the worker has a GPU) and the labeler's
+    """One actor of the pool: an onnxruntime session (CUDA/TensorRT when the actor has a GPU) and the labeler's
     decoding and preprocessing, scoring a batch of {"row", "file_name"} into {"row", "values", "failed", "reason"}."""
 
     def __init__(self, model_path: str, provider: str, batch_size: int, threads: int, allow_outside: bool,
@@ -48,8 +48,8 @@ class ChunkScorer:
         return {"row": batch["row"], "values": values, "failed": failed, "reason": reasons}
 
 
-def ray_engine(labeler, dataset, model_path: str, provider: str = "auto", address: str | None = None,
-               workers: int | None = None, cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0,
+def ray_engine(labeler, dataset, model_path: str, *, provider: str = "auto", address: str | None = None,
+               actors: int | None = None, cpus_per_actor: float = 1.0, gpus_per_actor: float = 0.0,
                threads: int | None = None, allow_outside: bool = False, scorer=None, log=print):
     """An engine for `spml.label.job.resumable_scores`: scores the pending chunks on Ray and yields
     (part, Scores) in order as they come back. `labeler` (the driver's, on the CPU) gives the batch size and the
@@ -59,15 +59,15 @@ def ray_engine(labeler, dataset, model_path: str, provider: str = "auto", addres
     from spml.label.labeler import Scores
 
     columns = same_categories(labeler.info.categories, dataset, f"model {model_path}")
-    # A worker given no GPU must not grab one anyway; one given a GPU tries CUDA (or the provider asked for)
-    actor_provider = "cpu" if provider == "auto" and not gpus_per_worker else provider
-    actor_threads = threads or max(1, math.ceil(cpus_per_worker))
+    # An actor given no GPU must not grab one anyway; one given a GPU tries CUDA (or the provider asked for)
+    actor_provider = "cpu" if provider == "auto" and not gpus_per_actor else provider
+    actor_threads = threads or max(1, math.ceil(cpus_per_actor))
 
     def score(parts, bar):
         if not parts:
             return
         start_ray(ray, address)
-        size = workers or pool_size(ray, cpus_per_worker, gpus_per_worker)
+        size = actors or pool_size(ray, cpus_per_actor, gpus_per_actor)
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # chunks come back in the dataset's order
         context.enable_progress_bars = False  # the job has its own bar
@@ -78,12 +78,12 @@ def ray_engine(labeler, dataset, model_path: str, provider: str = "auto", addres
                             "file_name": [dataset.file_name(r) for r in p]}) for p in parts]
         results = ray.data.from_arrow(blocks).map_batches(
             scorer or ChunkScorer, batch_size=chunk, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=size),
-            num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None,
+            num_cpus=cpus_per_actor, num_gpus=gpus_per_actor or None,
             fn_constructor_kwargs={"model_path": str(os.path.abspath(model_path)), "provider": actor_provider,
                                    "batch_size": labeler.batch_size, "threads": actor_threads,
                                    "allow_outside": allow_outside, "images_dir": str(dataset.images_dir.resolve()),
                                    "columns": columns, "tta": labeler.tta})
-        log(f"ray: {size} workers x {cpus_per_worker:g} CPU" + (f" + {gpus_per_worker:g} GPU" if gpus_per_worker else "")
+        log(f"ray: {size} actors x {cpus_per_actor:g} CPU" + (f" + {gpus_per_actor:g} GPU" if gpus_per_actor else "")
             + f" on {ray.cluster_resources().get('CPU', 0):g} CPUs")
         waiting = iter(parts)
         part, held, started = next(waiting), [], time.time()
@@ -134,13 +134,13 @@ def start_ray(ray, address: str | None) -> None:
     sigterm_as_interrupt()  # ray.init's SIGTERM handler exits at once; ours unwinds and keeps finished chunks
 
 
-def pool_size(ray, cpus_per_worker: float, gpus_per_worker: float) -> int:
-    """As many workers as the cluster's CPUs (and GPUs, when workers take one) hold."""
+def pool_size(ray, cpus_per_actor: float, gpus_per_actor: float) -> int:
+    """As many actors as the cluster's CPUs (and GPUs, when actors take one) hold."""
     resources = ray.cluster_resources()
-    size = int(resources.get("CPU", 1) // cpus_per_worker) if cpus_per_worker else 1
-    if gpus_per_worker:
-        size = min(size, int(resources.get("GPU", 0) // gpus_per_worker))
+    size = int(resources.get("CPU", 1) // cpus_per_actor) if cpus_per_actor else 1
+    if gpus_per_actor:
+        size = min(size, int(resources.get("GPU", 0) // gpus_per_actor))
         if size < 1:
-            raise SpmlError(f"--gpus-per-worker {gpus_per_worker:g}: the Ray cluster has "
+            raise SpmlError(f"--ray-gpus-per-actor {gpus_per_actor:g}: the Ray cluster has "
                             f"{resources.get('GPU', 0):g} GPUs") from None
     return max(size, 1)

@@ -11,10 +11,12 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from spml.data.coco import load_coco
+from spml.data.coco import CocoDataset, load_coco
+from spml.data.protocol import COCO_EXPECTED_POSITIVES
 from spml.errors import SpmlError
 from spml.files import write_json
 from spml.sweep.variants import BASES, Variant, parse_variant
@@ -39,8 +41,36 @@ class SweepConfig:
     variants: tuple = ()  # variant names (spml.sweep.variants: base[+option...]), trained at the best tau (by validation mAP)
     variant_tau: float | None = None  # None: the best tau by validation mAP
     tau_low: float = 0.5  # band variant
-    expected_positives: float = 2.9  # prior variant
+    expected_positives: float = COCO_EXPECTED_POSITIVES  # prior variant
     train: dict = field(default_factory=dict)  # TrainConfig options for every model: arch, image_size, ..., preset, seed
+
+
+@dataclass
+class Sweep:
+    """What every step of a sweep shares, in place of closures: its settings, its folder, the single-positive
+    training set, the test-mAP cache, and the artifacts made so far (teachers, the ONNX teacher, its scores)."""
+
+    cfg: SweepConfig
+    out: Path
+    log: Callable[[str], None]
+    sp: CocoDataset | None = None  # the single-positive training set
+    cache: dict = field(default_factory=dict)  # model path -> test mAP, kept in test_map_cache.json
+    teachers: dict = field(default_factory=dict)  # loss -> checkpoint: an and the teacher loss
+    onnx: Path | None = None  # the teacher exported (teacher.onnx)
+    scores: dict = field(default_factory=dict)  # tta -> the ONNX teacher's scores over the training images
+
+    @property
+    def teacher(self) -> Path:
+        return self.teachers[self.cfg.teacher_loss]
+
+    def train(self, name: str, ann: str, loss: str, images=None, **extra) -> Path:
+        """Model `name`.pt of the sweep's settings, or the one already in the folder."""
+        return _train(self.cfg, self.out / f"{name}.pt", ann, loss, images, self.log, **extra)
+
+    def test_map(self, model: Path) -> float:
+        value = _test_map(self.cfg, model, self.cache)
+        write_json(self.out / "test_map_cache.json", self.cache)
+        return value
 
 
 def _train(cfg: SweepConfig, out: Path, ann: str, loss: str, images=None, log=print, **extra) -> Path:
@@ -64,169 +94,245 @@ def _test_map(cfg: SweepConfig, model: Path, cache: dict) -> float:
 
 
 def run_sweep(cfg: SweepConfig, log=print) -> dict:
-    from spml.export.onnx_export import export_onnx, validate_onnx
-    from spml.label.labeler import PseudoLabeler, observed_priors, prior_thresholds, write_labels
-    from spml.eval.evaluate import evaluate_labels
-
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Every artifact of the study in order, each reused when its file is there; returns report.json's dict."""
     try:
         variants_asked = [parse_variant(v) for v in cfg.variants]
     except ValueError as e:
         raise SpmlError(str(e)) from None
+    sweep = start_sweep(cfg, log)
+    train_teachers(sweep)
+    losses = loss_table(sweep)
+    full = full_line(sweep)
+    teacher_maps = {name: sweep.test_map(path) for name, path in sweep.teachers.items()}
+    log("teachers: " + ", ".join(f"{k} {v:.2f}" for k, v in teacher_maps.items()))
+    export_teacher(sweep)
+    score_teacher(sweep)
+    students = tau_students(sweep)
+    variants = variant_students(sweep, variants_asked, students)
+    return write_report(sweep, teacher_maps=teacher_maps, full=full, students=students, variants=variants,
+                        losses=losses)
+
+
+def start_sweep(cfg: SweepConfig, log) -> Sweep:
+    """The report folder, the test-mAP cache of an earlier run, the single-positive training set."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
     cache_path = out / "test_map_cache.json"
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    return Sweep(cfg=cfg, out=out, log=log, sp=load_coco(cfg.ann, cfg.images), cache=cache)
 
-    def test_map(model: Path) -> float:
-        value = _test_map(cfg, model, cache)
-        write_json(cache_path, cache)
-        return value
 
-    sp = load_coco(cfg.ann, cfg.images)
-    log(f"teachers: an and {cfg.teacher_loss} on {len(sp)} single-positive images")
-    teachers = {"an": _train(cfg, out / "teacher_an.pt", cfg.ann, "an", cfg.images, log)}
-    teachers[cfg.teacher_loss] = _train(cfg, out / f"teacher_{cfg.teacher_loss}.pt", cfg.ann, cfg.teacher_loss, cfg.images, log)
-    losses = {}
+def train_teachers(sweep: Sweep) -> None:
+    """The AN teacher (the reference line) and the teacher whose pseudo labels train the students."""
+    cfg = sweep.cfg
+    sweep.log(f"teachers: an and {cfg.teacher_loss} on {len(sweep.sp)} single-positive images")
+    sweep.teachers["an"] = sweep.train("teacher_an", cfg.ann, "an", cfg.images)
+    sweep.teachers[cfg.teacher_loss] = sweep.train(f"teacher_{cfg.teacher_loss}", cfg.ann, cfg.teacher_loss, cfg.images)
+
+
+def loss_table(sweep: Sweep) -> dict:
+    """The test mAP of a teacher of each extra loss (the table of all losses)."""
+    cfg, losses = sweep.cfg, {}
     for loss in cfg.losses:
-        path = out / f"teacher_{loss}.pt"
-        losses[loss] = test_map(teachers.get(loss) or _train(cfg, path, cfg.ann, loss, cfg.images, log))
-        log(f"loss {loss}: test mAP {losses[loss]:.2f}")
-    full = None
+        model = sweep.teachers.get(loss) or sweep.train(f"teacher_{loss}", cfg.ann, loss, cfg.images)
+        losses[loss] = sweep.test_map(model)
+        sweep.log(f"loss {loss}: test mAP {losses[loss]:.2f}")
+    return losses
+
+
+def full_line(sweep: Sweep) -> float | None:
+    """The test mAP of a model trained on the full labels (--gt-ann): the upper line of the report."""
+    if not sweep.cfg.gt_ann:
+        return None
+    full = sweep.test_map(sweep.train("full", sweep.cfg.gt_ann, "bce", sweep.cfg.images))
+    sweep.log(f"full labels: test mAP {full:.2f}")
+    return full
+
+
+def export_teacher(sweep: Sweep) -> None:
+    sweep.onnx = sweep.out / "teacher.onnx"
+    if not sweep.onnx.exists():
+        _export(sweep.teacher, sweep.onnx)
+
+
+def _export(model, onnx: Path) -> None:
+    from spml.export.onnx_export import export_onnx, validate_onnx
+
+    export_onnx(model, onnx)
+    validate_onnx(onnx, model)
+
+
+def exported(model: Path) -> Path:
+    """`model`'s ONNX export beside it, made once."""
+    onnx = model.with_suffix(".onnx")
+    if not onnx.exists():
+        _export(model, onnx)
+    return onnx
+
+
+def score_teacher(sweep: Sweep) -> None:
+    """The ONNX teacher's scores over the training images, once: every tau reuses them (teacher_scores.npy)."""
+    scores = scores_of(sweep, sweep.onnx, "none")
+    np.save(sweep.out / "teacher_scores.npy", scores.values)
+
+
+def scores_of(sweep: Sweep, onnx: Path, tta: str):
+    """The scores of `onnx` (with test-time augmentation `tta`) over the training images; the sweep's teacher's
+    are computed once per tta."""
+    from spml.label.labeler import PseudoLabeler
+
+    if onnx == sweep.onnx and tta in sweep.scores:
+        return sweep.scores[tta]
+    result = PseudoLabeler(onnx, batch_size=64, tta=tta).scores(sweep.sp)
+    if onnx == sweep.onnx:
+        sweep.scores[tta] = result
+    return result
+
+
+def write_labels_file(sweep: Sweep, labels: Path, scores, model: Path, tau: float, **settings) -> Path:
+    """One labels file through spml-label's own policy and writers (spml.label.label_scores); `settings` are
+    LabelConfig's (soft, tau_low, class_prior, tta). No teacher recipe is recorded: the sweep gives every
+    student its settings itself."""
+    from spml.label import LabelConfig, label_scores
+
+    label_scores(LabelConfig(out=str(labels), taus=(tau,), model=str(model), **settings), sweep.sp, scores,
+                 warn=sweep.log)
+    return labels
+
+
+def student(sweep: Sweep, name: str, labels: Path, **extra) -> dict:
+    """Train student `name` on `labels`; its report entry (test mAP, label quality, validation mAP)."""
+    from spml.eval.evaluate import evaluate_labels
+    from spml.train.model import load_checkpoint
+
+    cfg = sweep.cfg
+    model = sweep.train(f"student_{name}", str(labels), cfg.student_loss, **extra)
+    entry = {"map": sweep.test_map(model)}
     if cfg.gt_ann:
-        full = test_map(_train(cfg, out / "full.pt", cfg.gt_ann, "bce", cfg.images, log))
-        log(f"full labels: test mAP {full:.2f}")
-    teacher_maps = {name: test_map(path) for name, path in teachers.items()}
-    log("teachers: " + ", ".join(f"{k} {v:.2f}" for k, v in teacher_maps.items()))
+        q = evaluate_labels(labels, cfg.gt_ann)
+        entry.update(precision=q["precision"], recall=q["recall"], f1=q["f1"],
+                     positives_per_image=q["positives_per_image"], gt_positives_per_image=q["true_positives_per_image"])
+    else:
+        positives = load_coco(labels).positives
+        entry.update(precision=None, recall=None, positives_per_image=float(positives.sum(axis=1).mean()))
+    entry["val_map"] = load_checkpoint(model)["best_metric"]
+    sweep.log(f"student {name}: test mAP {entry['map']:.2f}, {entry['positives_per_image']:.2f} positives per image")
+    return entry
 
-    onnx_path = out / "teacher.onnx"
-    if not onnx_path.exists():
-        export_onnx(teachers[cfg.teacher_loss], onnx_path)
-        validate_onnx(onnx_path, teachers[cfg.teacher_loss])
-    labeler = PseudoLabeler(onnx_path, batch_size=64)
-    scores = labeler.scores(sp)  # once: every tau reuses them
-    np.save(out / "teacher_scores.npy", scores.values)
 
-    def student(name: str, labels: Path, **extra) -> dict:
-        model = _train(cfg, out / f"student_{name}.pt", str(labels), cfg.student_loss, log=log, **extra)
-        entry = {"map": test_map(model)}
-        if cfg.gt_ann:
-            q = evaluate_labels(labels, cfg.gt_ann)
-            entry.update(precision=q["precision"], recall=q["recall"], f1=q["f1"],
-                         positives_per_image=q["positives_per_image"], gt_positives_per_image=q["true_positives_per_image"])
-        else:
-            positives = load_coco(labels).positives
-            entry.update(precision=None, recall=None, positives_per_image=float(positives.sum(axis=1).mean()))
-        from spml.train.model import load_checkpoint
-
-        entry["val_map"] = load_checkpoint(model)["best_metric"]
-        log(f"student {name}: test mAP {entry['map']:.2f}, {entry['positives_per_image']:.2f} positives per image")
-        return entry
-
+def tau_students(sweep: Sweep) -> list[dict]:
+    """The hard-threshold labels and their student at every tau (Figure 1)."""
     students = []
-    for tau in cfg.taus:
-        labels = out / f"labels_tau{tau:g}.json"
-        write_labels(labels, sp, scores, tau, True, onnx_path)
-        students.append({"tau": tau, **student(f"tau{tau:g}", labels)})
+    for tau in sweep.cfg.taus:
+        labels = write_labels_file(sweep, sweep.out / f"labels_tau{tau:g}.json", sweep.scores["none"], sweep.onnx, tau)
+        students.append({"tau": tau, **student(sweep, f"tau{tau:g}", labels)})
+    return students
 
-    def soft_student(tau: float) -> Path:
-        labels = out / "labels_soft.json"
+
+def variant_students(sweep: Sweep, variants_asked: list[Variant], students: list[dict]) -> list[dict]:
+    """Each variant's student at the variant tau (by default the hard-threshold student's best by validation mAP)."""
+    if not variants_asked:
+        return []
+    cfg = sweep.cfg
+    best = max(students, key=lambda s: s["val_map"] if s["val_map"] is not None else -1)
+    tau = cfg.variant_tau if cfg.variant_tau is not None else best["tau"]
+    sweep.log(f"variants at tau {tau:g}"
+              + ("" if cfg.variant_tau is not None else " (best validation mAP of the hard-threshold students)"))
+    return [{"variant": v.name, "tau": tau, "description": v.description(), **variant_student(sweep, v, tau)}
+            for v in variants_asked]
+
+
+def variant_student(sweep: Sweep, v: Variant, tau: float) -> dict:
+    """Train variant `v`'s student (all its rounds) at `tau`; the report entry of its last round."""
+    if v.base in ("teacher", "full"):
+        return reference_variant(sweep, v)
+    teacher_model, per_round = variant_teacher(sweep, v), []
+    teacher_onnx = sweep.onnx if teacher_model == sweep.teacher else exported(teacher_model)
+    if v.ensemble > 1:
+        teacher_onnx = ensemble_onnx(sweep, v)
+    # the model that labels the first round, when it is not the sweep's teacher: its own test mAP
+    own_teacher = sweep.test_map(teacher_onnx) if teacher_onnx != sweep.onnx else None
+    for k in range(1, v.rounds + 1):
+        suffix = f"_r{k}" if v.base == "rounds" and k > 1 else ""
+        labels = sweep.out / f"labels_{v.file_name}{suffix}.json"
+        if v.base == "round2":
+            teacher_onnx = exported(soft_student(sweep, tau))
         if not labels.exists():
-            write_labels(labels, sp, scores, tau, True, onnx_path, soft=True)
-        return _train(cfg, out / "student_soft.pt", str(labels), cfg.student_loss, log=log, soft_targets=True)
+            variant_labels(sweep, v, labels, teacher_onnx, tau)
+        extra = dict(v.train)
+        if v.soft:
+            extra["soft_targets"] = True
+        if v.init:
+            extra["init"] = str(teacher_model)
+        entry = student(sweep, f"{v.file_name}{suffix}", labels, **extra)
+        per_round.append(entry["map"])
+        if k < v.rounds:  # this round's student is the next round's teacher
+            teacher_model = sweep.out / f"student_{v.file_name}{suffix}.pt"
+            teacher_onnx = exported(teacher_model)
+    if v.base == "rounds":
+        entry["rounds"] = per_round
+    if own_teacher is not None:
+        entry["teacher_map"] = own_teacher
+    return entry
 
-    def variant_student(v: Variant, tau: float) -> dict:
-        """Train variant `v`'s student (all its rounds) at `tau`; the report entry of its last round."""
-        if v.base in ("teacher", "full"):  # a reference line: the same labels as the teacher or full line, other options
-            if v.base == "full" and not cfg.gt_ann:
-                raise SpmlError(f"variant {v.name}: needs --gt-ann (the full labels)") from None
-            ann, loss = (cfg.ann, cfg.teacher_loss) if v.base == "teacher" else (cfg.gt_ann, "bce")
-            model = _train(cfg, out / f"{v.file_name}.pt", ann, loss, cfg.images, log, **v.train)
-            from spml.train.model import load_checkpoint
 
-            return {"map": test_map(model), "val_map": load_checkpoint(model)["best_metric"], "positives_per_image": None}
-        teacher_model, per_round = variant_teacher(v), []
-        teacher_onnx = onnx_path if teacher_model == teachers[cfg.teacher_loss] else exported(teacher_model)
-        if v.ensemble > 1:
-            teacher_onnx = ensemble_onnx(v)
-        # the model that labels the first round, when it is not the sweep's teacher: its own test mAP
-        own_teacher = test_map(teacher_onnx) if teacher_onnx != onnx_path else None
-        for k in range(1, v.rounds + 1):
-            suffix = f"_r{k}" if v.base == "rounds" and k > 1 else ""
-            labels = out / f"labels_{v.file_name}{suffix}.json"
-            extra = dict(v.train)
-            if v.base == "round2":
-                teacher_onnx = exported(soft_student(tau))
-            if not labels.exists():
-                if v.base == "band":
-                    write_labels(labels, sp, scores_of(teacher_onnx, v.tta), tau, True, teacher_onnx,
-                                 tau_low=min(cfg.tau_low, tau - 1e-3), tta=v.tta)
-                elif v.base == "prior":
-                    taus = prior_thresholds(scores_of(teacher_onnx, v.tta).values, observed_priors(sp, cfg.expected_positives))
-                    write_labels(labels, sp, scores_of(teacher_onnx, v.tta), taus, True, teacher_onnx, tta=v.tta)
-                else:
-                    write_labels(labels, sp, scores_of(teacher_onnx, v.tta), tau, True, teacher_onnx, soft=v.soft, tta=v.tta)
-            if v.soft:
-                extra["soft_targets"] = True
-            if v.init:
-                extra["init"] = str(teacher_model)
-            entry = student(f"{v.file_name}{suffix}", labels, **extra)
-            per_round.append(entry["map"])
-            if k < v.rounds:  # this round's student is the next round's teacher
-                teacher_model = out / f"student_{v.file_name}{suffix}.pt"
-                teacher_onnx = exported(teacher_model)
-        if v.base == "rounds":
-            entry["rounds"] = per_round
-        if own_teacher is not None:
-            entry["teacher_map"] = own_teacher
-        return entry
+def reference_variant(sweep: Sweep, v: Variant) -> dict:
+    """A reference line with other options: the teacher's or the full line's labels, trained with `v.train`."""
+    from spml.train.model import load_checkpoint
 
-    teacher_scores = {"none": scores}
+    cfg = sweep.cfg
+    if v.base == "full" and not cfg.gt_ann:
+        raise SpmlError(f"variant {v.name}: needs --gt-ann (the full labels)") from None
+    ann, loss = (cfg.ann, cfg.teacher_loss) if v.base == "teacher" else (cfg.gt_ann, "bce")
+    model = sweep.train(v.file_name, ann, loss, cfg.images, **v.train)
+    return {"map": sweep.test_map(model), "val_map": load_checkpoint(model)["best_metric"], "positives_per_image": None}
 
-    def scores_of(onnx: Path, tta: str):
-        """The scores of `onnx` (with test-time augmentation `tta`) over the training images, computed once."""
-        if onnx == onnx_path and tta in teacher_scores:
-            return teacher_scores[tta]
-        result = PseudoLabeler(onnx, batch_size=64, tta=tta).scores(sp)
-        if onnx == onnx_path:
-            teacher_scores[tta] = result
-        return result
 
-    def variant_teacher(v: Variant, j: int = 0) -> Path:
-        """Variant v's teacher (of its tloss and tepochs), seed + j: the sweep's own teacher when they are unset."""
-        loss = v.teacher_loss or cfg.teacher_loss
-        if loss == cfg.teacher_loss and v.teacher_epochs is None and j == 0:
-            return teachers[cfg.teacher_loss]
-        seed = cfg.train.get("seed", 0) + j
-        name = f"teacher_{loss}" + (f"_epochs{v.teacher_epochs}" if v.teacher_epochs else "") + (f"_seed{seed}" if j else "")
-        extra = {"seed": seed} | ({"epochs": v.teacher_epochs} if v.teacher_epochs else {})
-        return _train(cfg, out / f"{name}.pt", cfg.ann, loss, cfg.images, log, **extra)
+def variant_labels(sweep: Sweep, v: Variant, labels: Path, teacher_onnx: Path, tau: float) -> None:
+    """Variant v's labels from `teacher_onnx`: an ignore band, per-class prior thresholds, or soft targets."""
+    scores = scores_of(sweep, teacher_onnx, v.tta)
+    if v.base == "band":
+        settings = {"tau_low": min(sweep.cfg.tau_low, tau - 1e-3)}
+    elif v.base == "prior":
+        settings = {"class_prior": "auto", "expected_positives": sweep.cfg.expected_positives}
+    else:
+        settings = {"soft": v.soft}
+    write_labels_file(sweep, labels, scores, teacher_onnx, tau, tta=v.tta, **settings)
 
-    def ensemble_onnx(v: Variant) -> Path:
-        """Variant v's teacher and ens - 1 more like it, seeds seed + 1 ..., as one ONNX model."""
-        members = [variant_teacher(v, j) for j in range(v.ensemble)]
-        onnx = out / (members[0].stem + f"_ensemble{v.ensemble}.onnx")
-        if not onnx.exists():
-            export_onnx(members, onnx)
-            validate_onnx(onnx, members)
-        return onnx
 
-    def exported(model: Path) -> Path:
-        onnx = model.with_suffix(".onnx")
-        if not onnx.exists():
-            export_onnx(model, onnx)
-            validate_onnx(onnx, model)
-        return onnx
+def soft_student(sweep: Sweep, tau: float) -> Path:
+    """The teacher's soft labels at `tau` and their student: round2's teacher."""
+    labels = sweep.out / "labels_soft.json"
+    if not labels.exists():
+        write_labels_file(sweep, labels, sweep.scores["none"], sweep.onnx, tau, soft=True)
+    return sweep.train("student_soft", str(labels), sweep.cfg.student_loss, soft_targets=True)
 
-    variants = []
-    if variants_asked:
-        best = max(students, key=lambda s: s["val_map"] if s["val_map"] is not None else -1)
-        tau = cfg.variant_tau if cfg.variant_tau is not None else best["tau"]
-        log(f"variants at tau {tau:g}" + ("" if cfg.variant_tau is not None else " (best validation mAP of the hard-threshold students)"))
-        for v in variants_asked:
-            entry = variant_student(v, tau)
-            variants.append({"variant": v.name, "tau": tau, "description": v.description(), **entry})
 
-    em = teacher_maps[cfg.teacher_loss]
+def variant_teacher(sweep: Sweep, v: Variant, j: int = 0) -> Path:
+    """Variant v's teacher (of its tloss and tepochs), seed + j: the sweep's own teacher when they are unset."""
+    cfg = sweep.cfg
+    loss = v.teacher_loss or cfg.teacher_loss
+    if loss == cfg.teacher_loss and v.teacher_epochs is None and j == 0:
+        return sweep.teacher
+    seed = cfg.train.get("seed", 0) + j
+    name = f"teacher_{loss}" + (f"_epochs{v.teacher_epochs}" if v.teacher_epochs else "") + (f"_seed{seed}" if j else "")
+    extra = {"seed": seed} | ({"epochs": v.teacher_epochs} if v.teacher_epochs else {})
+    return sweep.train(name, cfg.ann, loss, cfg.images, **extra)
+
+
+def ensemble_onnx(sweep: Sweep, v: Variant) -> Path:
+    """Variant v's teacher and ens - 1 more like it, seeds seed + 1 ..., as one ONNX model."""
+    members = [variant_teacher(sweep, v, j) for j in range(v.ensemble)]
+    onnx = sweep.out / (members[0].stem + f"_ensemble{v.ensemble}.onnx")
+    if not onnx.exists():
+        _export(members, onnx)
+    return onnx
+
+
+def write_report(sweep: Sweep, *, teacher_maps: dict, full: float | None, students: list, variants: list,
+                 losses: dict) -> dict:
+    """report.json, report.md and the two plots; each entry gains its share of the teacher -> full-labels gap."""
+    em = teacher_maps[sweep.cfg.teacher_loss]
     for entry in students + variants:  # (student - teacher) / (full - teacher): how much of the way to full labels
         entry["gap_share"] = gap_share(entry["map"], em, full)
     report = {
@@ -235,10 +341,10 @@ def run_sweep(cfg: SweepConfig, log=print) -> dict:
         "students": students,
         "variants": variants,
         "losses": losses,
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()},
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(sweep.cfg).items()},
     }
-    write_json(out / "report.json", report)
-    write_report_files(report, out)
+    write_json(sweep.out / "report.json", report)
+    write_report_files(report, sweep.out)
     return report
 
 

@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import click
 
-from spml.cli_util import command
 from click.core import ParameterSource
 
-from spml.train.loss_names import ALL_LOSS_NAMES, LR_SCHEDULE_NAMES, PRESET_NAMES
+from spml.cli_util import command
+from spml.errors import SpmlError
+from spml.train.loss_names import ALL_LOSS_NAMES
+from spml.train.loss_registry import help_table, parse_loss_args
+from spml.train.options import model_options
+
+# The one-loss flags of spml 0.x, each now a --loss-arg of its loss: --gr-q 0.1,1 is --loss-arg q=0.1,1.
+RETIRED_LOSS_FLAGS = ("--alpha", "--beta", "--theta", "--warmup-epochs", "--delta-rel", "--gr-beta", "--gr-alpha",
+                      "--gr-q", "--ls-coef", "--expected-positives")
 
 
+def _as_loss_arg(flag: str):
+    key = flag[2:].removeprefix("gr-").replace("-", "_")
+    return lambda value: ["--loss-arg", f"{key}={value}"]
 
-def _floats(count: int):
-    """A click callback: 'a,b,...' -> a tuple of `count` floats (negative values need no quoting)."""
-    def parse(ctx, param, value):
-        if value is None:
-            return None
-        try:
-            values = tuple(float(x) for x in value.split(","))
-        except ValueError:
-            values = ()
-        if len(values) != count:
-            raise click.BadParameter(f"expected {count} comma-separated numbers, got {value!r}")
-        return values
-    return parse
+
+def _loss_args(ctx, param, pairs):
+    """--loss-arg KEY=VALUE... -> {key: value}, checked against the loss's hyperparameters (--loss is eager, so
+    it is known here wherever it stands on the line)."""
+    try:
+        return parse_loss_args(ctx.params.get("loss"), pairs)
+    except SpmlError as e:
+        raise click.UsageError(str(e), ctx) from None
 
 
 def _list_archs(ctx, param, value):
@@ -35,7 +40,7 @@ def _list_archs(ctx, param, value):
     ctx.exit()
 
 
-@command()
+@command(deprecated={flag: _as_loss_arg(flag) for flag in RETIRED_LOSS_FLAGS}, epilog=help_table())
 @click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.option("--list-archs", is_flag=True, expose_value=False, is_eager=True, callback=_list_archs,
               help="List every --arch name and exit.")
@@ -48,16 +53,14 @@ def _list_archs(ctx, param, value):
               help="Fully labelled validation set; the best epoch by its mAP is kept.")
 @click.option("--val-images", type=click.Path(file_okay=False), default=None,
               show_default="recorded in --val-ann, else its folder", help="Images folder of --val-ann.")
-@click.option("--loss", type=click.Choice(ALL_LOSS_NAMES), default=None,
-              show_default="em when every image has exactly one positive, else bce", help="Training loss.")
-@click.option("--arch", default=None, show_default="resnet50; built-in dataset: cnn4",
-              help="Any torchvision classifier (spml-train --list-archs), spml's small cnn4, or timm/<name> for any "
-                   "timm model (pip install 'spml[timm]').")
-@click.option("--pretrained/--no-pretrained", default=None, show_default="only if already cached",
-              help="Start from torchvision's ImageNet weights, or timm's for timm/ archs (downloaded once).")
-@click.option("--weights", type=click.Path(dir_okay=False), default=None, show_default="none",
-              help="Start from a local state dict of --arch (ImageNet weights from elsewhere; for timm/ archs a timm "
-                   "state dict, its head dropped if sized for other classes).")
+@click.option("--loss", type=click.Choice(ALL_LOSS_NAMES), default=None, is_eager=True,
+              show_default="em when every image has exactly one positive, else bce",
+              help="Training loss (the losses are listed below).")
+@click.option("--loss-arg", "loss_args", multiple=True, metavar="KEY=VALUE", callback=_loss_args,
+              show_default="the loss's, listed below",
+              help="A hyperparameter of --loss (repeat the option for several; a tuple's values comma-separated: "
+                   "--loss gr --loss-arg q=0.1,1). Without --loss, em's.")
+@model_options
 @click.option("--init", type=click.Path(dir_okay=False), default=None, show_default="none",
               help="Start from an spml checkpoint of the same arch and categories (a student from its teacher).")
 @click.option("--mode", type=click.Choice(["end-to-end", "linear", "linear-init"]), default="end-to-end", show_default=True,
@@ -78,46 +81,6 @@ def _list_archs(ctx, param, value):
               help="Dropout on the classifier head's input while training (any arch).")
 @click.option("--drop-path", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Stochastic depth rate, for archs that have it (timm models, torchvision's convnext, efficientnet, swin); 0: the arch's own default.")
-@click.option("--image-size", type=int, default=None, show_default="448, a timm model's own input size; built-in dataset: 32",
-              help="Square input size.")
-@click.option("--epochs", type=int, default=None, show_default="10; built-in dataset: 8; --mode linear: 25",
-              help="Training epochs.")
-@click.option("--batch-size", type=int, default=None, show_default="8; built-in dataset: 32",
-              help="Images per optimizer step, over all processes: with --nproc N each takes 1/N of it.")
-@click.option("--lr", type=float, default=None, show_default="1e-5 with ImageNet weights, 1e-3 from scratch; built-in dataset: 3e-4 from its source-task backbone",
-              help="Adam learning rate (not rescaled with --nproc).")
-@click.option("--preset", type=click.Choice(PRESET_NAMES), default=None, show_default="none",
-              help="The reference code's settings for this dataset (alpha, beta, theta, warm-up, expected positives, "
-                   "batch size, fine-tuning lr, constant lr; for ll-*: batch 16, head lr x10). Options given "
-                   "explicitly win.")
-@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULE_NAMES), default=None, show_default="cosine; --preset: constant",
-              help="Per-step learning-rate schedule.")
-@click.option("--head-lr-mult", type=float, default=None, show_default="1; --preset with ll-*: 10",
-              help="End to end: the head's lr as a multiple of --lr.")
-@click.option("--ls-coef", type=float, default=None, show_default="0.1",
-              help="an-ls, bce-ls: label smoothing e; positives trained towards 1-e, negatives towards e.")
-@click.option("--alpha", type=float, default=None, show_default="0.1 (COCO)", help="em, em-apl: weight of the entropy term.")
-@click.option("--expected-positives", type=float, default=None, show_default="2.9 (COCO)",
-              help="epr, role: expected positives per image.")
-@click.option("--beta", type=float, default=None, show_default="0.9 (COCO)", help="em-apl: weight of the pseudo negatives.")
-@click.option("--theta", type=float, default=None, show_default="0.9",
-              help="em-apl: final share of unobserved labels made negatives.")
-@click.option("--warmup-epochs", type=click.IntRange(1), default=None, show_default="5",
-              help="em-apl: epochs before pseudo labelling.")
-@click.option("--delta-rel", type=float, default=None, show_default="0.002",
-              help="ll-r/ll-ct/ll-cp: per-epoch growth of the large-loss share.")
-@click.option("--gr-beta", default=None, callback=_floats(4), metavar="W0,WT,B0,BT", show_default="0,2,-2,-2",
-              help="gr: the soft pseudo label k(p) = sigmoid(w p + b) of unobserved labels, w and b going linearly "
-                   "from (W0, B0) in the first epoch towards (WT, BT).")
-@click.option("--gr-alpha", default=None, callback=_floats(4), metavar="MU0,S0,MUT,ST", show_default="0.5,2,0.8,0.5",
-              help="gr: the weight v(p) = exp(-(p - mu)^2 / 2 s^2) of unobserved labels, mu and s going linearly "
-                   "from (MU0, S0) to (MUT, ST) in the last epoch.")
-@click.option("--gr-q", default=None, callback=_floats(2), metavar="Q2,Q3", show_default="0.01,1",
-              help="gr: q of the robust losses of an unobserved label as positive, (1 - p^q2)/q2, and as negative, "
-                   "(1 - (1-p)^q3)/q3.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialisation, shuffling and augmentation.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto: CUDA when available.")
 @click.option("--workers", type=click.IntRange(0), default=None, show_default="0 on CPU, 8 on CUDA",
               help="DataLoader workers.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,

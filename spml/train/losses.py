@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-LS_COEF = 0.1  # Cole et al.'s ls_coef (train.py)
+from spml.train.loss_registry import LOSSES as REGISTRY
 
 
 def _mean(loss_matrix: torch.Tensor, known: torch.Tensor | None) -> torch.Tensor:
@@ -29,9 +29,9 @@ def _mean(loss_matrix: torch.Tensor, known: torch.Tensor | None) -> torch.Tensor
     return (loss_matrix * known).sum() / known.sum().clamp_min(1)
 
 
-def bce(logits, targets, known=None, ls_coef: float = 0.0):
+def bce(logits, targets, known=None, ls_coef: float = 0.0):  # 0: no smoothing (bce, an); bce-ls passes its own
     """Binary cross-entropy on every (known) entry. With label smoothing (bce-ls, an-ls) the target is
-    y(1 - e) + (1 - y)e, e = ls_coef: positives trained towards 0.9 and negatives towards 0.1 at e = 0.1, as the
+    y(1 - e) + (1 - y)e, e = ls_coef: positives trained towards 1 - e and negatives towards e, as the
     reference's (1-e)(-log p) + e(-log(1-p)) on positives and its mirror on negatives. Soft targets (a teacher's
     probabilities) are mapped by the same line, y(1 - 2e) + e."""
     if ls_coef:
@@ -51,7 +51,7 @@ def weak_assume_negative(logits, targets, known=None):
     return _mean(weight * F.binary_cross_entropy_with_logits(logits, targets, reduction="none"), known)
 
 
-def entropy_maximization(logits, targets, known=None, alpha: float = 0.1):
+def entropy_maximization(logits, targets, known=None, *, alpha: float):
     """EM (Zhou et al. 2022): -log p on observed positives, -alpha * H(p) on unobserved labels, which pushes
     their predictions towards 0.5 instead of 0, so unobserved positives are not learnt as negatives."""
     log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
@@ -61,7 +61,7 @@ def entropy_maximization(logits, targets, known=None, alpha: float = 0.1):
     return _mean(torch.where(observed, -log_p, -alpha * entropy), known)
 
 
-def expected_positive_regularization(logits, targets, known=None, expected_positives: float = 2.9):
+def expected_positive_regularization(logits, targets, known=None, *, expected_positives: float):
     """EPR (Cole et al. 2021, `loss_epr`): -log p on the observed positives, zero elsewhere, averaged over the
     B x L (known) entries like every other loss; plus ((1/B sum_b sum_j p_bj) - k)^2 / L^2, the square of the
     batch mean of the expected positives per image (not the mean of per-image squares). The regulariser counts
@@ -73,31 +73,12 @@ def expected_positive_regularization(logits, targets, known=None, expected_posit
     return positive_term + reg
 
 
-LOSSES = {
-    "an": "assume negative: unobserved labels are negatives",
-    "an-ls": "assume negative with label smoothing (--ls-coef, 0.1: targets 0.9 / 0.1)",
-    "wan": "weak assume negative: negatives weighted 1/(L-1)",
-    "epr": "expected positive regularisation",
-    "em": "entropy maximisation on unobserved labels (Zhou et al. 2022)",
-    "bce": "binary cross-entropy on full or pseudo labels",
-    "bce-ls": "binary cross-entropy with label smoothing (--ls-coef), the seed paper's student",
-}
+LOSSES = {name: spec.description for name, spec in REGISTRY.items() if not spec.stateful}
 
 
-def compute_loss(name: str, logits, targets, known=None, *, alpha: float = 0.1, ls_coef: float = LS_COEF,
-                 expected_positives: float = 2.9):
-    if name == "an":
-        return assume_negative(logits, targets, known)
-    if name == "an-ls":
-        return assume_negative(logits, targets, known, ls_coef)
-    if name == "wan":
-        return weak_assume_negative(logits, targets, known)
-    if name == "epr":
-        return expected_positive_regularization(logits, targets, known, expected_positives)
-    if name == "em":
-        return entropy_maximization(logits, targets, known, alpha)
-    if name == "bce":
-        return bce(logits, targets, known)
-    if name == "bce-ls":
-        return bce(logits, targets, known, ls_coef)
-    raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
+def compute_loss(name: str, logits, targets, known=None, **hparams):
+    """Loss `name` of spml.train.loss_registry, with its registered defaults for the hyperparameters not given."""
+    spec = REGISTRY.get(name)
+    if spec is None or spec.stateful:
+        raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
+    return spec.implementation()(logits, targets, known, **spec.arguments(hparams))

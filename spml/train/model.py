@@ -14,6 +14,7 @@ from spml.data.images import Preprocess
 from spml.errors import SpmlError
 from spml.train.small_cnn import SMALL_ARCHS, small_cnn
 from spml.train.timm_models import is_timm
+from spml.train.weights import first_words, load_matching, note_missing
 
 FORMAT_VERSION = 1
 
@@ -114,15 +115,9 @@ def create_model(arch: str, num_classes: int, pretrained: bool = False, weights:
         extra["stochastic_depth_prob"] = drop_path
     if weights is not None:
         model = _bare_model(arch, **extra)
-        state = load_state_dict_file(weights)
-        own = model.state_dict()
-        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        missing = [k for k in own if k not in usable]
-        if len(usable) < len(own) // 2:
-            raise SpmlError(f"{weights}: not a state dict of {arch} ({len(usable)} of {len(own)} tensors match)") from None
-        model.load_state_dict(usable, strict=False)
-        if missing and any(not (k.startswith(("fc.", "classifier.", "head", "heads."))) for k in missing):
-            print(f"note: {len(missing)} tensors of {arch} were not in {weights} and keep their initial values")
+        missing = load_matching(model, weights, arch)
+        if any(not k.startswith(("fc.", "classifier.", "head", "heads.")) for k in missing):  # more than the head
+            note_missing(missing, arch, weights)
         return replace_head(model, num_classes)
     if pretrained and arch in SMALL_ARCHS:
         raise SpmlError(f"{arch} has no published weights; use --weights FILE or --no-pretrained") from None
@@ -159,30 +154,6 @@ def _bare_model(arch: str, **extra) -> nn.Module:
     import torchvision
 
     return small_cnn(arch, 1000) if arch in SMALL_ARCHS else torchvision.models.get_model(arch, **extra)
-
-
-def load_state_dict_file(path: str | os.PathLike) -> dict:
-    """A state dict from a file: a bare one, or the `model`/`state_dict` entry of a checkpoint."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise SpmlError(f"{path}: no such file") from None
-    except Exception as e:  # pickle that tries to run code, truncated or foreign file
-        raise SpmlError(f"{path}: not a loadable weights file ({type(e).__name__}: {first_words(str(e))})") from None
-    for key in ("model", "state_dict"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise SpmlError(f"{path}: not a state dict") from None
-    return obj
-
-
-def first_words(text: str, limit: int = 120) -> str:
-    """The first line of an error, cut at a word boundary, never mid-word."""
-    line = (text.strip().splitlines() or [""])[0]
-    if len(line) <= limit:
-        return line
-    return line[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

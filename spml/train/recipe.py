@@ -18,8 +18,6 @@ TYPES = {"arch": str, "image_size": int, "epochs": int, "batch_size": int, "lr":
          "val_images": str}
 # fields with a real default rather than None: inherited only when the caller says they were not given
 NOT_NONE = ("mode", "linear_epochs", "flip")
-
-
 def inherit_recipe(config, explicit=(), log=print):
     """`config` with the unset settings of the teacher recorded in `config.ann` (a labels file of spml-label)
     filled in; the settings the user gave (`explicit`, and any non-None field) win. Logs one line saying what

@@ -26,24 +26,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-STATEFUL_LOSSES = {
-    "role": "ROLE: trainable label estimates fitted jointly with the predictions (Cole et al. 2021)",
-    "em-apl": "entropy maximisation + asymmetric pseudo labelling of the lowest-scoring unobserved labels (Zhou et al. 2022)",
-    "ll-r": "assume negative, rejecting the largest-loss unobserved labels of each batch (Kim et al. 2022)",
-    "ll-ct": "assume negative, correcting the largest-loss unobserved labels to positive for that step (Kim et al. 2022)",
-    "ll-cp": "assume negative, correcting the largest-loss unobserved labels to positive permanently (Kim et al. 2022)",
-    "gr": "generalized robust loss: soft pseudo labels and reweighting of the unobserved labels (Chen et al. 2024)",
-}
+from spml.train.loss_registry import LOSSES as REGISTRY
 
-# Published defaults (COCO where the papers differ per dataset); see each class for the source.
-DEFAULTS = {
-    "role": {"expected_positives": 2.9, "lr_mult": 10.0, "init_width": 0.1, "seed": 0},
-    "em-apl": {"alpha": 0.1, "beta": 0.9, "theta": 0.9, "warmup_epochs": 5},
-    "ll-r": {"delta_rel": 0.002},
-    "ll-ct": {"delta_rel": 0.002},
-    "ll-cp": {"delta_rel": 0.002, "schedule": "fixed"},
-    "gr": {"gr_beta": (0.0, 2.0, -2.0, -2.0), "gr_alpha": (0.5, 2.0, 0.8, 0.5), "gr_q": (0.01, 1.0)},
-}
+STATEFUL_LOSSES = {name: spec.description for name, spec in REGISTRY.items() if spec.stateful}
 
 
 def _masked_mean(loss_matrix: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -108,9 +93,9 @@ class RoleLoss(StatefulLoss):
     of the batch mean of the per-image sums, as spml.train.losses.epr).
 
     Initialisation as the reference models.py `LabelEstimator`: unobserved logits uniform in [-q, q],
-    q = logit(0.5 + init_width), init_width = 0.1, drawn from a private generator seeded by `seed` (creating the
-    loss does not move the global RNG); observed positives at logit(0.995), and trainable like every other
-    estimate. The loss learns which entries are observed from the targets, so an image's positives are set to
+    q = logit(0.5 + init_width) (init_width's default is the reference's), drawn from a private generator
+    seeded by `seed` (creating the loss does not move the global RNG); observed positives at logit(0.995), and
+    trainable like every other estimate. The loss learns which entries are observed from the targets, so an image's positives are set to
     logit(0.995) at its first batch (`initialised` remembers which rows): the same as setting them at
     construction, since a row's estimates get no gradient, hence no update, before its first batch (their
     optimizer group has no weight decay). The estimates get lr_mult = 10 x the lr (reference train.py, P['lr_mult']).
@@ -121,12 +106,13 @@ class RoleLoss(StatefulLoss):
 
     POSITIVE_INIT = 0.995  # reference models.py: init_logit_pos = inverse_sigmoid(0.995)
 
-    def __init__(self, num_images, num_classes, epochs, expected_positives=2.9, lr_mult=10.0, init_width=0.1, seed=0):
+    def __init__(self, num_images, num_classes, epochs, *, expected_positives, lr_mult, init_width, seed):
         super().__init__(num_images, num_classes, epochs)
         if not 0 < init_width < 0.5:
             raise ValueError(f"init_width must be in (0, 0.5), got {init_width}")
         self.expected_positives = float(expected_positives)
         self.lr_mult = float(lr_mult)
+        self.init_width, self.seed = float(init_width), int(seed)
         q = _logit(0.5 + init_width)
         generator = torch.Generator().manual_seed(int(seed))
         init = q * (2 * torch.rand(self.num_images, self.num_classes, generator=generator) - 1)
@@ -189,11 +175,10 @@ class EmAplLoss(StatefulLoss):
     wanting that can call record_scores() from such a pass before end_epoch). Pseudo labels live in their own
     bool mask, not as -q in the label matrix, so an entry scored exactly 0 is still labelled. Unknown entries
     (known False) are never pseudo labelled and add nothing.
-    Defaults, reference main.py for COCO: alpha 0.1, beta 0.9, neg_proportion (theta) 0.9, warmup_epoch 5
-    (VOC: alpha 0.2, beta 0.02, warm-up 5; NUS: 0.1, 0.2, 4; CUB: 0.01, 0.4, 3).
+    Defaults and per-dataset values: reference main.py, in spml.train.loss_registry (neg_proportion is theta).
     """
 
-    def __init__(self, num_images, num_classes, epochs, alpha=0.1, beta=0.9, theta=0.9, warmup_epochs=5):
+    def __init__(self, num_images, num_classes, epochs, *, alpha, beta, theta, warmup_epochs):
         super().__init__(num_images, num_classes, epochs)
         if not 0 <= theta <= 1:
             raise ValueError(f"theta must be in [0, 1], got {theta}")
@@ -277,13 +262,14 @@ class LargeLossLoss(StatefulLoss):
     picked; LL-Cp records all k entries it corrects, where the reference corrects k in the loss but records as
     permanent only those strictly above the k-th loss (k - 1 of them when there are no ties).
     delta_rel: the reference has no usable default. Its README asks for --delta_rel in {0.1, ..., 0.5}, in percent
-    (config.py divides by 100; its fallback 0 would leave plain AN). spml takes a fraction: the default 0.002 is
-    the README's 0.2 (%). The README gives no value per dataset, so every --preset uses 0.002 too.
+    (config.py divides by 100; its fallback 0 would leave plain AN). spml takes a fraction: its default (in
+    spml.train.loss_registry) is the README's 0.2 (%). The README gives no value per dataset, so every --preset
+    uses it too.
     """
 
     MODES = ("reject", "correct", "permanent")
 
-    def __init__(self, num_images, num_classes, epochs, mode="reject", delta_rel=0.002, schedule="growing"):
+    def __init__(self, num_images, num_classes, epochs, *, mode, delta_rel, schedule):
         super().__init__(num_images, num_classes, epochs)
         if mode not in self.MODES:
             raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
@@ -350,8 +336,8 @@ class GeneralizedRobustLoss(StatefulLoss):
     and sigma likewise. The two differ by one epoch in the reference and are kept so: k starts at (w0, b0) in the
     first epoch and never quite reaches (wT, bT); v reaches (muT, sigmaT) in the last.
 
-    Defaults: config.py's, beta = (w0, wT, b0, bT) = (0, 2, -2, -2), alpha = (mu0, sigma0, muT, sigmaT) =
-    (0.5, 2, 0.8, 0.5), (q2, q3) = (0.01, 1); the code reads no per-dataset values (its --beta/--alpha/--q2q3
+    Hyperparameters beta = (w0, wT, b0, bT), alpha = (mu0, sigma0, muT, sigmaT) and q = (q2, q3); their defaults
+    (spml.train.loss_registry) are config.py's. The code reads no per-dataset values (its --beta/--alpha/--q2q3
     are argparse type=list, so a value given on the command line splits into characters and cannot run), so
     these defaults are what it runs on every dataset, COCO included. Its training loop: Adam, lr 1e-5, the
     head at 10 x the lr (lr_mult), batch 8, 8 epochs, constant lr; `spml-train --preset` sets those for gr.
@@ -363,19 +349,18 @@ class GeneralizedRobustLoss(StatefulLoss):
     spml's --mode linear-init runs its own schedule in each phase.
     """
 
-    def __init__(self, num_images, num_classes, epochs, gr_beta=(0.0, 2.0, -2.0, -2.0), gr_alpha=(0.5, 2.0, 0.8, 0.5),
-                 gr_q=(0.01, 1.0)):
+    def __init__(self, num_images, num_classes, epochs, *, beta, alpha, q):
         super().__init__(num_images, num_classes, epochs)
-        self.beta = tuple(float(x) for x in gr_beta)
-        self.alpha = tuple(float(x) for x in gr_alpha)
-        self.q = tuple(float(x) for x in gr_q)
+        self.beta = tuple(float(x) for x in beta)
+        self.alpha = tuple(float(x) for x in alpha)
+        self.q = tuple(float(x) for x in q)
         if len(self.beta) != 4 or len(self.alpha) != 4 or len(self.q) != 2:
-            raise ValueError(f"gr_beta and gr_alpha take 4 values, gr_q 2; got {len(self.beta)}, {len(self.alpha)}, "
+            raise ValueError(f"beta and alpha take 4 values, q 2; got {len(self.beta)}, {len(self.alpha)}, "
                              f"{len(self.q)}")
         if not all(q > 0 for q in self.q):
-            raise ValueError(f"gr_q (q2, q3) must be positive, got {self.q}")
+            raise ValueError(f"q (q2, q3) must be positive, got {self.q}")
         if not (self.alpha[1] > 0 and self.alpha[3] > 0):
-            raise ValueError(f"gr_alpha's sigmas (2nd and 4th values) must be positive, got {self.alpha}")
+            raise ValueError(f"alpha's sigmas (2nd and 4th values) must be positive, got {self.alpha}")
 
     def schedule(self, epoch: int) -> tuple[float, float, float, float]:
         """(w, b, mu, sigma) of 0-based `epoch`."""
@@ -400,18 +385,9 @@ class GeneralizedRobustLoss(StatefulLoss):
 
 
 def create_stateful_loss(name: str, num_images: int, num_classes: int, epochs: int, **hparams) -> StatefulLoss:
-    """A stateful loss by name with DEFAULTS[name] overridden by `hparams` (None values keep the default)."""
-    if name not in STATEFUL_LOSSES:
+    """Stateful loss `name` of spml.train.loss_registry: its registered defaults overridden by `hparams` (None
+    values keep the default)."""
+    spec = REGISTRY.get(name)
+    if spec is None or not spec.stateful:
         raise ValueError(f"unknown stateful loss {name!r}; valid: {', '.join(STATEFUL_LOSSES)}")
-    unknown = sorted(set(hparams) - set(DEFAULTS[name]))
-    if unknown:
-        raise ValueError(f"{name}: unknown hyperparameter(s) {', '.join(unknown)}; valid: {', '.join(DEFAULTS[name])}")
-    kw = {**DEFAULTS[name], **{k: v for k, v in hparams.items() if v is not None}}
-    if name == "role":
-        return RoleLoss(num_images, num_classes, epochs, **kw)
-    if name == "em-apl":
-        return EmAplLoss(num_images, num_classes, epochs, **kw)
-    if name == "gr":
-        return GeneralizedRobustLoss(num_images, num_classes, epochs, **kw)
-    mode = {"ll-r": "reject", "ll-ct": "correct", "ll-cp": "permanent"}[name]
-    return LargeLossLoss(num_images, num_classes, epochs, mode=mode, **kw)
+    return spec.implementation()(num_images, num_classes, epochs, **spec.fixed, **spec.arguments(hparams))

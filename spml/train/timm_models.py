@@ -116,19 +116,11 @@ def create_timm_model(arch: str, num_classes: int, pretrained: bool = False, wei
     if image_size and cfg.get("fixed_input_size") and tuple(cfg.get("input_size", ()))[-1:] != (image_size,):
         kwargs["img_size"] = image_size  # ViT-style models size their position embeddings at construction
     if weights is not None:
-        from spml.train.model import load_state_dict_file
+        from spml.train.weights import load_matching, note_missing
 
         model = timm.create_model(name, **kwargs)
-        state = load_state_dict_file(weights)
-        own = model.state_dict()
-        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        if len(usable) < len(own) // 2:
-            raise SpmlError(f"{weights}: not a state dict of {arch} ({len(usable)} of {len(own)} tensors match)") from None
-        model.load_state_dict(usable, strict=False)
         head = _head_prefix(model)
-        missing = [k for k in own if k not in usable and not k.startswith(head)]
-        if missing:
-            print(f"note: {len(missing)} tensors of {arch} were not in {weights} and keep their initial values")
+        note_missing([k for k in load_matching(model, weights, arch) if not k.startswith(head)], arch, weights)
         return model
     if pretrained:
         if not (cfg.get("hf_hub_id") or cfg.get("url") or cfg.get("file")):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from spml.train.features import head_of, linear_features
 from spml.train.precision import CompiledOrEager, autocast, grad_scaler, resolve_precision, set_up_cuda
 from spml.train.losses import LOSSES, compute_loss
 from spml.train.presets import apply_preset, fill_defaults, fine_tune_lr
-from spml.train.stateful_losses import DEFAULTS as STATEFUL_DEFAULTS
+from spml.train.loss_registry import own_arguments
 from spml.train.stateful_losses import STATEFUL_LOSSES, StatefulLoss, create_stateful_loss
 from spml.train.model import (FORMAT_VERSION, check_arch, create_model, load_checkpoint, model_preprocess,
                               pretrained_weights_cached)
@@ -43,14 +43,14 @@ class TrainConfig:
     val_ann: str | None = None  # full labels for choosing the best epoch; None = keep the last epoch
     val_images: str | None = None
     loss: str | None = None  # None: em when every image has exactly one positive, else bce
-    arch: str | None = None  # any torchvision classifier or timm/<name>; None: resnet50 (built-in dataset: resnet18)
+    arch: str | None = None  # any torchvision classifier or timm/<name>; None: resnet50 (built-in dataset: cnn4)
     pretrained: bool | None = None  # None: torchvision's ImageNet weights when already in torch's cache
     weights: str | None = None  # a local state dict of `arch` (ImageNet weights from elsewhere)
     init: str | None = None  # start from an spml checkpoint of the same arch and categories (student from teacher)
     mode: str = "end-to-end"  # end-to-end | linear (frozen backbone, cached features) | linear-init (linear, then end-to-end)
     linear_epochs: int = 25  # linear-init: epochs of the linear phase (Cole et al.: 25)
     soft_targets: bool = False  # fit the teacher's probabilities of an `spml-label --soft` file, not its 0/1 labels
-    image_size: int | None = None  # None: 448 as in the papers, a timm model's own (built-in dataset: 64)
+    image_size: int | None = None  # None: 448 as in the papers, a timm model's own (built-in dataset: 32)
     epochs: int | None = None  # None: 10 (built-in dataset: 8); --mode linear: 25
     batch_size: int | None = None  # None: 8 as in the papers (built-in dataset: 32)
     lr: float | None = None  # None: 1e-5 fine-tuning pretrained weights, 1e-3 from scratch or for a linear head
@@ -58,16 +58,8 @@ class TrainConfig:
     preset: str | None = None  # coco | voc | nus | cub: the reference code's settings for it (spml.train.presets)
     lr_schedule: str | None = None  # cosine | constant (the references'); None: cosine, --preset: constant
     head_lr_mult: float | None = None  # the head's lr = this x lr, end to end; None: 1, --preset with ll-*: 10
-    ls_coef: float | None = None  # an-ls, bce-ls: label smoothing e, targets 1-e / e; None: 0.1 (Cole et al.)
-    alpha: float | None = None  # em, em-apl: weight of the entropy term (None: 0.1; Zhou et al.: COCO 0.1, VOC 0.2)
-    expected_positives: float | None = None  # epr, role: k, positives per image expected (None: COCO's 2.9)
-    beta: float | None = None  # em-apl: weight of the pseudo negatives (None: COCO's 0.9)
-    theta: float | None = None  # em-apl: final share of unobserved labels made pseudo negatives (None: 0.9)
-    warmup_epochs: int | None = None  # em-apl: epochs before pseudo labelling starts (None: 5)
-    delta_rel: float | None = None  # ll-*: growth per epoch of the share of large-loss labels (None: 0.002)
-    gr_beta: tuple | None = None  # gr: k(p) = sigmoid(w p + b), (w0, wT, b0, bT) (None: Chen et al.'s (0, 2, -2, -2))
-    gr_alpha: tuple | None = None  # gr: v(p) = Gaussian weight, (mu0, sigma0, muT, sigmaT) (None: (0.5, 2, 0.8, 0.5))
-    gr_q: tuple | None = None  # gr: (q2, q3) of the robust losses (None: (0.01, 1))
+    loss_args: dict = field(default_factory=dict)  # the loss's hyperparameters (spml.train.loss_registry): the ones
+    # given; resolved, every one (the registry's defaults, --preset's values); with loss None, em's (bce has none)
     flip: bool = True  # random horizontal flips (what --augment flip does; kept for older recipes)
     augment: str | None = None  # none | flip | strong (crop, TrivialAugment, mixup/cutmix); None: flip, or none if not flip
     mix_prob: float | None = None  # share of the batches mixed (mixup or cutmix); None: 1 with --augment strong, else 0
@@ -210,12 +202,9 @@ def make_stateful_loss(cfg: TrainConfig, num_images: int, num_classes: int) -> S
     """ROLE, EM+APL and LL-* keep per-image state, GR follows the epochs: built here, saved in .last.pt, restored on --resume."""
     if cfg.loss not in STATEFUL_LOSSES:
         return None
-    given = {"alpha": cfg.alpha, "expected_positives": cfg.expected_positives, "beta": cfg.beta, "theta": cfg.theta,
-             "warmup_epochs": cfg.warmup_epochs, "delta_rel": cfg.delta_rel, "gr_beta": cfg.gr_beta,
-             "gr_alpha": cfg.gr_alpha, "gr_q": cfg.gr_q}
-    hparams = {k: v for k, v in given.items() if k in STATEFUL_DEFAULTS[cfg.loss]}
     try:
-        return create_stateful_loss(cfg.loss, num_images, num_classes, cfg.epochs, **hparams).to(cfg.device)
+        return create_stateful_loss(cfg.loss, num_images, num_classes, cfg.epochs,
+                                    **own_arguments(cfg.loss, cfg.loss_args)).to(cfg.device)
     except ValueError as e:
         raise SpmlError(f"--loss {cfg.loss}: {e}") from None
 
@@ -271,8 +260,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, cfg: TrainConfig, epoch
         elif stateful is not None:
             loss = stateful(logits, targets, known, rows.to(cfg.device), epoch)
         else:
-            loss = compute_loss(cfg.loss, logits, targets, known, alpha=cfg.alpha, ls_coef=cfg.ls_coef,
-                                expected_positives=cfg.expected_positives)
+            loss = compute_loss(cfg.loss, logits, targets, known, **own_arguments(cfg.loss, cfg.loss_args))
         optimizer.zero_grad(set_to_none=True)
         scaled = loss * weight if weight != 1.0 else loss
         (scaler.scale(scaled) if scaler is not None else scaled).backward()

@@ -57,7 +57,7 @@ def test_fiftyone_loads_the_labels_with_their_confidences_and_sources(fo, tiny_d
     assert not list((tmp_path / "labels.fiftyone").rglob("*.jpg"))  # images used where they are, never copied
     same(got, want)
     # and through the converter, from labels.json
-    r = CliRunner().invoke(data_cli, ["convert", str(out), "--to", "fiftyone", str(tmp_path / "conv")])
+    r = CliRunner().invoke(data_cli, ["convert", str(out), "--format", "fiftyone", "--out", str(tmp_path / "conv")])
     assert r.exit_code == 0, r.output
     same(loaded(fo, tmp_path / "conv"), want)
 

@@ -89,6 +89,33 @@ def test_a_labels_file_converts_as_it_is(tmp_path):
     assert (tmp_path / "l.csv").read_text() == "file_name,labels,scores\na.jpg,y,0.8\nb.jpg,x,0.4\n"
 
 
+
+def test_convert_new_and_old_spellings_write_the_same_file(tmp_path):
+    """`convert LABELS --format csv --out OUT`, and the old `convert LABELS OUT --to csv` with one line of
+    deprecation per retired spelling; both against the hand-written file."""
+    from click.testing import CliRunner
+
+    from spml.data.cli import main as data_cli
+
+    raw = {"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}],
+           "categories": [{"id": 1, "name": "x"}, {"id": 2, "name": "y"}],
+           "annotations": [{"image_id": 1, "category_id": 2, "score": 0.8, "source": "pseudo"}]}
+    (tmp_path / "l.json").write_text(json.dumps(raw))
+    expected = "file_name,labels,scores\na.jpg,y,0.8\nb.jpg,,\n"
+    runner = CliRunner()
+    new = runner.invoke(data_cli, ["convert", str(tmp_path / "l.json"), "--format", "csv", "--out",
+                                   str(tmp_path / "new.csv"), "--csv-scores"])
+    assert new.exit_code == 0 and "deprecated" not in new.stderr, new.output
+    old = runner.invoke(data_cli, ["convert", str(tmp_path / "l.json"), str(tmp_path / "old.csv"), "--to", "csv",
+                                   "--csv-scores"])
+    assert old.exit_code == 0, old.output
+    assert (tmp_path / "new.csv").read_text() == (tmp_path / "old.csv").read_text() == expected
+    assert old.stderr.splitlines() == [
+        "deprecated: --to will be removed in the next release; use --format",
+        f"deprecated: the positional OUT will be removed in the next release; use --out {tmp_path / 'old.csv'}"]
+    missing = runner.invoke(data_cli, ["convert", str(tmp_path / "l.json"), "--format", "csv"])
+    assert missing.exit_code == 2 and "Missing option '--out'" in missing.output
+
 def test_paths_and_format_names(tmp_path):
     assert output_path("d/labels.json", "csv", 0.5, False).as_posix() == "d/labels.csv"
     assert output_path("d/labels.json", "fiftyone", 0.55, True).as_posix() == "d/labels.tau0.55.fiftyone"

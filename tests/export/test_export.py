@@ -57,11 +57,15 @@ def test_int8_and_fp16_exports_keep_metadata_and_stay_close(tiny_teacher, tiny_d
     from spml.export.cli import main as export_cli
     from spml.label.labeler import PseudoLabeler
 
-    for precision in ("int8", "fp16"):
-        out = tmp_path / f"t.{precision}.onnx"
-        result = CliRunner().invoke(export_cli, [str(tiny_teacher), "--precision", precision, "--out", str(out),
+    # int8 in today's spelling, fp16 in the old one (--precision), which still works with one line of deprecation
+    for quantize, flag in (("int8", "--quantize"), ("fp16", "--precision")):
+        out = tmp_path / f"t.{quantize}.onnx"
+        result = CliRunner().invoke(export_cli, [str(tiny_teacher), flag, quantize, "--out", str(out),
                                                  "--calibration-count", "16"])
         assert result.exit_code == 0, result.output
+        said = [line for line in result.stderr.splitlines() if line.startswith("deprecated")]
+        assert said == ([] if flag == "--quantize" else
+                        ["deprecated: --precision will be removed in the next release; use --quantize fp16"])
         proto = onnx.load(str(out))
         onnx.checker.check_model(proto)
         info = ModelInfo.from_props({p.key: p.value for p in proto.metadata_props})
@@ -104,3 +108,17 @@ def test_an_ensemble_is_the_mean_of_its_members_onnx(tiny_data, tiny_teacher, ti
     bad = runner.invoke(export_cli, [str(tiny_teacher), str(tmp_path / "wrong.pt"), "--out", str(tmp_path / "x.onnx")])
     assert bad.exit_code == 1 and "must share it" in bad.output
     assert runner.invoke(export_cli, [str(tiny_teacher), str(other)]).exit_code == 2  # no --out
+
+
+def test_the_old_precision_fp32_means_no_quantization(tmp_path):
+    """--precision fp32 (retired) is --quantize none: parsed (the missing file is the error, exit 1), where
+    --quantize fp32 is no choice (exit 2)."""
+    from click.testing import CliRunner
+
+    from spml.export.cli import main as export_cli
+
+    old = CliRunner().invoke(export_cli, [str(tmp_path / "nope.pt"), "--precision", "fp32"])
+    assert old.exit_code == 1 and "no such file" in old.output, old.output
+    assert "use --quantize none" in old.stderr
+    new = CliRunner().invoke(export_cli, [str(tmp_path / "nope.pt"), "--quantize", "fp32"])
+    assert new.exit_code == 2 and "'none'" in new.output, new.output

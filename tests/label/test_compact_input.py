@@ -9,7 +9,8 @@ from PIL import Image
 
 from spml.data.coco import load_coco
 from spml.data.image_list import load_image_list
-from spml.label.labeler import Scores, write_labels
+from spml.label.labeler import Scores
+from spml.label.writers import write_labels
 from tests.data.test_compact import dense_reference, odd_coco
 
 
@@ -39,7 +40,8 @@ def test_labels_of_a_compact_coco_input_equal_the_plain_reference(tmp_path):
     values[2] = np.nan
     (tmp_path / "m.onnx").write_bytes(b"model")
     out = tmp_path / "labels.json"
-    summary = write_labels(out, dataset, Scores(values, {2: "missing file"}), 0.6, True, tmp_path / "m.onnx", "sha")
+    summary = write_labels(out, dataset, Scores(values, {2: "missing file"}), 0.6, model_path=tmp_path / "m.onnx",
+                           model_sha256="sha")
     written = json.loads(out.read_text())
     images, annotations = reference_labels(raw, values, {2}, 0.6)
     assert json.dumps(written["images"]) == json.dumps(images)  # same records, same key order
@@ -72,7 +74,8 @@ def test_an_image_list_labels_like_the_equivalent_coco_file(tmp_path, monkeypatc
     written = {}
     for source in ("list.jsonl", "list.json"):
         dataset = load_image_list(tmp_path / source, cats) if source.endswith(".jsonl") else load_coco(tmp_path / source)
-        write_labels(tmp_path / f"{source}.labels.json", dataset, Scores(values), 0.7, True, tmp_path / "m.onnx", "sha")
+        write_labels(tmp_path / f"{source}.labels.json", dataset, Scores(values), 0.7, model_path=tmp_path / "m.onnx",
+                     model_sha256="sha")
         written[source] = json.loads((tmp_path / f"{source}.labels.json").read_text())
     jsonl, plain = written["list.jsonl"], written["list.json"]
     assert jsonl["images"] == plain["images"] == coco["images"]

@@ -9,7 +9,8 @@ from pycocotools.coco import COCO
 
 from spml.data.coco import load_coco
 from spml.data.images import Preprocess, load_image
-from spml.label.labeler import PseudoLabeler, threshold, write_labels
+from spml.label.labeler import PseudoLabeler, threshold
+from spml.label.writers import write_labels
 from spml.train.model import load_checkpoint, model_from_checkpoint
 
 
@@ -74,7 +75,7 @@ def test_failed_images_are_listed_not_fatal(tiny_data, tiny_onnx, tmp_path):
     scores = PseudoLabeler(tiny_onnx, provider="cpu").scores(dataset)
     assert sorted(scores.failures) == [0, 1]
     assert "escapes" in scores.failures[1]
-    summary = write_labels(tmp_path / "labels.json", dataset, scores, 0.5, True, tiny_onnx)
+    summary = write_labels(tmp_path / "labels.json", dataset, scores, 0.5, model_path=tiny_onnx)
     assert summary["failed"] == 2 and summary["images"] == len(dataset) - 2
     lines = (tmp_path / "labels.failures.jsonl").read_text().splitlines()
     assert [json.loads(x)["image_id"] for x in lines] == [raw["images"][0]["id"], raw["images"][1]["id"]]
@@ -123,5 +124,5 @@ def test_tta_is_the_mean_of_the_views_in_torch(tta, tiny_data, tiny_teacher, tin
     plain = PseudoLabeler(tiny_onnx, provider="cpu", batch_size=5).scores(dataset).values
     assert np.abs(got - plain).max() > 1e-3  # the views are not all the same image
     out = tmp_path / "labels.json"
-    write_labels(out, dataset, labeler.scores(dataset), 0.5, True, tiny_onnx, tta=tta)
+    write_labels(out, dataset, labeler.scores(dataset), 0.5, model_path=tiny_onnx, tta=tta)
     assert json.loads(out.read_text())["info"]["tta"] == tta

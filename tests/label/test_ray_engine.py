@@ -78,7 +78,7 @@ def local_labels(tiny_onnx, with_failures, tmp_path_factory):
 
 def test_ray_gives_the_local_labels(ray_session, tiny_onnx, with_failures, local_labels, tmp_path):
     out = tmp_path / "labels.json"
-    result = label(*common(tiny_onnx, with_failures), "--engine", "ray", "--workers", "2", "--out", out)
+    result = label(*common(tiny_onnx, with_failures), "--engine", "ray", "--ray-actors", "2", "--out", out)
     assert result.exit_code == 0, result.output
     assert "2 failed" in result.output
     same_files(local_labels, out)
@@ -105,7 +105,7 @@ def test_a_dead_actor_is_replaced_and_the_labels_are_the_same(ray_session, tiny_
     dying = type("DyingScorer", (DiesOnce, ray_engine.ChunkScorer), {"flag": str(tmp_path / "died")})
     monkeypatch.setattr(ray_engine, "ChunkScorer", dying)
     out = tmp_path / "labels.json"
-    result = label(*common(tiny_onnx, with_failures), "--engine", "ray", "--workers", "2", "--out", out)
+    result = label(*common(tiny_onnx, with_failures), "--engine", "ray", "--ray-actors", "2", "--out", out)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "died").exists()  # an actor did die
     same_files(local_labels, out)
@@ -128,7 +128,7 @@ def test_a_killed_driver_resumes(ray_session, tiny_onnx, with_failures, local_la
 
     monkeypatch.setattr(ray_engine, "ray_engine", interrupted_after_two_chunks)
     out = tmp_path / "labels.json"
-    args = [*common(tiny_onnx, with_failures), "--engine", "ray", "--workers", "2", "--out", out]
+    args = [*common(tiny_onnx, with_failures), "--engine", "ray", "--ray-actors", "2", "--out", out]
     result = label(*args)
     assert result.exit_code != 0 and not out.with_name("labels.tau0.45.json").exists()
     assert len(list(job.state_dir(out).glob("chunk_*.npz"))) == 2
@@ -150,5 +150,5 @@ def test_without_ray_one_clear_line(tiny_onnx, tmp_path):
 
 
 def test_ray_options_need_the_ray_engine(tiny_onnx, tmp_path):
-    result = label("--model", tiny_onnx, "--tau", "0.5", "--workers", "2", "--out", tmp_path / "l.json")
+    result = label("--model", tiny_onnx, "--tau", "0.5", "--ray-actors", "2", "--out", tmp_path / "l.json")
     assert result.exit_code == 2 and "--engine ray" in result.output

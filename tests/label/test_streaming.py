@@ -10,12 +10,13 @@ import pytest
 from spml.data.coco import dataset_from_dict
 from spml.data.provenance import relative_to_file
 from spml.label import job
-from spml.label.labeler import Scores, failures_file, prior_thresholds, threshold, write_coco, write_labels
+from spml.label.labeler import Scores, prior_thresholds, threshold
+from spml.label.writers import failures_file, write_coco, write_labels
 
 
 def reference_write_labels(out, dataset, values, failures, tau, keep_observed, model_sha256, rows, tau_low, soft):
     """The writer as it was: the whole (N, L) array in memory (info written as write_labels does)."""
-    from spml.label.labeler import created_time
+    from spml.label.writers import created_time
 
     positives = threshold(values, tau)
     observed = dataset.positives
@@ -54,7 +55,7 @@ def reference_write_labels(out, dataset, values, failures, tau, keep_observed, m
                     "score": round(float(values[n, j]), 6), "iscrowd": 0,
                     "source": "observed" if observed[n, j] else "pseudo"}
                    for n in rows for j in np.flatnonzero(positives[n]))
-    write_coco(out, info, [], images, dataset.categories, annotations)
+    write_coco(out, info, licenses=[], images=images, categories=dataset.categories, annotations=annotations)
 
 
 @pytest.fixture
@@ -77,7 +78,7 @@ def job_scores(tmp_path, monkeypatch):
         for part in parts:
             yield part, Scores(values[part.start:part.stop], {r: m for r, m in failures.items() if r in part}, 0.0, part.start)
 
-    chunked = job.resumable_scores(SimpleNamespace(batch_size=4), dataset, tmp_path / "out.json", range(n), "sha",
+    chunked = job.resumable_scores(SimpleNamespace(batch_size=4), dataset, tmp_path / "out.json", range(n), model_sha256="sha",
                                    chunk_images=8, log=lambda m: None, engine=engine)
     assert len(list(job.state_dir(tmp_path / "out.json").glob("chunk_*.npz"))) == 13
     return dataset, values, failures, chunked
@@ -90,8 +91,8 @@ def test_streamed_writer_writes_what_the_in_memory_writer_wrote(job_scores, tmp_
     rows = range(len(dataset)) if rows is None else rows
     tau = np.linspace(0.3, 0.8, dataset.num_classes, dtype=np.float32) if per_class else 0.55
     reference_write_labels(tmp_path / "ref.json", dataset, values, failures, tau, True, "sha", rows, tau_low, soft)
-    summary = write_labels(tmp_path / "new.json", dataset, chunked, tau, True, tmp_path / "m.onnx", "sha", rows,
-                           tau_low=tau_low, soft=soft)
+    summary = write_labels(tmp_path / "new.json", dataset, chunked, tau, model_path=tmp_path / "m.onnx",
+                           model_sha256="sha", rows=rows, tau_low=tau_low, soft=soft)
     assert (tmp_path / "new.json").read_bytes() == (tmp_path / "ref.json").read_bytes()
     ref = json.loads((tmp_path / "ref.json").read_text())
     assert summary["images"] == len(ref["images"]) and summary["annotations"] == len(ref["annotations"])

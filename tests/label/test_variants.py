@@ -8,7 +8,8 @@ from click.testing import CliRunner
 
 from spml.data.coco import dataset_from_dict, load_coco
 from spml.label.cli import main as label_cli
-from spml.label.labeler import Scores, observed_priors, prior_thresholds, write_labels
+from spml.label.labeler import Scores, observed_priors, prior_thresholds
+from spml.label.writers import write_labels
 from spml.train.trainer import TrainConfig, train
 
 
@@ -35,7 +36,7 @@ def test_band_and_soft_labels_are_written_and_read_back(tmp_path):
     ds = dataset_from_dict(raw, tmp_path / "sp.json")
     scores = Scores(np.array([[0.9, 0.2, 0.5], [0.1, 0.7, 0.3]], np.float32))
     (tmp_path / "m.onnx").write_bytes(b"x")
-    write_labels(tmp_path / "l.json", ds, scores, 0.6, True, tmp_path / "m.onnx", tau_low=0.25, soft=True)
+    write_labels(tmp_path / "l.json", ds, scores, 0.6, model_path=tmp_path / "m.onnx", tau_low=0.25, soft=True)
     out = json.loads((tmp_path / "l.json").read_text())
     a, b = out["images"]
     assert a["neg_category_ids"] == [] and a["not_exhaustive_category_ids"] == [9]  # 5 observed, never negative
@@ -50,7 +51,8 @@ def test_band_negatives(tmp_path):
            "annotations": [{"id": 1, "image_id": 1, "category_id": 1}]}
     ds = dataset_from_dict(raw, tmp_path / "sp.json")
     (tmp_path / "m.onnx").write_bytes(b"x")
-    write_labels(tmp_path / "l.json", ds, Scores(np.array([[0.1, 0.1, 0.4]], np.float32)), 0.6, True, tmp_path / "m.onnx", tau_low=0.2)
+    write_labels(tmp_path / "l.json", ds, Scores(np.array([[0.1, 0.1, 0.4]], np.float32)), 0.6, model_path=tmp_path / "m.onnx",
+                 tau_low=0.2)
     im = json.loads((tmp_path / "l.json").read_text())["images"][0]
     assert im["neg_category_ids"] == [2] and im["not_exhaustive_category_ids"] == [3]
 

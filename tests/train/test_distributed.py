@@ -145,7 +145,7 @@ def test_two_ranks_train_what_one_process_does_em(ddp_em, tiny_data, tmp_path):
 
 
 def test_two_ranks_train_what_one_process_does_em_apl(tiny_data, tmp_path):
-    common = ["--loss", "em-apl", "--epochs", "2", "--freeze-bn", "--batch-size", "15", "--warmup-epochs", "1"]  # 8 + 7
+    common = ["--loss", "em-apl", "--epochs", "2", "--freeze-bn", "--batch-size", "15", "--loss-arg", "warmup_epochs=1"]  # 8 + 7
     one_process(args(tiny_data, tmp_path / "one.pt", *common))
     ranks(args(tiny_data, tmp_path / "two.pt", *common))
     a, b = weights(last_path(tmp_path / "one.pt")), weights(last_path(tmp_path / "two.pt"))

@@ -85,12 +85,16 @@ def test_a_folder_with_none_of_the_images_is_refused_whatever_max_failed(tiny_da
         data_of(tiny_data["sp"], tmp_path, tmp_path / "t.pt", max_failed=1.0)
 
 
+def invoke(args):
+    return CliRunner().invoke(train_cli, [str(a) for a in args])
+
+
 def test_the_cli_options(tiny_data, tmp_path):
     ann, images, names = broken_copy(tiny_data, tmp_path, {5: "missing"})
-    result = CliRunner().invoke(train_cli, ["--ann", ann, "--images", images, "--arch", "resnet18", "--image-size", "32",
-                                            "--no-pretrained", "--strict", "--out", tmp_path / "t.pt"])
+    result = invoke(["--ann", ann, "--images", images, "--arch", "resnet18", "--image-size", "32",
+                     "--no-pretrained", "--strict", "--out", tmp_path / "t.pt"])
     assert result.exit_code == 1 and "cannot be read (--strict" in result.output and names[5] in result.output
     assert "Traceback" not in result.output
-    result = CliRunner().invoke(train_cli, ["--ann", ann, "--images", images, "--arch", "resnet18", "--image-size", "32",
-                                            "--no-pretrained", "--max-failed", "0", "--out", tmp_path / "t.pt"])
+    result = invoke(["--ann", ann, "--images", images, "--arch", "resnet18", "--image-size", "32",
+                     "--no-pretrained", "--max-failed", "0", "--out", tmp_path / "t.pt"])
     assert result.exit_code == 1 and "more than --max-failed 0 " in result.output

@@ -9,7 +9,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from spml.train.stateful_losses import DEFAULTS, GeneralizedRobustLoss, create_stateful_loss
+from spml.train.loss_registry import LOSSES
+from spml.train.stateful_losses import GeneralizedRobustLoss, create_stateful_loss
 
 BETA, ALPHA, Q = (0.0, 2.0, -2.0, -2.0), (0.5, 2.0, 0.8, 0.5), (0.01, 1.0)
 
@@ -50,12 +51,10 @@ def random_batch(seed, b=8, c=6, scale=2.0):
     return s, y
 
 
-def test_defaults_are_the_public_codes_and_agree_with_the_trainers():
-    from spml.train.presets import DEFAULTS as FILLED
-
-    assert DEFAULTS["gr"] == {"gr_beta": BETA, "gr_alpha": ALPHA, "gr_q": Q}
-    for key, value in DEFAULTS["gr"].items():
-        assert FILLED[key] == value  # what spml-train fills and records is what the loss uses
+def test_defaults_are_the_public_codes_and_reach_the_loss():
+    assert LOSSES["gr"].defaults() == {"beta": BETA, "alpha": ALPHA, "q": Q}  # config.py's, typed here
+    loss = create_stateful_loss("gr", 4, 3, 2)  # nothing given: the registry's defaults, the only ones there are
+    assert (loss.beta, loss.alpha, loss.q) == (BETA, ALPHA, Q)
 
 
 @pytest.mark.parametrize("epochs", [8, 3])
@@ -87,7 +86,7 @@ def test_value_and_gradient_match_the_reference_formula(epoch, seed):
 def test_other_hyperparameters_and_the_reference_eps():
     s, y = random_batch(2, b=5, c=4)
     beta, alpha, q = (1.0, 3.0, -1.0, 0.5), (0.3, 1.0, 0.6, 0.2), (0.5, 0.7)
-    loss = create_stateful_loss("gr", 5, 4, 4, gr_beta=beta, gr_alpha=alpha, gr_q=q)
+    loss = create_stateful_loss("gr", 5, 4, 4, beta=beta, alpha=alpha, q=q)
     value = loss(torch.tensor(s).float(), torch.tensor(y).float(), None, torch.arange(5), 2).item()
     want, _ = ref_gr(s, y, *ref_schedule(3, 4, beta, alpha), *q)
     assert value == pytest.approx(want, rel=1e-5)
@@ -101,10 +100,10 @@ def test_small_q2_is_cross_entropy_on_the_pseudo_positive_and_q3_one_is_mae():
     s = torch.tensor([[-3.0, 0.5, 2.0]])
     y = torch.tensor([[0.0, 0.0, 0.0]])
     p = torch.sigmoid(s)
-    k_only = create_stateful_loss("gr", 1, 3, 1, gr_beta=(0.0, 0.0, 50.0, 50.0), gr_alpha=(0.0, 1e6, 0.0, 1e6),
-                                  gr_q=(1e-6, 1.0))  # k = 1, v = 1
+    k_only = create_stateful_loss("gr", 1, 3, 1, beta=(0.0, 0.0, 50.0, 50.0), alpha=(0.0, 1e6, 0.0, 1e6),
+                                  q=(1e-6, 1.0))  # k = 1, v = 1
     assert k_only(s, y, None, torch.arange(1), 0).item() == pytest.approx((-torch.log(p)).mean().item(), rel=1e-5)
-    negative_only = create_stateful_loss("gr", 1, 3, 1, gr_beta=(0.0, 0.0, -50.0, -50.0), gr_alpha=(0.0, 1e6, 0.0, 1e6))
+    negative_only = create_stateful_loss("gr", 1, 3, 1, beta=(0.0, 0.0, -50.0, -50.0), alpha=(0.0, 1e6, 0.0, 1e6))
     assert negative_only(s, y, None, torch.arange(1), 0).item() == pytest.approx(p.mean().item(), rel=1e-5)
 
 
@@ -138,20 +137,22 @@ def test_known_mask_drops_entries():
 
 
 def test_bad_hyperparameters():
+    good = dict(beta=BETA, alpha=ALPHA, q=Q)
     with pytest.raises(ValueError, match="4 values"):
-        GeneralizedRobustLoss(4, 3, 2, gr_beta=(0, 1))
+        GeneralizedRobustLoss(4, 3, 2, **{**good, "beta": (0, 1)})
     with pytest.raises(ValueError, match="positive"):
-        GeneralizedRobustLoss(4, 3, 2, gr_q=(0.0, 1.0))
+        GeneralizedRobustLoss(4, 3, 2, **{**good, "q": (0.0, 1.0)})
     with pytest.raises(ValueError, match="sigma"):
-        GeneralizedRobustLoss(4, 3, 2, gr_alpha=(0.5, 0.0, 0.8, 0.5))
+        GeneralizedRobustLoss(4, 3, 2, **{**good, "alpha": (0.5, 0.0, 0.8, 0.5)})
 
 
 def test_cli_options_parse_and_reject(tmp_path):
     from spml.train.cli import main
 
-    result = CliRunner().invoke(main, ["--loss", "gr", "--gr-beta", "-1,2", "--out", str(tmp_path / "m.pt")])
-    assert result.exit_code == 2 and "expected 4 comma-separated numbers" in result.output
-    assert "Traceback" not in result.output
+    for args in (["--gr-beta", "-1,2"], ["--loss-arg", "beta=-1,2"]):
+        result = CliRunner().invoke(main, ["--loss", "gr", *args, "--out", str(tmp_path / "m.pt")])
+        assert result.exit_code == 2 and "beta: expected 4 comma-separated numbers" in result.output
+        assert "Traceback" not in result.output
 
 
 def test_trains_and_records_its_hyperparameters(tiny_data, tmp_path):
@@ -160,12 +161,11 @@ def test_trains_and_records_its_hyperparameters(tiny_data, tmp_path):
     out = tmp_path / "gr.pt"
     result = CliRunner().invoke(main, [
         "--ann", str(tiny_data["sp"]), "--loss", "gr", "--arch", "resnet18", "--no-pretrained", "--image-size", "32",
-        "--epochs", "1", "--batch-size", "16", "--gr-alpha", "0.4,1.5,0.7,0.6", "--out", str(out)])
+        "--epochs", "1", "--batch-size", "16", "--loss-arg", "alpha=0.4,1.5,0.7,0.6", "--out", str(out)])
     assert result.exit_code == 0, result.output
     ckpt = torch.load(out, weights_only=True)
     assert ckpt["config"]["loss"] == "gr"
-    assert tuple(ckpt["config"]["gr_alpha"]) == (0.4, 1.5, 0.7, 0.6)
-    assert tuple(ckpt["config"]["gr_beta"]) == BETA and tuple(ckpt["config"]["gr_q"]) == Q  # the defaults, filled
+    assert ckpt["config"]["loss_args"] == {"alpha": (0.4, 1.5, 0.7, 0.6), "beta": BETA, "q": Q}  # the defaults, filled
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert len(ckpt["history"]) == 1
 

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from spml.train.stateful_losses import DEFAULTS, STATEFUL_LOSSES, StatefulLoss, create_stateful_loss
+from spml.errors import SpmlError
+from spml.train.loss_registry import LOSSES
+from spml.train.losses import compute_loss
+from spml.train.stateful_losses import STATEFUL_LOSSES, StatefulLoss, create_stateful_loss
 
 LOGITS = [[0.0, 2.0, -1.0], [1.5, -0.5, 0.3]]
 TARGETS = [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
@@ -35,17 +38,34 @@ def t(x, **kw):
 
 def test_names_defaults_and_factory():
     assert set(STATEFUL_LOSSES) == {"role", "em-apl", "ll-r", "ll-ct", "ll-cp", "gr"}
-    assert set(DEFAULTS) == set(STATEFUL_LOSSES)
     for name in STATEFUL_LOSSES:
         loss = create_stateful_loss(name, 4, 3, 2)
         assert isinstance(loss, StatefulLoss) and isinstance(loss, torch.nn.Module)
-    assert create_stateful_loss("em-apl", 4, 3, 2, alpha=0.2, beta=None).beta == DEFAULTS["em-apl"]["beta"]
+    assert create_stateful_loss("em-apl", 4, 3, 2, alpha=0.2, beta=None).beta == LOSSES["em-apl"].defaults()["beta"]
     with pytest.raises(ValueError, match="unknown stateful loss"):
         create_stateful_loss("an", 4, 3, 2)
-    with pytest.raises(ValueError, match="unknown hyperparameter"):
+    with pytest.raises(SpmlError, match="unknown --loss-arg alpha; valid: delta_rel=0.002"):
         create_stateful_loss("ll-r", 4, 3, 2, alpha=0.1)
     with pytest.raises(ValueError, match="rows"):
         create_stateful_loss("ll-r", 4, 3, 2)(t(LOGITS), t(TARGETS), None, t([0, 4]), 0)
+
+
+def test_the_registry_defaults_reach_every_loss():
+    # built with nothing given, each loss runs on the registry's values: no other default exists to drift from it
+    logits, targets = t(LOGITS, dtype=torch.float64), t(TARGETS, dtype=torch.float64)
+    for name, spec in LOSSES.items():
+        if spec.stateful:
+            loss = create_stateful_loss(name, 4, 3, 2)
+            for h in spec.hparams:
+                assert getattr(loss, h.name) == h.default, (name, h.name)
+            for key, value in spec.fixed.items():  # which LL variant, and its schedule
+                assert getattr(loss, key) == value, (name, key)
+            continue
+        plain = compute_loss(name, logits, targets).item()
+        assert plain == compute_loss(name, logits, targets, **spec.defaults()).item(), name
+        for h in spec.hparams:  # and the value matters: another one changes the loss
+            assert compute_loss(name, logits, targets, **{h.name: h.default / 2}).item() != plain, (name, h.name)
+    assert [create_stateful_loss(n, 4, 3, 2).schedule for n in ("ll-r", "ll-ct", "ll-cp")] == ["growing", "growing", "fixed"]
 
 
 # --- ROLE ------------------------------------------------------------------------------------------------------

@@ -90,7 +90,7 @@ def test_timm_model_exports_labels_and_evaluates(timm_teacher, tiny_data, tmp_pa
     reports = {}
     for model in (onnx_path, timm_teacher):
         out = tmp_path / f"{model.suffix[1:]}.json"
-        run(eval_cli, [model, "--ann", tiny_data["test"], "--json", out])
+        run(eval_cli, [model, "--ann", tiny_data["test"], "--out", out])
         reports[model.suffix] = json.loads(out.read_text())
     assert reports[".onnx"]["num_images"] == len(test)
     assert abs(reports[".onnx"]["map"] - reports[".pt"]["map"]) < 1e-3  # onnxruntime and torch paths agree

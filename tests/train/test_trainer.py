@@ -25,7 +25,8 @@ def test_every_loss_trains(loss, tiny_data, tmp_path):
 @pytest.mark.parametrize("loss,mode", [("em-apl", "end-to-end"), ("ll-cp", "end-to-end"), ("role", "end-to-end"),
                                        ("role", "linear")])
 def test_resume_restores_the_loss_state_exactly(loss, mode, tiny_data, tmp_path, interrupt):
-    kw = dict(loss=loss, mode=mode, epochs=2, keep_last=True, warmup_epochs=1 if loss == "em-apl" else None, delta_rel=0.2 if loss == "ll-cp" else None)
+    loss_args = {"em-apl": {"warmup_epochs": 1}, "ll-cp": {"delta_rel": 0.2}}.get(loss, {})
+    kw = dict(loss=loss, mode=mode, epochs=2, keep_last=True, loss_args=loss_args)
     whole = train(config(tiny_data, tmp_path / "whole.pt", **kw), log=lambda s: None)
 
     restore = interrupt(trainer, "train_one_epoch", 2)  # during the second epoch
