@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo_out
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench docs clean
 
 $(BIN)/spml-train: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -39,6 +39,11 @@ bench: $(VENV)/.test-extra
 	$(BIN)/python benchmarks/label_bench.py --out bench_out
 	$(BIN)/python benchmarks/formats_bench.py --out bench_out
 	$(BIN)/python benchmarks/train_bench.py --out bench_out
+
+# the site in site/; --strict makes a warning (a page not in nav, a broken link or anchor) an error. Not -q: under
+# it mkdocs stops counting warnings and --strict passes. tests/test_docs.py builds it in `make test`.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) bench_out

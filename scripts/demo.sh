@@ -10,7 +10,7 @@ TAU=${TAU:-0.75}  # as 0.75 was best in the seed paper
 mkdir -p "$D"
 start=$(date +%s)
 
-spml-data demo "$D/data" --seed "$SEED"
+spml-data demo --out "$D/data" --seed "$SEED"
 spml-data single-positive "$D/data/instances_train.json" --out "$D/data/sp_train.json" --seed "$SEED"
 # the stand-in for ImageNet weights: a cnn4 pretrained on other shapes, loaded like any --weights file
 WEIGHTS=$(spml-data backbone)

@@ -69,4 +69,17 @@ def tiny_onnx(tiny_teacher):
     return out
 
 
+@pytest.fixture(scope="module")
+def fo(tmp_path_factory):
+    """fiftyone, imported with a database of the test module's own (its MongoDB data in a temporary folder)."""
+    mp = pytest.MonkeyPatch()
+    # a database of the test's own, and no usage reporting: set before fiftyone reads its config at import
+    mp.setenv("FIFTYONE_DATABASE_DIR", str(tmp_path_factory.mktemp("fiftyone-db")))
+    mp.setenv("FIFTYONE_DO_NOT_TRACK", "true")
+    import fiftyone
+
+    yield fiftyone
+    mp.undo()
+
+
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))

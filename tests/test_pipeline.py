@@ -34,7 +34,7 @@ def sklearn_map(scores, truth):
 
 def test_every_stage_through_the_cli(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    run(data_cli, ["demo", "data", "--num-train", "40", "--num-test", "16", "--seed", "5"])
+    run(data_cli, ["demo", "--out", "data", "--num-train", "40", "--num-test", "16", "--seed", "5"])
     run(data_cli, ["single-positive", "data/instances_train.json", "--out", "data/sp.json"])
     out = run(train_cli, ["--ann", "data/sp.json", "--val-ann", "data/instances_val.json", *SMALL])
     assert "loss: em" in out  # one positive per image: the seed's teacher loss is chosen and said

@@ -1,5 +1,5 @@
-"""The README's "Use the labels elsewhere" examples, run as written: the commands on a folder of images, then the
-FiftyOne and CSV snippets on what they wrote."""
+"""The "Use the labels elsewhere" examples (docs/labels.md), run as written: the commands on a folder of images,
+then the FiftyOne and CSV snippets on what they wrote."""
 
 import json
 import re
@@ -12,16 +12,13 @@ from click.testing import CliRunner
 
 from spml.data.cli import main as data_cli
 from spml.label.cli import main as label_cli
-from tests.data.test_fiftyone import fo  # noqa: F401 - the fixture: fiftyone with a database of the test's own
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "labels.md"
 
 
 def blocks(must_contain: str) -> list[str]:
-    text = README.read_text()
-    section = text.split("## Use the labels elsewhere", 1)[1].split("\n## ", 1)[0]
-    found = [b for b in re.findall(r"```\w*\n(.*?)```", section, re.S) if must_contain in b]
-    assert found, f"no example with {must_contain!r} in the README's section"
+    found = [b for b in re.findall(r"^```\w*\n(.*?)^```", PAGE.read_text(), re.S | re.M) if must_contain in b]
+    assert found, f"no example with {must_contain!r} in {PAGE}"
     return found
 
 
@@ -32,7 +29,7 @@ def ran_commands(tiny_data, tiny_onnx, tmp_path, monkeypatch):
     shutil.copytree(tiny_data["sp"].parent / "images" / "train", "photos")
     clis = {"spml-label": label_cli, "spml-data": data_cli}
     for line in blocks("spml-label")[0].splitlines():
-        # the toy one-epoch teacher's probabilities sit near 0.5, where EM pushes unobserved labels; the README's
+        # the toy one-epoch teacher's probabilities sit near 0.5, where EM pushes unobserved labels; the page's
         # tau is for a trained one, so the run here lowers it to get labels to check
         argv = shlex.split(line.replace("--tau 0.65", "--tau 0.5"), comments=True)
         result = CliRunner().invoke(clis[argv[0]], argv[1:])
@@ -40,7 +37,7 @@ def ran_commands(tiny_data, tiny_onnx, tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_readme_fiftyone_example(ran_commands, fo):  # noqa: F811
+def test_readme_fiftyone_example(ran_commands, fo):
     scope = {}
     exec(blocks("fo.Dataset.from_dir")[0], scope)
     labels = json.loads(Path("labels.json").read_text())

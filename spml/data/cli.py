@@ -13,7 +13,7 @@ def main():
     """Datasets for spml.
 
     \b
-      spml-data demo data/                       # the built-in dataset
+      spml-data demo --out data/                 # the built-in dataset
       spml-data demo --where                     # where spml-train and spml-eval find it by default
       spml-data single-positive data/instances_train.json --out data/sp.json
       spml-data backbone                         # a pretrained stand-in: spml-train --weights $(spml-data backbone)
@@ -21,9 +21,10 @@ def main():
     """
 
 
-@main.command()
+@main.command(deprecated={1: "--out"})  # the old spelling: spml-data demo DIR
 @click.version_option(package_name="spml", message="%(prog)s %(version)s")
-@click.argument("directory", type=click.Path(file_okay=False), required=False)
+@click.option("--out", "directory", type=click.Path(file_okay=False), default=None,
+              show_default="none: give it, or --where", help="Folder to write the dataset to.")
 @click.option("--where", is_flag=True, show_default=True,
               help="Print where the built-in dataset that spml-train and spml-eval use by default lives, and exit.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the generator.")
@@ -31,7 +32,7 @@ def main():
               help="Images of the official train split (80% train, 20% val).")
 @click.option("--num-test", default=800, show_default=True, type=click.IntRange(1), help="Test images.")
 def demo(directory, where, seed, num_train, num_test):
-    """Write the built-in dataset to DIRECTORY: JPEG images and instances_{train,val,test}.json (full labels,
+    """Write the built-in dataset to --out: JPEG images and instances_{train,val,test}.json (full labels,
     bboxes, gappy category ids). With --where, show the copy in spml's cache instead."""
     if where:
         from spml.files import cache_dir
@@ -43,7 +44,7 @@ def demo(directory, where, seed, num_train, num_test):
         click.echo(f"images: {root / 'images'}  (set SPML_CACHE to move it)")
         return
     if directory is None:
-        raise click.UsageError("Missing argument 'DIRECTORY' (or --where to show the built-in copy).")
+        raise click.UsageError("Missing option '--out' (or --where to show the built-in copy).")
     from spml.data.demo import DemoConfig, make_demo
 
     paths = make_demo(directory, DemoConfig(num_train=num_train, num_test=num_test, seed=seed))

@@ -72,7 +72,7 @@ def builtin_test_set(ann: str | os.PathLike | None, hops: int = 4) -> Path | Non
 
             return builtin_dataset()["test"]
         if test.is_file() and str(read_info(test).get("description", "")).startswith(BUILTIN_DESCRIPTION):
-            return test  # written with `spml-data demo DIR`
+            return test  # written with `spml-data demo --out DIR`
         source = read_info(path).get("source_annotations")
         path = Path(source) if isinstance(source, str) and source else None
     return None

@@ -30,7 +30,7 @@ MODEL_OPTIONS = (
     click.option("--preset", type=click.Choice(PRESET_NAMES), default=None, show_default="none",
                  help="The reference code's settings for this dataset and loss: the loss's hyperparameters and the "
                       "reference loop's batch size, fine-tuning lr, head lr multiple and constant lr schedule "
-                      "(docs/presets.md). Options given explicitly win."),
+                      "(docs/losses.md). Options given explicitly win."),
     click.option("--lr-schedule", type=click.Choice(LR_SCHEDULE_NAMES), default=None,
                  show_default="cosine; --preset: constant", help="Per-step learning-rate schedule."),
     click.option("--head-lr-mult", type=float, default=None, show_default="1; --preset with ll-*, gr: 10",

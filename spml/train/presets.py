@@ -17,7 +17,7 @@ from spml.train.loss_registry import DATASETS, loss_spec
 
 PRESETS = DATASETS
 # spml's own training defaults where neither the user nor a preset set a value: cosine and a head at 1x the lr
-# are ours, not the references' (docs/presets.md has the measurement). The losses' defaults are the registry's.
+# are ours, not the references' (docs/losses.md has the measurement). The losses' defaults are the registry's.
 TRAINING_DEFAULTS = {"lr_schedule": "cosine", "head_lr_mult": 1.0}
 
 

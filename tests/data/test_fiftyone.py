@@ -11,18 +11,6 @@ from spml.data.cli import main as data_cli
 from spml.label.cli import main as label_cli
 
 
-@pytest.fixture(scope="module")
-def fo(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    # a database of the test's own, and no usage reporting: set before fiftyone reads its config at import
-    mp.setenv("FIFTYONE_DATABASE_DIR", str(tmp_path_factory.mktemp("fiftyone-db")))
-    mp.setenv("FIFTYONE_DO_NOT_TRACK", "true")
-    import fiftyone
-
-    yield fiftyone
-    mp.undo()
-
-
 def expected(labels_json: Path) -> dict:
     """absolute image path -> {category name: (score, source)} from a COCO labels file."""
     raw = json.loads(labels_json.read_text())

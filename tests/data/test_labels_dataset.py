@@ -1,4 +1,4 @@
-"""spml.data.LabelsDataset, and the README's "Use the labels elsewhere" snippets run as written on tiny data."""
+"""spml.data.LabelsDataset, and the "Use the labels elsewhere" snippets (docs/labels.md) run as written on tiny data."""
 
 import json
 import re
@@ -13,7 +13,7 @@ import torch
 
 from spml.files import write_json
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "labels.md"  # "Use the labels elsewhere"
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def labels_file(tiny_data, tmp_path):
     its images, which it records in info.images_dir; with gappy category ids in a shuffled order."""
     raw = json.loads(Path(tiny_data["train"]).read_text())
     rng = np.random.default_rng(0)
-    images = raw["images"][:4]  # few: the README's timm snippet trains a resnet18 at 224 px on them
+    images = raw["images"][:4]  # few: the page's timm snippet trains a resnet18 at 224 px on them
     categories = [raw["categories"][j] for j in rng.permutation(len(raw["categories"]))]
     keep = {im["id"] for im in images}
     anns = []
@@ -95,8 +95,8 @@ def test_importing_spml_data_does_not_import_torch():
 
 
 def section_blocks(lang):
-    """The fenced blocks of the README's "Use the labels elsewhere" section whose info string is `lang`."""
-    section = README.read_text().split("## Use the labels elsewhere", 1)[1].split("\n## ", 1)[0]
+    """The fenced blocks of docs/labels.md whose info string is `lang`."""
+    section = PAGE.read_text()
     blocks, current, info = [], None, ""
     for line in section.splitlines():
         if line.startswith("```"):
@@ -119,12 +119,12 @@ def test_readme_python_snippets_run(labels_file, monkeypatch):
     assert len(blocks) == 2 and len(blocks[0].strip().splitlines()) == 5
     torch.manual_seed(0)
     first: dict = {}
-    exec(compile(blocks[0], "README-LabelsDataset", "exec"), first)
+    exec(compile(blocks[0], "docs/labels.md-LabelsDataset", "exec"), first)
     images_batch, targets = next(iter(first["loader"]))
     assert images_batch.shape == (len(images), 3, 224, 224)
     assert sorted(targets.sum(1).tolist()) == sorted(expected_targets(images, categories, anns).sum(1).tolist())
     second: dict = {}
-    exec(compile(blocks[1], "README-timm", "exec"), second)
+    exec(compile(blocks[1], "docs/labels.md-timm", "exec"), second)
     assert second["model"].get_classifier().out_features == len(categories)
     assert torch.isfinite(second["loss"])
 
@@ -134,7 +134,7 @@ def test_readme_spml_command_lines_parse():
     without running them: they need published weights)."""
     from importlib import import_module
 
-    scripts = dict(re.findall(r'^(spml-[a-z]+) = "([\w.:]+)"$', (README.parent / "pyproject.toml").read_text(), re.M))
+    scripts = dict(re.findall(r'^(spml-[a-z]+) = "([\w.:]+)"$', (PAGE.parents[1] / "pyproject.toml").read_text(), re.M))
     lines = [line.split("#")[0] for block in section_blocks("") for line in block.splitlines()]
     commands = [shlex.split(part) for line in lines for part in line.split("&&") if part.strip()]
     assert any("timm/convnext_tiny" in c for c in commands)
