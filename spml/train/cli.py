@@ -101,6 +101,9 @@ def _list_archs(ctx, param, value):
               help="Keep <out>.last.pt (the latest epoch with the optimizer state, ~3x the checkpoint) after the run.")
 @click.option("--allow-outside", is_flag=True, show_default=True,
               help="Open image file_names that point outside the images folder.")
+@click.option("--max-failed", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Share of a set's images that may be unreadable: skipped, said, listed in <out>.failures.jsonl; more is an error.")
+@click.option("--strict", is_flag=True, show_default=True, help="Any image that cannot be read is an error.")
 @click.pass_context
 def main(ctx, **options):
     """Train a multi-label classifier.
@@ -127,11 +130,13 @@ def main(ctx, **options):
     from spml.data.provenance import builtin_test_set, is_labels_file, read_info
     from spml.errors import sigterm_as_interrupt
     from spml.files import remove_temps
+    from spml.train.builtin import builtin_config
     from spml.train.recipe import inherit_recipe
     from spml.train.trainer import TrainConfig, last_path, linear_phase_path, train
 
     explicit = {name for name in options if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
     config = inherit_recipe(TrainConfig(**options), explicit, log=click.echo)
+    config = builtin_config(config, log=click.echo)  # no --ann: the built-in dataset, made on first use
     sigterm_as_interrupt()  # the last finished epoch stays in <out>.last.pt for --resume
     try:
         out = train(config, log=click.echo)

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 
 from spml.data.coco import CocoDataset
+from spml.data.images import ImageError
+from spml.errors import SpmlError
 from spml.files import atomic_write, cache_dir
 from spml.train.augment import ImageAugment
 from spml.train.data import ImageLabels, negatives_of
@@ -120,3 +122,24 @@ class FeatureLabels(torch.utils.data.Dataset):
     def __getitem__(self, row: int):
         known = self.known[row] if self.known is not None else torch.ones_like(self.targets[row], dtype=torch.bool)
         return self.features[row], self.targets[row], known, row, negatives_of(self, row)
+
+
+def linear_features(model: nn.Module, cfg, train: ImageLabels, val: ImageLabels | None,
+                    log=print) -> tuple[nn.Module, FeatureLabels, FeatureLabels | None]:
+    """--mode linear: the backbone frozen, its features of the training and validation images extracted once
+    (or read from the cache); returns (the head, which alone trains; the training features; the validation ones).
+    `cfg` is the run's TrainConfig."""
+
+    def features(data: ImageLabels) -> FeatureLabels:
+        return FeatureLabels(cached_features(model, cfg.arch, data, cfg.batch_size, cfg.device, cfg.workers,
+                                             cfg.progress, log), data)
+
+    try:
+        fit, evaluated = features(train), features(val) if val is not None else None
+    except ImageError as e:
+        raise SpmlError(f"cannot read image {e}") from None
+    head = head_of(model)[0]
+    model.requires_grad_(False)
+    head.requires_grad_(True)
+    log("linear: the backbone is frozen; the head trains on its cached features (no flips)")
+    return head, fit, evaluated

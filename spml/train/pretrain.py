@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from spml.files import atomic_write, cache_dir
+from spml.train.trainer import TrainConfig, last_path, train
 
 SOURCE_IMAGES = 4000  # images of the source task's train split (80% train, 20% val)
 SOURCE_EPOCHS = 8
@@ -28,7 +29,6 @@ def builtin_backbone(arch: str = "cnn4", image_size: int = 32, seed: int = 0, nu
 
     from spml.data.demo import DemoConfig, make_demo
     from spml.train.model import load_checkpoint
-    from spml.train.trainer import TrainConfig, last_path, train
 
     out = backbone_path(arch, image_size, seed)
     if out.exists():

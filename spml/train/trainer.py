@@ -14,13 +14,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from spml.data.coco import CocoDataset, load_coco, same_categories
-from spml.data.images import ImageError, image_path
+from spml.data.images import ImageError, Preprocess
 from spml.errors import SpmlError
 from spml.files import atomic_write
 from spml.train.augment import AUGMENTS, draw_seed, mix_batch
-from spml.train.data import ImageLabels
+from spml.train.data import FailurePolicy, ImageLabels, failures_path, readable_sets
 from spml.train.distributed import (Dist, EpochBatches, average_grads, cleanup, gather_rows, init_distributed, share,
                                     share_weight, sync_rows, under_torchrun)
+from spml.train.features import head_of, linear_features
 from spml.train.precision import CompiledOrEager, autocast, grad_scaler, resolve_precision, set_up_cuda
 from spml.train.losses import LOSSES, compute_loss
 from spml.train.presets import apply_preset, fill_defaults, fine_tune_lr
@@ -37,19 +38,19 @@ ALL_LOSSES = {**LOSSES, **STATEFUL_LOSSES}
 
 @dataclass
 class TrainConfig:
-    ann: str | None = None  # training labels: single positives, full or pseudo labels; None = built-in dataset
+    ann: str | None = None  # training labels: single positives, full or pseudo labels; None: the built-in dataset (spml.train.builtin)
     images: str | None = None  # images folder; None = recorded in the annotations file, else its folder
     val_ann: str | None = None  # full labels for choosing the best epoch; None = keep the last epoch
     val_images: str | None = None
     loss: str | None = None  # None: em when every image has exactly one positive, else bce
-    arch: str | None = None  # any torchvision classifier or timm/<name>; None: resnet50 (built-in dataset: resnet18)
+    arch: str | None = None  # any torchvision classifier or timm/<name>; None: resnet50 (built-in dataset: cnn4)
     pretrained: bool | None = None  # None: torchvision's ImageNet weights when already in torch's cache
     weights: str | None = None  # a local state dict of `arch` (ImageNet weights from elsewhere)
     init: str | None = None  # start from an spml checkpoint of the same arch and categories (student from teacher)
     mode: str = "end-to-end"  # end-to-end | linear (frozen backbone, cached features) | linear-init (linear, then end-to-end)
     linear_epochs: int = 25  # linear-init: epochs of the linear phase (Cole et al.: 25)
     soft_targets: bool = False  # fit the teacher's probabilities of an `spml-label --soft` file, not its 0/1 labels
-    image_size: int | None = None  # None: 448 as in the papers, a timm model's own (built-in dataset: 64)
+    image_size: int | None = None  # None: 448 as in the papers, a timm model's own (built-in dataset: 32)
     epochs: int | None = None  # None: 10 (built-in dataset: 8); --mode linear: 25
     batch_size: int | None = None  # None: 8 as in the papers (built-in dataset: 32)
     lr: float | None = None  # None: 1e-5 fine-tuning pretrained weights, 1e-3 from scratch or for a linear head
@@ -76,51 +77,37 @@ class TrainConfig:
     resume: bool = False  # continue from <out>.last.pt
     keep_last: bool = False  # keep <out>.last.pt (optimizer state, ~3x the checkpoint) after the run completes
     allow_outside: bool = False  # open image file_names that point outside the images folder
+    max_failed: float = 0.1  # share of the images that may be unreadable (skipped, listed in <out>.failures.jsonl)
+    strict: bool = False  # any unreadable image is an error
     progress: bool = True
 
 
-# Settings for the built-in dataset (small images, no pretrained weights): a run takes minutes on 2 CPU cores.
-BUILTIN_PRESET = {"arch": "cnn4", "image_size": 32, "epochs": 8, "batch_size": 32}
-BUILTIN_LR = 3e-4  # fine-tuning the source-task backbone (spml.train.pretrain), as in docs/demo-seeds
 PAPER_DEFAULTS = {"arch": "resnet50", "image_size": 448, "epochs": 10, "batch_size": 8}
 MODES = ("end-to-end", "linear", "linear-init")  # Cole et al.'s training settings
 LINEAR_EPOCHS = 25  # Cole et al.'s linear setting: cheap epochs on cached features
 
 
 def resolve_config(config: TrainConfig) -> TrainConfig:
-    """Fill what the user left unset; the result is stored in the checkpoint."""
+    """Fill what the user left unset; the result is stored in the checkpoint. Pure: no file is made or read
+    beyond caches' existence (the built-in dataset and its backbone are spml.train.builtin's work, before this)."""
     cfg = dataclasses.replace(config)
     if cfg.ann is None:
-        from spml.data.demo import builtin_dataset, builtin_single_positive
-
-        paths = builtin_dataset()
-        cfg.ann = str(builtin_single_positive())
-        if cfg.val_ann is None:
-            cfg.val_ann = str(paths["val"])
-        defaults = BUILTIN_PRESET
-    else:
-        defaults = PAPER_DEFAULTS
+        raise SpmlError("no training labels: give --ann (or fill in the built-in dataset with "
+                        "spml.train.builtin.builtin_config)") from None
     apply_preset(cfg)  # before spml's defaults: an explicit option wins over the preset, the preset over ours
     fill_defaults(cfg)
     if cfg.mode not in MODES:
         raise SpmlError(f"unknown mode {cfg.mode!r}; valid: {', '.join(MODES)}") from None
     if cfg.mode == "linear" and cfg.epochs is None:
         cfg.epochs = LINEAR_EPOCHS
-    if cfg.image_size is None and defaults is PAPER_DEFAULTS and is_timm(cfg.arch):
+    if cfg.image_size is None and is_timm(cfg.arch):
         from spml.train.timm_models import timm_input_size
 
         cfg.image_size = timm_input_size(cfg.arch)  # the size the timm model was trained at, not the papers' 448
-    for key, value in defaults.items():
+    for key, value in PAPER_DEFAULTS.items():
         if getattr(cfg, key) is None:
             setattr(cfg, key, value)
     check_arch(cfg.arch)
-    if (defaults is BUILTIN_PRESET and cfg.arch in SMALL_ARCHS and cfg.weights is None and cfg.pretrained is None
-            and cfg.init is None):
-        # the built-in data in the paper's regime: the source-task backbone stands in for ImageNet weights
-        from spml.train.pretrain import builtin_backbone
-
-        cfg.weights = str(builtin_backbone(cfg.arch, cfg.image_size))
-        cfg.lr = BUILTIN_LR if cfg.lr is None else cfg.lr
     if cfg.pretrained is None:
         cfg.pretrained = cfg.weights is None and pretrained_weights_cached(cfg.arch)
     if cfg.lr is None:
@@ -163,8 +150,6 @@ def sharpen(probs: np.ndarray, temperature: float) -> np.ndarray:
 def add_head_dropout(model: torch.nn.Module, p: float) -> None:
     """Dropout on the input of the classifier head, in training mode only: a forward pre-hook, so the state
     dict's names (and --init, --weights, export) are those of the arch without it."""
-    from spml.train.features import head_of
-
     head = head_of(model)[0]
 
     def drop(module, args):
@@ -195,26 +180,14 @@ def last_path(out: str | os.PathLike) -> Path:
     return out.with_name(out.stem + ".last" + (out.suffix or ".pt"))
 
 
-def check_images(dataset: CocoDataset, allow_outside: bool, what: str) -> None:
-    """Fail before the first epoch, not in the middle of the third, when images are missing or out of bounds."""
-    bad = []
-    for im in dataset.images:
-        try:
-            path = image_path(dataset.images_dir, im["file_name"], allow_outside)
-            if not path.is_file():
-                bad.append(f"missing file: {path}")
-        except ImageError as e:
-            bad.append(str(e))
-    if bad:
-        raise SpmlError(f"{what}: {len(bad)} of {len(dataset)} images cannot be used (in {dataset.images_dir}), first: {bad[0]}") from None
-
-
 def make_loader(dataset, cfg: TrainConfig, shuffle: bool, d: Dist = Dist()) -> DataLoader:
     """One loader for the whole run (workers persist across epochs); `loader.batch_sampler.set_epoch(e)` gives
     epoch e's order, that of DataLoader(shuffle=True, generator=Generator().manual_seed(seed * 1000 + e)).
     Under DDP each rank gets its share of every global batch of --batch-size images."""
     base = dataset.dataset if isinstance(dataset, torch.utils.data.Subset) else dataset
     workers = cfg.workers if isinstance(base, ImageLabels) else 0  # cached features need no decoding
+    if workers:
+        base.share_pixels()  # one pixel cache for all the workers, not one each
     batches = EpochBatches(len(dataset), cfg.batch_size, shuffle, d, seed_of=lambda epoch: cfg.seed * 1000 + epoch)
     keep = {"persistent_workers": True, "prefetch_factor": 4} if workers else {}
     return DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=cfg.device == "cuda",
@@ -243,8 +216,6 @@ def make_optimizer(model, trainable, cfg: TrainConfig, stateful: StatefulLoss | 
     gives it 10x), ROLE's label estimates at their own lr_mult (10x, Cole et al.)."""
     groups = [{"params": list(trainable.parameters())}]
     if cfg.head_lr_mult != 1 and trainable is model:
-        from spml.train.features import head_of
-
         head = {id(p) for p in head_of(model)[0].parameters()}
         groups = [{"params": [p for p in model.parameters() if id(p) not in head]},
                   {"params": [p for p in model.parameters() if id(p) in head], "lr": cfg.lr * cfg.head_lr_mult}]
@@ -347,25 +318,26 @@ def make_val_loader(dataset, cfg: TrainConfig, d: Dist) -> DataLoader:
     return make_loader(part, cfg, False)
 
 
-def _checkpoint(cfg, model, optimizer, scheduler, epoch, best_metric, categories, preprocess, train_set, val_set, history,
-                stateful=None):
+def _checkpoint(cfg: TrainConfig, state: RunState, data: Data, epoch: int) -> dict:
+    train_set, val_set = data.train_set, data.val_set
     return {
-        "loss_state": {k: v.detach().cpu() for k, v in stateful.state_dict().items()} if stateful is not None else None,
+        "loss_state": ({k: v.detach().cpu() for k, v in state.stateful.state_dict().items()}
+                       if state.stateful is not None else None),
         "format_version": FORMAT_VERSION,
-        "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},  # NCHW if channels_last
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "model": {k: v.detach().cpu().contiguous() for k, v in state.model.state_dict().items()},  # NCHW if channels_last
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict(),
         "epoch": epoch,
-        "best_metric": best_metric,
+        "best_metric": state.best_metric,
         "config": dataclasses.asdict(cfg),
-        "categories": [{"id": int(c["id"]), "name": str(c.get("name", c["id"]))} for c in categories],
-        "preprocess": preprocess.to_dict(),
+        "categories": [{"id": int(c["id"]), "name": str(c.get("name", c["id"]))} for c in train_set.categories],
+        "preprocess": data.preprocess.to_dict(),
         "data": {
             "train_ann": str(train_set.path), "train_images": str(train_set.images_dir.resolve()),
             "val_ann": str(val_set.path) if val_set else None,
             "val_images": str(val_set.images_dir.resolve()) if val_set else None,
         },
-        "history": history,
+        "history": state.history,
     }
 
 
@@ -398,6 +370,7 @@ def train(config: TrainConfig, log=print) -> Path:
         out = _train(dataclasses.replace(config, init=str(first_out)), log)
         if not config.keep_last:
             last_path(first_out).unlink(missing_ok=True)
+        failures_path(first_out).unlink(missing_ok=True)  # the same images as <out>.failures.jsonl lists
         return out
     return _train(config, log)
 
@@ -436,8 +409,43 @@ def set_up_batchnorm(model, cfg: TrainConfig, d: Dist, log):
 
 
 def _train(config: TrainConfig, log=print) -> Path:
+    """One phase: torchvision's references/classification main(), in stages."""
     cfg = resolve_config(config)
     d, log = set_up_processes(cfg, log)
+    data = build_data(cfg, log, d)
+    model = build_model(cfg, data, d, log)
+    trainable = model
+    if cfg.mode == "linear":
+        trainable, data.fit, data.eval = linear_features(model, cfg, data.train, data.val, log)
+    state = make_state(cfg, model, trainable, data, log)
+    restore(cfg, state, data, log)
+    log_start(cfg, data, d, log)
+    fit(cfg, state, data, d, log)
+    log(f"wrote {cfg.out}" + (f" (best val mAP {state.best_metric:.2f})" if state.best_metric is not None else ""))
+    cleanup(d)
+    return Path(cfg.out)
+
+
+@dataclass
+class Data:
+    """The run's data: the COCO files (bad images already dropped), their image datasets, and what the network
+    is fed (`fit`, `eval`: the images, or in linear mode the backbone's cached features)."""
+    train_set: CocoDataset
+    val_set: CocoDataset | None
+    train: ImageLabels
+    val: ImageLabels | None
+    preprocess: Preprocess
+    fit: torch.utils.data.Dataset | None = None
+    eval: torch.utils.data.Dataset | None = None
+
+    def __post_init__(self):
+        self.fit = self.train if self.fit is None else self.fit
+        self.eval = self.val if self.eval is None else self.eval
+
+
+def build_data(cfg: TrainConfig, log=print, d: Dist = Dist()) -> Data:
+    """The training and validation sets, their loss and targets; images that cannot be read are dropped or
+    refused by the failure policy (--max-failed, --strict)."""
     train_set = load_coco(cfg.ann, cfg.images)
     cfg.loss, why = choose_loss(train_set, cfg.loss, cfg.soft_targets)
     log(f"loss: {cfg.loss} ({why})")
@@ -445,37 +453,45 @@ def _train(config: TrainConfig, log=print) -> Path:
         raise SpmlError(f"{cfg.ann}: no positive labels to learn from") from None
     val_set = load_coco(cfg.val_ann, cfg.val_images) if cfg.val_ann else None
     val_cols = same_categories(train_set.categories, val_set, f"training set {cfg.ann}") if val_set else None
-    check_images(train_set, cfg.allow_outside, "training set")
-    if val_set:
-        check_images(val_set, cfg.allow_outside, "validation set")
-
-    torch.manual_seed(cfg.seed)
+    policy = FailurePolicy(cfg.max_failed, cfg.strict, cfg.allow_outside)
+    train_set, val_set = readable_sets(train_set, val_set, policy, failures_path(cfg.out) if d.main else None, log)
     preprocess = model_preprocess(cfg.arch, cfg.image_size)
     unknown = train_set.unknown_mask()
-    targets = train_set.positives.astype(np.float32)
-    if cfg.soft_targets:
-        targets = train_set.soft_targets()
-        if targets is None:
-            raise SpmlError(f"{cfg.ann}: --soft-targets needs a labels file written with spml-label --soft") from None
-        if cfg.soft_temperature != 1:
-            targets = sharpen(targets, cfg.soft_temperature)
-        log("targets: the teacher's probabilities (observed positives at 1)"
-            + (f", sharpened at temperature {cfg.soft_temperature:g}" if cfg.soft_temperature != 1 else ""))
     if unknown is not None:
         log(f"ignoring {int(unknown.sum())} labels marked unknown (not_exhaustive_category_ids)")
-    train_data = ImageLabels(train_set, targets, None if unknown is None else ~unknown,
-                             preprocess, seed=cfg.seed, allow_outside=cfg.allow_outside, augment=cfg.augment,
-                             negatives=train_set.negatives)
-    val_data = (ImageLabels(val_set, val_set.positives[:, val_cols], None, preprocess, allow_outside=cfg.allow_outside)
-                if val_set else None)
+    train = ImageLabels(train_set, training_targets(cfg, train_set, log), None if unknown is None else ~unknown,
+                        preprocess, seed=cfg.seed, allow_outside=cfg.allow_outside, augment=cfg.augment,
+                        negatives=train_set.negatives)
+    val = (ImageLabels(val_set, val_set.positives[:, val_cols], None, preprocess, allow_outside=cfg.allow_outside)
+           if val_set else None)
+    return Data(train_set, val_set, train, val, preprocess)
 
-    model = create_model(cfg.arch, train_set.num_classes, cfg.pretrained, cfg.weights, cfg.image_size,
+
+def training_targets(cfg: TrainConfig, train_set: CocoDataset, log=print) -> np.ndarray:
+    """The labels as 0/1, or with --soft-targets the teacher's probabilities (sharpened at --soft-temperature)."""
+    if not cfg.soft_targets:
+        return train_set.positives.astype(np.float32)
+    targets = train_set.soft_targets()
+    if targets is None:
+        raise SpmlError(f"{cfg.ann}: --soft-targets needs a labels file written with spml-label --soft") from None
+    if cfg.soft_temperature != 1:
+        targets = sharpen(targets, cfg.soft_temperature)
+    log("targets: the teacher's probabilities (observed positives at 1)"
+        + (f", sharpened at temperature {cfg.soft_temperature:g}" if cfg.soft_temperature != 1 else ""))
+    return targets
+
+
+def build_model(cfg: TrainConfig, data: Data, d: Dist, log=print) -> torch.nn.Module:
+    """The network on its device: the arch's start (ImageNet, --weights, or seeded random), --init's weights,
+    the head's dropout, BatchNorm synchronised across processes."""
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.arch, data.train_set.num_classes, cfg.pretrained, cfg.weights, cfg.image_size,
                          drop_path=cfg.drop_path).to(cfg.device)
     if cfg.init:
         init = load_checkpoint(cfg.init)
         if init["config"]["arch"] != cfg.arch:
             raise SpmlError(f"--init {cfg.init}: a {init['config']['arch']} checkpoint, training {cfg.arch}") from None
-        same_categories(init["categories"], train_set, f"--init {cfg.init}")
+        same_categories(init["categories"], data.train_set, f"--init {cfg.init}")
         model.load_state_dict(init["model"])
     if cfg.dropout:
         add_head_dropout(model, cfg.dropout)
@@ -486,104 +502,123 @@ def _train(config: TrainConfig, log=print) -> Path:
             + (f", dropout {cfg.dropout:g} on the head's input" if cfg.dropout else "")
             + (f", stochastic depth {cfg.drop_path:g}" if cfg.drop_path else ""))
     model = set_up_batchnorm(model, cfg, d, log)
-    if cfg.device == "cuda":
-        model = set_up_cuda(model)
-    trainable, fit_data, eval_data = model, train_data, val_data
-    if cfg.mode == "linear":
-        from spml.train.features import FeatureLabels, cached_features, head_of
+    return set_up_cuda(model) if cfg.device == "cuda" else model
 
-        def features(data):
-            return FeatureLabels(cached_features(model, cfg.arch, data, cfg.batch_size, cfg.device, cfg.workers,
-                                                 cfg.progress, log), data)
 
-        try:
-            fit_data = features(train_data)
-            eval_data = features(val_data) if val_data is not None else None
-        except ImageError as e:
-            raise SpmlError(f"cannot read image {e}") from None
-        trainable = head_of(model)[0]
-        model.requires_grad_(False)
-        trainable.requires_grad_(True)
-        log("linear: the backbone is frozen; the head trains on its cached features (no flips)")
-    stateful = make_stateful_loss(cfg, len(train_set), train_set.num_classes)
+@dataclass
+class RunState:
+    """What training changes, epoch by epoch, and <out>.last.pt keeps for --resume."""
+    model: torch.nn.Module
+    trainable: torch.nn.Module  # the model, or in linear mode its head
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: object | None  # fp16's GradScaler
+    stateful: StatefulLoss | None
+    start_epoch: int = 0
+    best_metric: float | None = None
+    history: list = dataclasses.field(default_factory=list)
+
+
+def make_state(cfg: TrainConfig, model, trainable, data: Data, log=print) -> RunState:
+    stateful = make_stateful_loss(cfg, len(data.train_set), data.train_set.num_classes)
     optimizer = make_optimizer(model, trainable, cfg, stateful, log)
-    steps_per_epoch = -(-len(fit_data) // cfg.batch_size)
+    steps_per_epoch = -(-len(data.fit) // cfg.batch_size)
     scheduler = make_scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
-    scaler = grad_scaler(cfg.precision, cfg.device)
-    start_epoch, best_metric, history = 0, None, []
-    if cfg.resume and last_path(cfg.out).exists():
-        state = load_checkpoint(last_path(cfg.out))
-        if state["config"]["arch"] != cfg.arch or len(state["categories"]) != train_set.num_classes:
-            raise SpmlError(f"{last_path(cfg.out)}: was trained with other settings; remove it or change --out") from None
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if stateful is not None:
-            stateful.load_state_dict(state["loss_state"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, best_metric, history = state["epoch"] + 1, state["best_metric"], state["history"]
-        log(f"resuming after epoch {start_epoch} of {cfg.epochs} from {last_path(cfg.out)}")
-    elif cfg.resume:
-        log(f"nothing to resume: no {last_path(cfg.out)} (a completed run removes it unless --keep-last); training afresh")
+    return RunState(model, trainable, optimizer, scheduler, grad_scaler(cfg.precision, cfg.device), stateful)
 
+
+def restore(cfg: TrainConfig, state: RunState, data: Data, log=print) -> None:
+    """--resume: the state of <out>.last.pt, the latest finished epoch, in place."""
+    path = last_path(cfg.out)
+    if not cfg.resume:
+        return
+    if not path.exists():
+        log(f"nothing to resume: no {path} (a completed run removes it unless --keep-last); training afresh")
+        return
+    saved = load_checkpoint(path)
+    if saved["config"]["arch"] != cfg.arch or len(saved["categories"]) != data.train_set.num_classes:
+        raise SpmlError(f"{path}: was trained with other settings; remove it or change --out") from None
+    state.model.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.scheduler.load_state_dict(saved["scheduler"])
+    if state.stateful is not None:
+        state.stateful.load_state_dict(saved["loss_state"])
+    if state.scaler is not None and saved.get("scaler"):
+        state.scaler.load_state_dict(saved["scaler"])
+    state.start_epoch, state.best_metric, state.history = saved["epoch"] + 1, saved["best_metric"], saved["history"]
+    log(f"resuming after epoch {state.start_epoch} of {cfg.epochs} from {path}")
+
+
+def log_start(cfg: TrainConfig, data: Data, d: Dist, log=print) -> None:
     start = f"from {cfg.init}" if cfg.init else "ImageNet weights" if cfg.pretrained else cfg.weights or "from scratch"
-    log(f"training {cfg.arch}{' head' if cfg.mode == 'linear' else ''} ({start}) at "
-        f"{cfg.image_size}px on {len(train_set)} images, {train_set.num_classes} categories, {cfg.epochs} epochs, "
+    log(f"training {cfg.arch}{' head' if cfg.mode == 'linear' else ''} ({start}) at {cfg.image_size}px on "
+        f"{len(data.train_set)} images, {data.train_set.num_classes} categories, {cfg.epochs} epochs, "
         f"batch {cfg.batch_size}, lr {cfg.lr:g} ({cfg.lr_schedule}"
         + (f", head x{cfg.head_lr_mult:g}" if cfg.head_lr_mult != 1 and cfg.mode != "linear" else "")
         + (f", preset {cfg.preset}" if cfg.preset else "") + f"), device {cfg.device}, {cfg.precision}"
         + (f", DDP over {d.world_size} process{'es' if d.world_size > 1 else ''} (~{cfg.batch_size / d.world_size:g} "
            "images each per step)" if d.enabled else "")
-        + (f"; validation on {len(val_set)} images" if val_set else "; no validation set: the last epoch is kept"))
-    net = trainable  # what the training step calls: DDP and/or compiled around the trainable module
+        + (f"; validation on {len(data.val_set)} images" if data.val_set else "; no validation set: the last epoch is kept"))
+
+
+def fit(cfg: TrainConfig, state: RunState, data: Data, d: Dist, log=print) -> None:
+    """Epochs from state.start_epoch on; rank 0 keeps the best epoch in <out> and the latest in <out>.last.pt."""
+    net = wrapped(state.trainable, cfg, d, log)
+    train_loader = make_loader(data.fit, cfg, True, d)
+    val_loader = make_val_loader(data.eval, cfg, d) if data.eval is not None else None
+    for epoch in range(state.start_epoch, cfg.epochs):
+        started = time.time()
+        torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout etc. replay exactly after a resume
+        data.train.epoch = epoch
+        train_loader.batch_sampler.set_epoch(epoch)
+        try:
+            loss = train_one_epoch(net, train_loader, state.optimizer, state.scheduler, cfg, epoch, state.stateful,
+                                   state.scaler, d)
+            if state.stateful is not None:
+                # each image was trained by one rank: everyone gets its state before the loss reads it
+                sync_rows(state.stateful, train_loader.batch_sampler.own_rows(), len(data.train_set), d)
+                state.stateful.end_epoch(epoch)
+            val_map = validate(state.trainable, val_loader, data, cfg, d)
+        except ImageError as e:
+            raise SpmlError(f"cannot read image {e}") from None
+        if d.main:  # rank 0 writes the checkpoints and logs
+            end_epoch(cfg, state, data, epoch, loss=loss, val_map=val_map, seconds=time.time() - started, log=log)
+    if not cfg.keep_last:  # the run is complete: the resume state (optimizer included) is dead weight
+        last_path(cfg.out).unlink(missing_ok=True)
+
+
+def wrapped(trainable, cfg: TrainConfig, d: Dist, log=print):
+    """What the training step calls: DDP and/or compiled around the trainable module."""
+    net = trainable
     if d.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(trainable, device_ids=[d.local_rank] if cfg.device == "cuda" else None)
-    if cfg.compile:
-        net = CompiledOrEager(net, log)
-    train_loader = make_loader(fit_data, cfg, True, d)
-    val_loader = make_val_loader(eval_data, cfg, d) if eval_data is not None else None
-    for epoch in range(start_epoch, cfg.epochs):
-        started = time.time()
-        torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout etc. replay exactly after a resume
-        train_data.epoch = epoch
-        train_loader.batch_sampler.set_epoch(epoch)
-        try:
-            loss = train_one_epoch(net, train_loader, optimizer, scheduler, cfg, epoch, stateful, scaler, d)
-            if stateful is not None:
-                # each image was trained by one rank: everyone gets its state before the loss reads it
-                sync_rows(stateful, train_loader.batch_sampler.own_rows(), len(train_set), d)
-                stateful.end_epoch(epoch)
-            val_map = None
-            if val_loader is not None:
-                from spml.eval.metrics import mean_average_precision
+    return CompiledOrEager(net, log) if cfg.compile else net
 
-                scores = evaluate_shared(trainable, val_loader, train_set.num_classes, cfg, d)
-                val_map = mean_average_precision(scores, val_data.targets.numpy()) if d.main else None
-        except ImageError as e:
-            raise SpmlError(f"cannot read image {e}") from None
-        if not d.main:
-            continue  # rank 0 writes the checkpoints and logs
-        history.append({"epoch": epoch, "train_loss": loss, "val_map": val_map, "seconds": time.time() - started})
-        improved = val_map is None or best_metric is None or val_map > best_metric
-        if improved:
-            best_metric = val_map
-        args = (cfg, model, optimizer, scheduler, epoch, best_metric, train_set.categories, preprocess, train_set, val_set,
-                history, stateful)
-        if improved:
-            best = _checkpoint(*args)
-            best["optimizer"] = best["scheduler"] = best["loss_state"] = None  # for inference; .last.pt resumes
-            save_checkpoint(best, cfg.out)
-        last = _checkpoint(*args)
-        last["scaler"] = scaler.state_dict() if scaler is not None else None  # fp16's loss scale, to resume exactly
-        save_checkpoint(last, last_path(cfg.out))
-        log(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}"
-            + (f", val mAP {val_map:.2f}" if val_map is not None else "")
-            + (" (best, saved)" if improved else "") + f", {time.time() - started:.0f}s")
-    if not cfg.keep_last:  # the run is complete: the resume state (optimizer included) is dead weight
-        last_path(cfg.out).unlink(missing_ok=True)
-    log(f"wrote {cfg.out}" + (f" (best val mAP {best_metric:.2f})" if best_metric is not None else ""))
-    cleanup(d)
-    return Path(cfg.out)
+
+def validate(model, loader, data: Data, cfg: TrainConfig, d: Dist) -> float | None:
+    """The validation mAP (on rank 0; None on the others and without a validation set)."""
+    if loader is None:
+        return None
+    from spml.eval.metrics import mean_average_precision
+
+    scores = evaluate_shared(model, loader, data.train_set.num_classes, cfg, d)
+    return mean_average_precision(scores, data.val.targets.numpy()) if d.main else None
+
+
+def end_epoch(cfg: TrainConfig, state: RunState, data: Data, epoch: int, *, loss: float, val_map: float | None,
+              seconds: float, log=print) -> None:
+    """The epoch in the history, in <out> when it is the best so far, and in <out>.last.pt."""
+    state.history.append({"epoch": epoch, "train_loss": loss, "val_map": val_map, "seconds": seconds})
+    improved = val_map is None or state.best_metric is None or val_map > state.best_metric
+    if improved:
+        state.best_metric = val_map
+        best = _checkpoint(cfg, state, data, epoch)
+        best["optimizer"] = best["scheduler"] = best["loss_state"] = None  # for inference; .last.pt resumes
+        save_checkpoint(best, cfg.out)
+    last = _checkpoint(cfg, state, data, epoch)
+    last["scaler"] = state.scaler.state_dict() if state.scaler is not None else None  # fp16's loss scale, to resume exactly
+    save_checkpoint(last, last_path(cfg.out))
+    log(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}" + (f", val mAP {val_map:.2f}" if val_map is not None else "")
+        + (" (best, saved)" if improved else "") + f", {seconds:.0f}s")
