@@ -66,7 +66,21 @@ def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, t
     not grow with images x categories: 9M images x 600 categories would be 21 GB of float32."""
     rows = range(len(dataset)) if rows is None else rows
     failed_rows = [r for r in sorted(scores.failures) if r in rows]
-    cat_ids = dataset.category_ids
+    info = labels_info(out, dataset, tau, model_path=model_path, model_sha256=model_sha256, keep_observed=keep_observed,
+                       failed=len(failed_rows), shard=shard, extra_info=extra_info, tau_low=tau_low, soft=soft, tta=tta)
+    blocks = lambda: labeled_blocks(dataset, scores, rows, tau, keep_observed)  # noqa: E731 (each pass reads afresh)
+    num_annotations = write_coco(out, info, licenses=dataset.meta.get("licenses", []),
+                                 images=image_records(dataset, blocks(), tau_low=tau_low, soft=soft),
+                                 categories=dataset.categories, annotations=annotation_records(dataset, blocks()))
+    listed = write_failures(out, dataset, scores, failed_rows)
+    num_images = len(rows) - len(failed_rows)
+    return {"images": num_images, "failed": len(failed_rows), "annotations": num_annotations,
+            "positives_per_image": num_annotations / max(num_images, 1), "failures_file": listed}
+
+
+def labels_info(out, dataset: CocoDataset, tau, *, model_path, model_sha256, keep_observed: bool, failed: int,
+                shard, extra_info, tau_low, soft: bool, tta: str) -> dict:
+    """The labels file's `info`: how it was made, from what, and where its images are."""
     info = {
         "description": "spml pseudo labels",
         "tau": float(tau) if np.ndim(tau) == 0 else [float(t) for t in tau],
@@ -78,7 +92,7 @@ def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, t
         # read first, so a dataset folder moved together with its labels file still resolves
         "images_dir_relative": relative_to_file(dataset.images_dir, out),
         "date_created": created_time(),
-        "failed_images": len(failed_rows),
+        "failed_images": failed,
     }
     if shard is not None:
         info["shard"] = shard
@@ -90,68 +104,75 @@ def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, t
         info["soft"] = True
     if tta != "none":
         info["tta"] = tta
+    return info
 
-    def labeled_blocks():
-        """(rows, values, observed, positives, verified, observed negatives) per block, failed images' rows left
-        out; the last two None where the dataset has none."""
-        for start, values in scores.blocks(rows):
-            block = np.arange(start, start + len(values))
-            ok = np.array([r not in scores.failures for r in block.tolist()], dtype=bool)
-            span = slice(start, start + len(values))
-            observed = dataset.labels[span][ok]  # dense for this block only
-            verified = dataset.labels.verified_of(span)[ok] if dataset.labels.pair_verified is not None else None
-            said_no = dataset.negatives_of(span)
-            said_no = said_no[ok] if said_no is not None and keep_observed else None
-            values = values[ok]
-            positives = threshold(values, tau)
-            if keep_observed:
-                positives |= observed
-            if said_no is not None:
-                positives &= ~said_no
-            yield block[ok], values, observed, positives, verified, said_no
 
-    def images():
-        for block, values, _, positives, _, said_no in labeled_blocks():
-            if tau_low is None and not soft:  # a record's neg_category_ids, a person's no, is copied with it
-                yield from (dataset.images[n] for n in block.tolist())
-                continue
-            with np.errstate(invalid="ignore"):
-                negative = (values <= tau_low) & ~positives if tau_low is not None else None
-            if negative is not None and said_no is not None:
-                negative |= said_no
-            for k, n in enumerate(block.tolist()):
-                im = dict(dataset.images[n])
-                if negative is not None:
-                    im["neg_category_ids"] = [cat_ids[j] for j in np.flatnonzero(negative[k])]
-                    im["not_exhaustive_category_ids"] = [cat_ids[j] for j in np.flatnonzero(~negative[k] & ~positives[k])]
-                if soft:
-                    im["spml_scores"] = [round(float(v), 5) for v in values[k]]
-                yield im
+def labeled_blocks(dataset: CocoDataset, scores: Scores, rows: range, tau, keep_observed: bool):
+    """(rows, values, observed, positives, verified, observed negatives) per block of scores, failed images' rows
+    left out; the last two None where the dataset has none."""
+    for start, values in scores.blocks(rows):
+        block = np.arange(start, start + len(values))
+        ok = np.array([r not in scores.failures for r in block.tolist()], dtype=bool)
+        span = slice(start, start + len(values))
+        observed = dataset.labels[span][ok]  # dense for this block only
+        verified = dataset.labels.verified_of(span)[ok] if dataset.labels.pair_verified is not None else None
+        said_no = dataset.negatives_of(span)
+        said_no = said_no[ok] if said_no is not None and keep_observed else None
+        values = values[ok]
+        positives = threshold(values, tau)
+        if keep_observed:
+            positives |= observed
+        if said_no is not None:
+            positives &= ~said_no
+        yield block[ok], values, observed, positives, verified, said_no
 
-    def annotations():
-        for block, values, observed, positives, verified, _ in labeled_blocks():
-            for k, n in enumerate(block.tolist()):
-                image_id = dataset.image_id(n)
-                for j in np.flatnonzero(positives[k]):
-                    source = "verified" if verified is not None and verified[k, j] else \
-                        "observed" if observed[k, j] else "pseudo"
-                    yield {"image_id": image_id, "category_id": cat_ids[j], "score": round(float(values[k, j]), 6),
-                           "iscrowd": 0, "source": source}
 
-    num_annotations = write_coco(out, info, licenses=dataset.meta.get("licenses", []), images=images(),
-                                 categories=dataset.categories, annotations=annotations())
-    failures_path = failures_file(out)
-    if failed_rows:
-        with atomic_write(failures_path) as f:
-            for row in failed_rows:
-                f.write(json.dumps({"image_id": dataset.image_id(row), "file_name": dataset.file_name(row),
-                                    "reason": scores.failures[row]}) + "\n")
-    elif failures_path.exists():
-        failures_path.unlink()  # a stale list from an earlier run would mislead
-    num_images = len(rows) - len(failed_rows)
-    return {"images": num_images, "failed": len(failed_rows), "annotations": num_annotations,
-            "positives_per_image": num_annotations / max(num_images, 1),
-            "failures_file": str(failures_path) if failed_rows else None}
+def image_records(dataset: CocoDataset, blocks, *, tau_low: float | None, soft: bool):
+    """The labels file's images: the dataset's records, with the ignore band's sets and the soft scores added."""
+    cat_ids = dataset.category_ids
+    for block, values, _, positives, _, said_no in blocks:
+        if tau_low is None and not soft:  # a record's neg_category_ids, a person's no, is copied with it
+            yield from (dataset.images[n] for n in block.tolist())
+            continue
+        with np.errstate(invalid="ignore"):
+            negative = (values <= tau_low) & ~positives if tau_low is not None else None
+        if negative is not None and said_no is not None:
+            negative |= said_no
+        for k, n in enumerate(block.tolist()):
+            im = dict(dataset.images[n])
+            if negative is not None:
+                im["neg_category_ids"] = [cat_ids[j] for j in np.flatnonzero(negative[k])]
+                im["not_exhaustive_category_ids"] = [cat_ids[j] for j in np.flatnonzero(~negative[k] & ~positives[k])]
+            if soft:
+                im["spml_scores"] = [round(float(v), 5) for v in values[k]]
+            yield im
+
+
+def annotation_records(dataset: CocoDataset, blocks):
+    """One annotation per positive, its `source` saying whose it is (verified, observed or pseudo)."""
+    cat_ids = dataset.category_ids
+    for block, values, observed, positives, verified, _ in blocks:
+        for k, n in enumerate(block.tolist()):
+            image_id = dataset.image_id(n)
+            for j in np.flatnonzero(positives[k]):
+                source = "verified" if verified is not None and verified[k, j] else \
+                    "observed" if observed[k, j] else "pseudo"
+                yield {"image_id": image_id, "category_id": cat_ids[j], "score": round(float(values[k, j]), 6),
+                       "iscrowd": 0, "source": source}
+
+
+def write_failures(out, dataset: CocoDataset, scores: Scores, failed_rows: list[int]) -> str | None:
+    """The images that could not be labeled, one JSON line each, beside the labels file (its path, or None and no
+    file when every image was labeled: a stale list from an earlier run would mislead)."""
+    path = failures_file(out)
+    if not failed_rows:
+        path.unlink(missing_ok=True)
+        return None
+    with atomic_write(path) as f:
+        for row in failed_rows:
+            f.write(json.dumps({"image_id": dataset.image_id(row), "file_name": dataset.file_name(row),
+                                "reason": scores.failures[row]}) + "\n")
+    return str(path)
 
 
 def failures_file(out: str | os.PathLike) -> Path:
