@@ -9,6 +9,18 @@ import numpy as np
 import pytest
 
 
+# the fixtures that start a service: every test that asks for one carries its marker (make test-fast leaves them out)
+MARKER_OF_FIXTURE = {"fo": "fiftyone", "ray_session": "ray"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for fixture, marker in MARKER_OF_FIXTURE.items():
+            if fixture in item.fixturenames:
+                item.add_marker(marker)
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
     # nothing in the tests touches the user's cache folder

@@ -60,6 +60,7 @@ def test_label_killed_then_resumed(sig, tiny_data, tiny_onnx, tmp_path):
     assert out.read_bytes() == (tmp_path / "whole.json").read_bytes()
 
 
+@pytest.mark.slow
 def test_train_killed_then_resumed_exactly(tiny_data, tmp_path):
     common = ["--ann", tiny_data["sp"], "--arch", "resnet18", "--image-size", "32", "--epochs", "3", "--batch-size", "8",
               "--no-pretrained", "--seed", "1"]

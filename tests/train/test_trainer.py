@@ -22,8 +22,10 @@ def test_every_loss_trains(loss, tiny_data, tmp_path):
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
 
 
-@pytest.mark.parametrize("loss,mode", [("em-apl", "end-to-end"), ("ll-cp", "end-to-end"), ("role", "end-to-end"),
-                                       ("role", "linear")])
+@pytest.mark.parametrize("loss,mode", [pytest.param("em-apl", "end-to-end", marks=pytest.mark.slow),
+                                       pytest.param("ll-cp", "end-to-end", marks=pytest.mark.slow),
+                                       pytest.param("role", "end-to-end", marks=pytest.mark.slow),
+                                       ("role", "linear")])  # linear: the head alone, on cached features: quick
 def test_resume_restores_the_loss_state_exactly(loss, mode, tiny_data, tmp_path, interrupt):
     loss_args = {"em-apl": {"warmup_epochs": 1}, "ll-cp": {"delta_rel": 0.2}}.get(loss, {})
     kw = dict(loss=loss, mode=mode, epochs=2, keep_last=True, loss_args=loss_args)
