@@ -1,4 +1,5 @@
-"""The sweep orchestrates the stages from above: no stage imports it, and spml-sweep still points at it."""
+"""The sweep orchestrates the stages from above: no stage imports it, and its seed table runs as the docs run it
+(that spml-sweep is the sweep's command: tests/test_cli_help.py)."""
 
 import json
 import re
@@ -15,15 +16,6 @@ def test_no_stage_imports_the_sweep():
     importers = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py") if p.parent.name != "sweep"
                  and re.search(r"^\s*(from|import) spml\.sweep", p.read_text(), re.MULTILINE)]
     assert importers == []
-
-
-def test_spml_sweep_runs_the_sweep_command():
-    from importlib.metadata import entry_points
-
-    from spml.sweep.cli import main
-
-    (script,) = entry_points(group="console_scripts", name="spml-sweep")  # as installed from pyproject.toml
-    assert script.load() is main
 
 
 def test_the_seed_table_runs_as_a_module(tmp_path):
