@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-import pytest
+# One thread unless told otherwise, set before numpy or torch is imported (they read it then), and inherited by the
+# subprocesses. The models here are toys at 32 px: a second intra-op thread costs more than it gives, and under load it
+# costs twice (make test-fast: 99 s of CPU with one thread, 190 s with two; 191 s vs 345 s on a shared 2-core machine).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 
 # the fixtures that start a service: every test that asks for one carries its marker (make test-fast leaves them out)
@@ -148,6 +153,3 @@ def fo(tmp_path_factory):
 
     yield fiftyone
     mp.undo()
-
-
-os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
