@@ -32,8 +32,17 @@ $(LS_VENV)/bin/label-studio:
 	$(LS_VENV)/bin/pip install -q 'label-studio==1.23.*'
 	touch $@
 
+# what changes to the code need first: no Ray, no MongoDB, no process groups, no long training (make test runs all)
+FAST_TESTS := not slow and not ray and not fiftyone and not distributed
+
 test: $(VENV)/.test-extra $(LS_VENV)/bin/label-studio
-	$(BIN)/python -m pytest -q
+	@start=$$(date +%s); $(BIN)/python -m pytest -q --durations=10; status=$$?; \
+	echo "make test: $$(( $$(date +%s) - start )) s in all"; exit $$status
+
+.PHONY: test-fast
+test-fast: $(VENV)/.test-extra
+	@start=$$(date +%s); $(BIN)/python -m pytest -q --durations=10 -m "$(FAST_TESTS)"; status=$$?; \
+	echo "make test-fast: $$(( $$(date +%s) - start )) s in all"; exit $$status
 
 bench: $(VENV)/.test-extra
 	$(BIN)/python benchmarks/label_bench.py --out bench_out

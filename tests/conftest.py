@@ -1,10 +1,29 @@
-"""Shared fixtures: a tiny generated dataset and a teacher trained on it for one epoch (built once per session)."""
+"""Fixtures shared by the test modules: a tiny generated dataset and a teacher trained on it for one epoch (built once
+per session), a COCO file with odd fields and its dense reference, and fiftyone with a database of its own."""
 
 from __future__ import annotations
 
 import os
 
-import pytest
+# One thread unless told otherwise, set before numpy or torch is imported (they read it then), and inherited by the
+# subprocesses. The models here are toys at 32 px: a second intra-op thread costs more than it gives, and under load it
+# costs twice (make test-fast: 99 s of CPU with one thread, 190 s with two; 191 s vs 345 s on a shared 2-core machine).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+# the fixtures that start a service: every test that asks for one carries its marker (make test-fast leaves them out)
+MARKER_OF_FIXTURE = {"fo": "fiftyone", "ray_session": "ray"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for fixture, marker in MARKER_OF_FIXTURE.items():
+            if fixture in item.fixturenames:
+                item.add_marker(marker)
 
 
 @pytest.fixture(autouse=True)
@@ -69,6 +88,60 @@ def tiny_onnx(tiny_teacher):
     return out
 
 
+ODD_CATEGORIES = [{"id": 90, "name": "toaster"}, {"id": 1, "name": "person", "supercategory": "human"},
+                  {"id": 44, "name": "bottle ünïcode"}]
+
+
+def _odd_coco() -> dict:
+    """Keys in several orders, unicode and escaped names, nested and float fields, images with no annotation, an
+    image with several annotations of one category (scores: the largest is kept), crowd annotations."""
+    images = [
+        {"license": 3, "file_name": "a/0.jpg", "coco_url": "http://x/0.jpg", "height": 480, "width": 640,
+         "date_captured": "2013-11-14 16:28:13", "id": 397133},
+        {"id": 7, "file_name": "日本/写真 1.jpg", "width": 1, "height": 2, "extra": {"nested": [1, 2.5, None, True]}},
+        {"file_name": "emoji 😀.png", "id": 12345678901},
+        {"id": 8, "file_name": "lone \ud800 surrogate.jpg", "weight": 0.1, "tiny": 1e-7, "big": 2 ** 70},
+        {"id": 9, "file_name": "no annotations.jpg", "flag": False, "empty": {}, "list": []},
+    ]
+    annotations = [
+        {"id": 1, "image_id": 397133, "category_id": 44, "bbox": [0, 0, 1, 1], "iscrowd": 0, "score": 0.25},
+        {"id": 2, "image_id": 397133, "category_id": 44, "iscrowd": 1, "score": 0.75, "source": "pseudo"},
+        {"id": 3, "image_id": 397133, "category_id": 90, "segmentation": {"counts": "abc", "size": [2, 2]}},
+        {"id": 4, "image_id": 7, "category_id": 1, "source": "observed", "score": "high"},
+        {"image_id": 12345678901, "category_id": 1},
+        {"id": 6, "image_id": 8, "category_id": 90, "score": -3},
+    ]
+    return {"annotations": annotations, "info": {"year": 2017, "images_dir": "."}, "images": images,
+            "licenses": [{"id": 3, "name": "CC"}], "categories": ODD_CATEGORIES, "odd_top_level": [1, {"a": None}]}
+
+
+def _dense_reference(raw: dict):
+    """positives, scores and observed of a plain json.load, by hand, as the loader had them as dense matrices."""
+    row = {im["id"]: n for n, im in enumerate(raw["images"])}
+    col = {c["id"]: j for j, c in enumerate(raw["categories"])}
+    shape = (len(raw["images"]), len(raw["categories"]))
+    positives, observed, scores = np.zeros(shape, bool), np.zeros(shape, bool), np.zeros(shape, np.float32)
+    for a in raw["annotations"]:
+        n, j = row[a["image_id"]], col[a["category_id"]]
+        positives[n, j] = True
+        observed[n, j] |= a.get("source", "observed") in ("observed", "verified")  # a person's label, not "pseudo"
+        s = a.get("score", 1.0)
+        scores[n, j] = max(scores[n, j], float(s) if isinstance(s, (int, float)) else 1.0)
+    return positives, scores, observed
+
+
+@pytest.fixture
+def odd_coco() -> dict:
+    """A fresh copy per test of `_odd_coco()`'s file contents (tests change it)."""
+    return _odd_coco()
+
+
+@pytest.fixture
+def dense_reference():
+    """The function raw COCO dict -> (positives, scores, observed) dense matrices, by hand."""
+    return _dense_reference
+
+
 @pytest.fixture(scope="module")
 def fo(tmp_path_factory):
     """fiftyone, imported with a database of the test module's own (its MongoDB data in a temporary folder)."""
@@ -80,6 +153,3 @@ def fo(tmp_path_factory):
 
     yield fiftyone
     mp.undo()
-
-
-os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))

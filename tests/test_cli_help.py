@@ -3,6 +3,8 @@ imports no torch, onnx or numpy, and an unknown --arch answered with the closest
 
 import subprocess
 import sys
+from importlib import import_module
+from pathlib import Path
 
 import click
 import pytest
@@ -156,3 +158,18 @@ def test_spml_data_backbone_is_the_train_stages_command_run_as_a_program():
     bad = subprocess.run([sys.executable, "-c", "from spml.data.cli import main; main()", "backbone", "--image-size", "3"], capture_output=True,
                          text=True)
     assert bad.returncode == 2 and "Invalid value for '--image-size'" in bad.stderr, bad.stderr
+
+
+def test_every_installed_script_runs_its_command():
+    """pyproject.toml's [project.scripts], what pip turns into commands: each resolves to the command checked here
+    (spml-review's aside, which has tests of its own) and answers --help under its own name."""
+    from spml.review.cli import main as review_cli
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    scripts = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    resolved = {name: getattr(import_module(target.partition(":")[0]), target.partition(":")[2])
+                for name, target in scripts.items()}
+    assert resolved == {**COMMANDS, "spml-review": review_cli}
+    for name, command in resolved.items():
+        result = CliRunner().invoke(command, ["--help"], prog_name=name)
+        assert result.exit_code == 0 and result.output.startswith(f"Usage: {name} "), (name, result.output)

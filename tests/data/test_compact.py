@@ -12,52 +12,10 @@ from spml.data.compact import ImageTable, SparseLabels
 from spml.data.json_stream import STREAMED, stream_object
 from spml.errors import SpmlError
 
-CATS = [{"id": 90, "name": "toaster"}, {"id": 1, "name": "person", "supercategory": "human"},
-        {"id": 44, "name": "bottle ünïcode"}]
-
-
-def odd_coco() -> dict:
-    """Keys in several orders, unicode and escaped names, nested and float fields, images with no annotation, an
-    image with several annotations of one category (scores: the largest is kept), crowd annotations."""
-    images = [
-        {"license": 3, "file_name": "a/0.jpg", "coco_url": "http://x/0.jpg", "height": 480, "width": 640,
-         "date_captured": "2013-11-14 16:28:13", "id": 397133},
-        {"id": 7, "file_name": "日本/写真 1.jpg", "width": 1, "height": 2, "extra": {"nested": [1, 2.5, None, True]}},
-        {"file_name": "emoji 😀.png", "id": 12345678901},
-        {"id": 8, "file_name": "lone \ud800 surrogate.jpg", "weight": 0.1, "tiny": 1e-7, "big": 2 ** 70},
-        {"id": 9, "file_name": "no annotations.jpg", "flag": False, "empty": {}, "list": []},
-    ]
-    annotations = [
-        {"id": 1, "image_id": 397133, "category_id": 44, "bbox": [0, 0, 1, 1], "iscrowd": 0, "score": 0.25},
-        {"id": 2, "image_id": 397133, "category_id": 44, "iscrowd": 1, "score": 0.75, "source": "pseudo"},
-        {"id": 3, "image_id": 397133, "category_id": 90, "segmentation": {"counts": "abc", "size": [2, 2]}},
-        {"id": 4, "image_id": 7, "category_id": 1, "source": "observed", "score": "high"},
-        {"image_id": 12345678901, "category_id": 1},
-        {"id": 6, "image_id": 8, "category_id": 90, "score": -3},
-    ]
-    return {"annotations": annotations, "info": {"year": 2017, "images_dir": "."}, "images": images,
-            "licenses": [{"id": 3, "name": "CC"}], "categories": CATS, "odd_top_level": [1, {"a": None}]}
-
-
-def dense_reference(raw: dict):
-    """positives, scores and observed of a plain json.load, by hand, as the loader had them as dense matrices."""
-    row = {im["id"]: n for n, im in enumerate(raw["images"])}
-    col = {c["id"]: j for j, c in enumerate(raw["categories"])}
-    shape = (len(raw["images"]), len(raw["categories"]))
-    positives, observed, scores = np.zeros(shape, bool), np.zeros(shape, bool), np.zeros(shape, np.float32)
-    for a in raw["annotations"]:
-        n, j = row[a["image_id"]], col[a["category_id"]]
-        positives[n, j] = True
-        observed[n, j] |= a.get("source", "observed") in ("observed", "verified")  # a person's label, not "pseudo"
-        s = a.get("score", 1.0)
-        scores[n, j] = max(scores[n, j], float(s) if isinstance(s, (int, float)) else 1.0)
-    return positives, scores, observed
-
-
 @pytest.mark.parametrize("indent", [None, 2])
-def test_loaded_coco_equals_a_plain_json_load(tmp_path, indent):
+def test_loaded_coco_equals_a_plain_json_load(tmp_path, indent, odd_coco, dense_reference):
     path = tmp_path / "odd.json"
-    path.write_text(json.dumps(odd_coco(), indent=indent))
+    path.write_text(json.dumps(odd_coco, indent=indent))
     raw = json.loads(path.read_text())
     ds = load_coco(path)
     assert list(ds.images) == raw["images"] and ds.images == raw["images"]
@@ -88,8 +46,8 @@ def test_a_file_without_scores_or_sources_has_none():
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 7, 64])
-def test_stream_parser_cuts_anywhere_and_gives_json_load_values(chunk):
-    raw = odd_coco()
+def test_stream_parser_cuts_anywhere_and_gives_json_load_values(chunk, odd_coco):
+    raw = odd_coco
     raw["number_last"] = 123456789  # a number cut by a chunk's end must be read whole
     raw["images"][3]["file_name"] = "no lone surrogate: it has no UTF-8 (the escaped one is load_coco's test)"
     text = json.dumps(raw, ensure_ascii=False, indent=1).encode("utf-8")  # multi-byte characters cut by chunks
@@ -154,8 +112,8 @@ def test_sparse_labels_agree_with_dense_matrices():
     assert not empty.toarray().any() and empty[1:3].shape == (2, 3)
 
 
-def test_image_table_take_and_unicode():
-    records = odd_coco()["images"]
+def test_image_table_take_and_unicode(odd_coco):
+    records = odd_coco["images"]
     table = ImageTable.from_records(records)
     assert [table.file_name(n) for n in range(len(table))] == [im["file_name"] for im in records]
     assert list(table.take([2, 2, 0])) == [records[2], records[2], records[0]]
@@ -170,13 +128,13 @@ def test_stream_parser_does_not_skip_an_item_before_a_missing_comma():
             stream_object(io.BytesIO(b'{"images": [{"id": 1} {"id": 2}]}'), {"images": lambda item: None}, chunk=chunk)
 
 
-def test_a_loaded_dataset_pickles_for_data_loader_workers(tmp_path):
+def test_a_loaded_dataset_pickles_for_data_loader_workers(tmp_path, odd_coco):
     import pickle
 
     path = tmp_path / "odd.json"
-    path.write_text(json.dumps(odd_coco()))
+    path.write_text(json.dumps(odd_coco))
     ds = pickle.loads(pickle.dumps(load_coco(path)))
-    assert list(ds.images) == odd_coco()["images"] and ds.raw["annotations"] == odd_coco()["annotations"]
+    assert list(ds.images) == odd_coco["images"] and ds.raw["annotations"] == odd_coco["annotations"]
 
 
 def test_stream_parser_accepts_exactly_what_json_loads_accepts():

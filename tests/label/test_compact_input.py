@@ -11,12 +11,11 @@ from spml.data.coco import load_coco
 from spml.data.image_list import load_image_list
 from spml.label.labeler import Scores
 from spml.label.writers import write_labels
-from tests.data.test_compact import dense_reference, odd_coco
 
 
-def reference_labels(raw: dict, values: np.ndarray, failed: set, tau: float) -> tuple[list, list]:
-    """images and annotations of labels.json from the json.load of the input, by hand."""
-    positives, _, _ = dense_reference(raw)
+def reference_labels(raw: dict, values: np.ndarray, *, positives: np.ndarray, failed: set,
+                     tau: float) -> tuple[list, list]:
+    """images and annotations of labels.json from the json.load of the input and its dense positives, by hand."""
     cat_ids = [c["id"] for c in raw["categories"]]
     images, annotations = [], []
     for n, im in enumerate(raw["images"]):
@@ -31,9 +30,9 @@ def reference_labels(raw: dict, values: np.ndarray, failed: set, tau: float) -> 
     return images, annotations
 
 
-def test_labels_of_a_compact_coco_input_equal_the_plain_reference(tmp_path):
+def test_labels_of_a_compact_coco_input_equal_the_plain_reference(tmp_path, odd_coco, dense_reference):
     ann = tmp_path / "odd.json"
-    ann.write_text(json.dumps(odd_coco()))
+    ann.write_text(json.dumps(odd_coco))
     raw = json.loads(ann.read_text())
     dataset = load_coco(ann)
     values = np.random.default_rng(1).random((len(dataset), dataset.num_classes)).astype(np.float32)
@@ -43,7 +42,7 @@ def test_labels_of_a_compact_coco_input_equal_the_plain_reference(tmp_path):
     summary = write_labels(out, dataset, Scores(values, {2: "missing file"}), 0.6, model_path=tmp_path / "m.onnx",
                            model_sha256="sha")
     written = json.loads(out.read_text())
-    images, annotations = reference_labels(raw, values, {2}, 0.6)
+    images, annotations = reference_labels(raw, values, positives=dense_reference(raw)[0], failed={2}, tau=0.6)
     assert json.dumps(written["images"]) == json.dumps(images)  # same records, same key order
     assert written["annotations"] == annotations
     assert written["licenses"] == raw["licenses"] and written["categories"] == raw["categories"]

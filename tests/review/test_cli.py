@@ -45,15 +45,6 @@ def test_help_imports_nothing_heavy_and_the_stage_never_torch():
     assert result.stdout.split("\n")[:2] == ["[]", "[]"]
 
 
-def test_the_script_is_declared():
-    from pathlib import Path
-
-    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-
-    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
-    assert pyproject["project"]["scripts"]["spml-review"] == "spml.review.cli:main"
-
-
 @pytest.mark.parametrize("args", [["push", "DIR"], ["pull", "--project", "1", "--out", "a.json"]])
 def test_push_and_pull_without_the_sdk_name_the_extra(tmp_path, monkeypatch, args):
     review = tmp_path / "review"

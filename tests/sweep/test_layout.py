@@ -1,6 +1,10 @@
-"""The sweep orchestrates the stages from above: no stage imports it, and spml-sweep still points at it."""
+"""The sweep orchestrates the stages from above: no stage imports it, and its seed table runs as the docs run it
+(that spml-sweep is the sweep's command: tests/test_cli_help.py)."""
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import spml
@@ -14,9 +18,19 @@ def test_no_stage_imports_the_sweep():
     assert importers == []
 
 
-def test_entry_point_and_seed_table_module():
-    text = (ROOT.parent / "pyproject.toml").read_text()
-    assert 'spml-sweep = "spml.sweep.cli:main"' in text
-    from spml.eval.seeds import main  # python -m spml.eval.seeds, as docs/sweep-builtin runs it
+def test_the_seed_table_runs_as_a_module(tmp_path):
+    """`python -m spml.eval.seeds REPORT... --out seeds.md`, as the sweep docs run it, writes and prints the table."""
+    from spml.eval.seeds import seeds_markdown
 
-    assert main.name == "main"
+    reports = [{"teachers": {"em": em}, "students": [{"tau": 0.75, "map": em + 1.5}], "config": {"train": {"seed": seed}}}
+               for seed, em in ((0, 60.0), (1, 62.0))]
+    paths = [tmp_path / f"seed{k}.json" for k in range(len(reports))]
+    for path, report in zip(paths, reports):
+        path.write_text(json.dumps(report))
+    out = tmp_path / "seeds.md"
+    proc = subprocess.run([sys.executable, "-m", "spml.eval.seeds", *map(str, paths), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    table = seeds_markdown(reports)
+    assert "| student tau 0.75 | 61.50 (+1.50) | 63.50 (+1.50) | 62.50 | +1.50 |" in table  # by hand
+    assert out.read_text() == table and proc.stdout == table + "\n"

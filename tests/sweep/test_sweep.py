@@ -11,6 +11,8 @@ from spml.data.coco import load_coco
 from spml.sweep.run import plot_figure1, report_markdown
 from spml.sweep.cli import main as sweep_cli
 
+pytestmark = pytest.mark.slow  # the module's sweep trains a dozen teachers and students
+
 
 @pytest.fixture(scope="module")
 def sweep(tiny_data, tmp_path_factory):

@@ -105,6 +105,7 @@ def config(tiny_data, out, **kw):
     return TrainConfig(**{**base, **kw})
 
 
+@pytest.mark.slow
 def test_strong_noise_resumes_exactly(tiny_data, tmp_path, interrupt):
     kw = dict(ann=str(tiny_data["train"]), loss="bce", augment="strong", dropout=0.3, keep_last=True)
     whole = train(config(tiny_data, tmp_path / "whole.pt", **kw), log=lambda s: None)

@@ -133,6 +133,7 @@ def ddp_em(tiny_data, tmp_path_factory):
     return out, text
 
 
+@pytest.mark.distributed
 def test_two_ranks_train_what_one_process_does_em(ddp_em, tiny_data, tmp_path):
     out, text = ddp_em
     assert "2 processes" in text
@@ -144,6 +145,7 @@ def test_two_ranks_train_what_one_process_does_em(ddp_em, tiny_data, tmp_path):
         assert abs(x["train_loss"] - y["train_loss"]) < 1e-4 and abs(x["val_map"] - y["val_map"]) < 0.1
 
 
+@pytest.mark.distributed
 def test_two_ranks_train_what_one_process_does_em_apl(tiny_data, tmp_path):
     common = ["--loss", "em-apl", "--epochs", "2", "--freeze-bn", "--batch-size", "15", "--loss-arg", "warmup_epochs=1"]  # 8 + 7
     one_process(args(tiny_data, tmp_path / "one.pt", *common))
@@ -156,6 +158,7 @@ def test_two_ranks_train_what_one_process_does_em_apl(tiny_data, tmp_path):
     torch.testing.assert_close(a["loss_state"]["scores"], b["loss_state"]["scores"], rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.distributed
 def test_batchnorm_is_per_process_on_the_cpu_and_says_so(tiny_data, tmp_path):
     common = ["--epochs", "1", "--batch-size", "16"]
     one_process(args(tiny_data, tmp_path / "one.pt", *common))
@@ -166,6 +169,7 @@ def test_batchnorm_is_per_process_on_the_cpu_and_says_so(tiny_data, tmp_path):
     assert predictions > 10 * SAME_PREDICTIONS and share_off > 10 * FEW_WEIGHTS, (predictions, share_off)
 
 
+@pytest.mark.distributed
 def test_sigterm_to_torchrun_then_resume_gives_the_uninterrupted_checkpoint(ddp_em, tiny_data, tmp_path):
     from spml.export.onnx_export import export_onnx
     from spml.train.model import load_checkpoint
@@ -198,6 +202,7 @@ def test_sigterm_to_torchrun_then_resume_gives_the_uninterrupted_checkpoint(ddp_
 
 
 @pytest.mark.gpu
+@pytest.mark.distributed
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("nproc", [1, 2])
 def test_nccl_ranks_train_what_one_process_does(nproc, tiny_data, tmp_path):

@@ -178,6 +178,7 @@ def test_preset_takes_the_reference_loop():
         (8, 1e-5, 10.0, "constant")
 
 
+@pytest.mark.slow
 def test_resume_continues_the_schedule(tiny_data, tmp_path, interrupt):
     # GR keeps no per-image state, only the epoch: a run resumed after its first epoch must train the second
     # at the second epoch's (w, b, mu, sigma) and end where the whole run ends

@@ -8,6 +8,7 @@ import torch
 from spml.train.trainer import TrainConfig, last_path, train
 
 
+@pytest.mark.slow
 def test_persistent_workers_see_each_epoch(tiny_data, tmp_path):
     def run(workers):
         cfg = TrainConfig(ann=str(tiny_data["sp"]), arch="resnet18", image_size=32, epochs=2, batch_size=16,

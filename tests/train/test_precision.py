@@ -37,6 +37,7 @@ def test_precision_choices(monkeypatch):
     assert precision.grad_scaler("bf16", "cuda") is None  # bf16 has fp32's range: no loss scaling
 
 
+@pytest.mark.slow
 def test_bf16_trains_close_to_fp32_with_fp32_weights(fp32_run, tiny_data, tmp_path):
     out = train(config(tiny_data, tmp_path / "m.pt", precision="bf16"), log=lambda s: None)
     bf16 = torch.load(last_path(out), weights_only=True)
@@ -60,6 +61,7 @@ def test_bf16_trains_close_to_fp32_with_fp32_weights(fp32_run, tiny_data, tmp_pa
         assert abs(mean_average_precision(pa, data.positives) - mean_average_precision(pb, data.positives)) < 10
 
 
+@pytest.mark.slow
 def test_compile_that_fails_falls_back_to_eager_with_one_warning(fp32_run, tiny_data, tmp_path, monkeypatch):
     def broken_compile(module, **kw):
         def forward(*a, **k):

@@ -4,6 +4,7 @@ teacher's recipe recorded in labels.json, and `spml-eval student.pt` needs no --
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -115,6 +116,7 @@ def test_where_the_builtin_dataset_is(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.slow
 def test_the_recommended_recipe_as_typed(tiny_data, tmp_path):
     """GR teachers of two seeds, one ensemble model, soft labels (the ensemble's train set, recorded in it), and a
     student at a larger size from the first teacher: the commands of the README's recommended recipe."""
