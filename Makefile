@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo_out
 
-.PHONY: install demo test bench docs clean
+.PHONY: install demo test test-fast bench docs clean
 
 $(BIN)/spml-train: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -34,14 +34,18 @@ $(LS_VENV)/bin/label-studio:
 
 # what changes to the code need first: no Ray, no MongoDB, no process groups, no long training (make test runs all)
 FAST_TESTS := not slow and not ray and not fiftyone and not distributed
+# tests that start servers or process groups run one at a time, after the rest ran on every core (pytest-xdist):
+# two of them side by side would fight over ports, a MongoDB folder and the cores their ranks expect
+SERIAL_TESTS := ray or fiftyone or distributed or labelstudio
 
 test: $(VENV)/.test-extra $(LS_VENV)/bin/label-studio
-	@start=$$(date +%s); $(BIN)/python -m pytest -q --durations=10; status=$$?; \
+	@start=$$(date +%s); \
+	$(BIN)/python -m pytest -q -n auto --durations=10 -m "not ($(SERIAL_TESTS))" && \
+	$(BIN)/python -m pytest -q --durations=5 -m "$(SERIAL_TESTS)"; status=$$?; \
 	echo "make test: $$(( $$(date +%s) - start )) s in all"; exit $$status
 
-.PHONY: test-fast
 test-fast: $(VENV)/.test-extra
-	@start=$$(date +%s); $(BIN)/python -m pytest -q --durations=10 -m "$(FAST_TESTS)"; status=$$?; \
+	@start=$$(date +%s); $(BIN)/python -m pytest -q -n auto --durations=10 -m "$(FAST_TESTS)"; status=$$?; \
 	echo "make test-fast: $$(( $$(date +%s) - start )) s in all"; exit $$status
 
 bench: $(VENV)/.test-extra
@@ -52,7 +56,8 @@ bench: $(VENV)/.test-extra
 # the site in site/; --strict makes a warning (a page not in nav, a broken link or anchor) an error. Not -q: under
 # it mkdocs stops counting warnings and --strict passes. tests/test_docs.py builds it in `make test`.
 docs: install
+	$(BIN)/pip install -q -e '.[docs]'
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) bench_out
+	rm -rf $(VENV) $(LS_VENV) $(DEMO_DIR) bench_out site
