@@ -13,7 +13,7 @@ from pathlib import Path
 from spml.data.provenance import RECIPE_KEYS, read_info
 
 TYPES = {"arch": str, "image_size": int, "epochs": int, "batch_size": int, "lr": (int, float), "lr_schedule": str,
-         "head_lr_mult": (int, float), "pretrained": bool,
+         "head_lr_mult": (int, float), "pretrained": (bool, str),
          "weights": str, "mode": str, "linear_epochs": int, "flip": bool, "augment": str, "val_ann": str,
          "val_images": str}
 # fields with a real default rather than None: inherited only when the caller says they were not given
@@ -69,7 +69,8 @@ def describe(taken: dict) -> str:
                  "linear_epochs": "linear epochs", "lr_schedule": "lr schedule",
                  "head_lr_mult": "head lr x"}.get(key, key)
         if key == "pretrained":
-            parts.append("ImageNet weights" if value else "no pretrained weights")
+            parts.append(f"open_clip's {value} weights" if isinstance(value, str) else
+                         "ImageNet weights" if value else "no pretrained weights")
         elif key == "val_ann":
             parts.append(f"validation set {os.path.relpath(value) if not os.path.isabs(value) else value}")
         else:

@@ -30,6 +30,7 @@ from spml.train.model import (FORMAT_VERSION, check_arch, create_model, load_che
                               pretrained_weights_cached)
 from spml.train.small_cnn import SMALL_ARCHS
 from spml.train.timm_models import is_timm
+from spml.train.clip_models import clip_record, is_clip, read_prompts
 
 
 ALL_LOSSES = {**LOSSES, **STATEFUL_LOSSES}
@@ -43,8 +44,9 @@ class TrainConfig:
     val_images: str | None = None
     loss: str | None = None  # None: em when every image has exactly one positive, else bce
     arch: str | None = None  # any torchvision classifier or timm/<name>; None: resnet50 (built-in dataset: resnet18)
-    pretrained: bool | None = None  # None: torchvision's ImageNet weights when already in torch's cache
+    pretrained: bool | str | None = None  # None: torchvision's ImageNet weights when already in torch's cache; open_clip/: a tag
     weights: str | None = None  # a local state dict of `arch` (ImageNet weights from elsewhere)
+    prompts: str | None = None  # open_clip/ archs: a file of prompt templates for the zero-shot head; None: spml's ensemble
     init: str | None = None  # start from an spml checkpoint of the same arch and categories (student from teacher)
     mode: str = "end-to-end"  # end-to-end | linear (frozen backbone, cached features) | linear-init (linear, then end-to-end)
     linear_epochs: int = 25  # linear-init: epochs of the linear phase (Cole et al.: 25)
@@ -110,6 +112,12 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         from spml.train.timm_models import timm_input_size
 
         cfg.image_size = timm_input_size(cfg.arch)  # the size the timm model was trained at, not the papers' 448
+    if cfg.image_size is None and is_clip(cfg.arch):
+        from spml.train.clip_models import clip_input_size
+
+        cfg.image_size = clip_input_size(cfg.arch)  # the size its image tower is built for, on any data
+    if cfg.prompts is not None and not is_clip(cfg.arch):
+        raise SpmlError(f"--prompts: prompt templates are for open_clip/ archs, not {cfg.arch}") from None
     for key, value in defaults.items():
         if getattr(cfg, key) is None:
             setattr(cfg, key, value)
@@ -149,6 +157,13 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     if cfg.lr <= 0:
         raise SpmlError(f"--lr must be positive, got {cfg.lr}") from None
     return cfg
+
+
+def clip_head_start(cfg: TrainConfig, categories: list[dict]) -> dict:
+    """create_model's arguments for an open_clip/ arch's zero-shot head: the category names and the templates."""
+    if not is_clip(cfg.arch):
+        return {}
+    return {"class_names": [str(c.get("name", c["id"])) for c in categories], "prompts": read_prompts(cfg.prompts)}
 
 
 def sharpen(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -363,6 +378,7 @@ def _checkpoint(cfg, model, optimizer, scheduler, epoch, best_metric, categories
             "val_images": str(val_set.images_dir.resolve()) if val_set else None,
         },
         "history": history,
+        **({"open_clip": clip_record(cfg.arch, cfg.pretrained, read_prompts(cfg.prompts))} if is_clip(cfg.arch) else {}),
     }
 
 
@@ -447,7 +463,7 @@ def _train(config: TrainConfig, log=print) -> Path:
         check_images(val_set, cfg.allow_outside, "validation set")
 
     torch.manual_seed(cfg.seed)
-    preprocess = model_preprocess(cfg.arch, cfg.image_size)
+    preprocess = model_preprocess(cfg.arch, cfg.image_size, pretrained=cfg.pretrained)
     unknown = train_set.unknown_mask()
     targets = train_set.positives.astype(np.float32)
     if cfg.soft_targets:
@@ -466,7 +482,7 @@ def _train(config: TrainConfig, log=print) -> Path:
                 if val_set else None)
 
     model = create_model(cfg.arch, train_set.num_classes, cfg.pretrained, cfg.weights, cfg.image_size,
-                         drop_path=cfg.drop_path).to(cfg.device)
+                         drop_path=cfg.drop_path, **clip_head_start(cfg, train_set.categories)).to(cfg.device)
     if cfg.init:
         init = load_checkpoint(cfg.init)
         if init["config"]["arch"] != cfg.arch:
@@ -523,7 +539,10 @@ def _train(config: TrainConfig, log=print) -> Path:
     elif cfg.resume:
         log(f"nothing to resume: no {last_path(cfg.out)} (a completed run removes it unless --keep-last); training afresh")
 
-    start = f"from {cfg.init}" if cfg.init else "ImageNet weights" if cfg.pretrained else cfg.weights or "from scratch"
+    start = (f"from {cfg.init}" if cfg.init else f"open_clip's {cfg.pretrained}" if isinstance(cfg.pretrained, str)
+             else "ImageNet weights" if cfg.pretrained else cfg.weights or "from scratch")
+    if is_clip(cfg.arch) and not cfg.init:
+        start += ", the zero-shot head"
     log(f"training {cfg.arch}{' head' if cfg.mode == 'linear' else ''} ({start}) at "
         f"{cfg.image_size}px on {len(train_set)} images, {train_set.num_classes} categories, {cfg.epochs} epochs, "
         f"batch {cfg.batch_size}, lr {cfg.lr:g} ({cfg.lr_schedule}"
