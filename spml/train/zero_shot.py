@@ -52,10 +52,32 @@ def read_categories(path) -> list[dict]:
             twice = sorted({n for n in names if names.count(n) > 1})
             raise SpmlError(f"--categories {path}: {', '.join(twice[:3])} named twice") from None
         return [{"id": i, "name": name} for i, name in enumerate(names, 1)]
-    dataset = load_coco(path)
-    if not dataset.categories:
-        raise SpmlError(f"--categories {path}: no categories") from None
-    return [{"id": int(c["id"]), "name": str(c.get("name", c["id"]))} for c in dataset.categories]
+    return _coco_categories(path)
+
+
+def _coco_categories(path) -> list[dict]:
+    """A COCO file's categories only: a file of categories with no images is a fine CATS."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            categories = json.load(f).get("categories")
+    except FileNotFoundError:
+        raise SpmlError(f"--categories {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as e:
+        raise SpmlError(f"--categories {path}: not a COCO file or a .txt of names ({type(e).__name__})") from None
+    if not isinstance(categories, list) or not categories:
+        raise SpmlError(f"--categories {path}: no categories (a COCO file's, or a .txt of names)") from None
+    out = []
+    for c in categories:
+        if not isinstance(c, dict) or isinstance(c.get("id"), bool) or not isinstance(c.get("id"), int) \
+                or not isinstance(c.get("name"), str) or not c["name"].strip():
+            raise SpmlError(f"--categories {path}: a category needs an integer id and a name: {str(c)[:80]}") from None
+        out.append({"id": c["id"], "name": c["name"].strip()})
+    ids = [c["id"] for c in out]
+    if len(set(ids)) != len(ids):
+        raise SpmlError(f"--categories {path}: category id {next(i for i in ids if ids.count(i) > 1)} twice") from None
+    return out
 
 
 def zero_shot_checkpoint(arch: str, categories: list[dict], *, pretrained=None, weights=None,
@@ -102,33 +124,38 @@ def frozen_logits(ckpt: dict, dataset: CocoDataset, batch_size: int = 32, log=pr
 
 
 def fit_calibration(logits: np.ndarray, positives: np.ndarray, loss: str, alpha: float | None = None,
-                    steps: int = 200) -> tuple[float, np.ndarray]:
+                    rounds: int = 20) -> tuple[float, np.ndarray]:
     """(temperature T, per-class bias b) minimising `loss` (em or an) of z / T + b against the single positives,
-    with L-BFGS (the problem is small and smooth: C + 1 parameters). T is fitted as log(1/T), so it stays
-    positive."""
+    with L-BFGS (the problem is small and smooth: C + 1 parameters). Fitted on standardised logits, (z - m) / s
+    times exp(u) plus beta (raw CLIP logits, ~25 with a spread of ~2, make the plain parameters ill-conditioned and
+    saturate every sigmoid), then mapped back: T = s / exp(u), b = beta - m exp(u) / s."""
     from spml.train.losses import compute_loss
 
     z = torch.as_tensor(logits, dtype=torch.float64)
     y = torch.as_tensor(positives, dtype=torch.float64)
-    log_inverse_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
-    # start from logits of a sensible size: raw CLIP logits (~25) saturate every sigmoid, where gradients vanish
-    with torch.no_grad():
-        spread = float(z.std()) if z.numel() > 1 else 1.0
-        log_inverse_t.fill_(-math.log(max(spread, 1e-6)))
-        bias.copy_(-(z.mean(0) / max(spread, 1e-6)))
+    m = float(z.mean())
+    s = max(float(z.std()), 1e-6) if z.numel() > 1 else 1.0
+    standard = (z - m) / s
+    log_gain = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    beta = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
     hparams = {} if loss == "an" else ({"alpha": alpha} if alpha is not None else {})
-    optimizer = torch.optim.LBFGS([log_inverse_t, bias], lr=1, max_iter=steps, tolerance_grad=1e-10,
-                                  tolerance_change=1e-14, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS([log_gain, beta], lr=1, max_iter=500, tolerance_grad=1e-12,
+                                  tolerance_change=1e-15, history_size=50, line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
-        value = compute_loss(loss, z * log_inverse_t.exp() + bias, y, **hparams)
+        value = compute_loss(loss, standard * log_gain.exp() + beta, y, **hparams)
         value.backward()
         return value
 
-    optimizer.step(closure)
-    return float(torch.exp(-log_inverse_t.detach())), bias.detach().numpy().copy()
+    previous = math.inf
+    for _ in range(rounds):  # L-BFGS restarts until the loss stops moving
+        value = float(optimizer.step(closure).detach())
+        if previous - value < 1e-13:
+            break
+        previous = value
+    gain = float(log_gain.detach().exp())
+    return s / gain, beta.detach().numpy() - m * gain / s
 
 
 def held_out_f1(logits: np.ndarray, positives: np.ndarray, temperature: float, bias: np.ndarray) -> float:
