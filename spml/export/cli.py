@@ -29,18 +29,18 @@ def _old_precision(value: str) -> list[str]:
 @click.option("--calibration-images", type=click.Path(file_okay=False), default=None,
               show_default="recorded in --calibration-ann, else its folder", help="Images folder of --calibration-ann.")
 @click.option("--calibration-count", type=click.IntRange(1), default=256, show_default=True, help="int8: images sampled.")
-@click.option("--zero-shot", "zero_shot", metavar="open_clip/NAME", default=None,
+@click.option("--zero-shot", "zero_shot", metavar="open_clip/NAME", default=None, show_default="none: export CHECKPOINT",
               help="Write a zero-shot teacher instead of exporting a checkpoint: the open_clip model NAME (or a model "
                    "config .json)'s image tower and a head made from its text tower and --categories; no training.")
-@click.option("--pretrained", metavar="TAG", default=None, help="--zero-shot: open_clip's pretrained weights (its tag).")
-@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+@click.option("--pretrained", metavar="TAG", default=None, show_default="none: --weights, or random weights", help="--zero-shot: open_clip's pretrained weights (its tag).")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None, show_default="none",
               help="--zero-shot: a whole CLIP state dict (both towers) instead of --pretrained.")
-@click.option("--categories", type=click.Path(dir_okay=False), default=None,
+@click.option("--categories", type=click.Path(dir_okay=False), default=None, show_default="none: required with --zero-shot",
               help="--zero-shot: the categories, a COCO file's (their ids kept) or a .txt of names, one a line.")
 @click.option("--prompts", type=click.Path(dir_okay=False), default=None,
               show_default="a photo of a {}. and five more of OpenAI's",
               help="--zero-shot: prompt templates, one a line, {} standing for the category's name.")
-@click.option("--calibrate", type=click.Path(dir_okay=False), default=None,
+@click.option("--calibrate", type=click.Path(dir_okay=False), default=None, show_default="none: the raw zero-shot logits",
               help="--zero-shot: single positives (COCO) to fit a per-class bias and a temperature on, so that the "
                    "probabilities are multi-label ones (the candidates' held-out figures are printed).")
 @click.option("--calibrate-images", type=click.Path(file_okay=False), default=None,
@@ -69,9 +69,11 @@ def main(checkpoints, out, opset, atol, quantize, calibration_ann, calibration_i
             raise click.UsageError("--zero-shot makes its teacher from open_clip: give no checkpoint")
         if categories is None or out is None:
             raise click.UsageError("--zero-shot needs --categories CATS and --out FILE.onnx")
-        checkpoints = (_zero_shot_checkpoint(zero_shot, pretrained=pretrained, weights=weights,
-                                             categories=categories, prompts=prompts, calibrate=calibrate,
-                                             calibrate_images=calibrate_images),)
+        from spml.train.zero_shot import zero_shot_teacher
+
+        checkpoints = (zero_shot_teacher(zero_shot, pretrained=pretrained, weights=weights, categories=categories,
+                                         prompts=prompts, calibrate=calibrate, calibrate_images=calibrate_images,
+                                         log=click.echo),)
     checkpoints = checkpoints or ("teacher.pt",)
     for path in checkpoints:
         if not isinstance(path, dict) and is_onnx(path):
@@ -102,21 +104,6 @@ def main(checkpoints, out, opset, atol, quantize, calibration_ann, calibration_i
                    f"from fp32 on {len(batches[0])} training images {max_difference(fp32, out, batches[0]):.3f} "
                    f"(compare test mAP with spml-eval)")
     click.echo(f"next: spml-label {out} --tau 0.65 --out labels.json")
-
-
-def _zero_shot_checkpoint(arch, *, pretrained, weights, categories, prompts, calibrate, calibrate_images) -> dict:
-    """The zero-shot teacher as an in-memory checkpoint, calibrated on --calibrate's single positives if given."""
-    from spml.train.clip_models import PREFIX, is_clip, read_prompts
-    from spml.train.zero_shot import calibrate as fit_to, read_categories, zero_shot_checkpoint
-
-    arch = arch if is_clip(arch) else PREFIX + arch
-    templates = read_prompts(prompts)
-    ckpt = zero_shot_checkpoint(arch, read_categories(categories), pretrained=pretrained, weights=weights,
-                                prompts=templates, prompts_file=prompts)
-    click.echo(f"zero-shot head of {len(ckpt['categories'])} categories from {len(templates)} prompt templates")
-    if calibrate is not None:
-        ckpt = fit_to(ckpt, calibrate, calibrate_images, log=click.echo)
-    return ckpt
 
 
 def is_onnx(path: str) -> bool:

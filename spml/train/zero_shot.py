@@ -205,7 +205,7 @@ def apply_calibration(ckpt: dict, calibration: dict) -> dict:
     return {**ckpt, "model": state, "open_clip": record}
 
 
-def calibrate(ckpt: dict, sp_ann, images=None, log=print) -> dict:
+def calibrate_checkpoint(ckpt: dict, sp_ann, images=None, log=print) -> dict:
     """The zero-shot checkpoint calibrated on the single positives of `sp_ann` (its categories must be the
     checkpoint's), with the training data recorded like a trained teacher's."""
     dataset = load_coco(sp_ann, images)
@@ -218,3 +218,18 @@ def calibrate(ckpt: dict, sp_ann, images=None, log=print) -> dict:
     out = apply_calibration(ckpt, calibration)
     out["data"] = {"train_ann": str(dataset.path), "train_images": str(dataset.images_dir.resolve())}
     return out
+
+
+def zero_shot_teacher(arch: str, *, pretrained=None, weights=None, categories, prompts=None, calibrate=None,
+                      calibrate_images=None, log=print) -> dict:
+    """spml-export --zero-shot: the zero-shot teacher of `arch` (open_clip/NAME; a bare NAME is taken as one) for
+    the CATS file `categories` under the templates of `prompts` (a file; None: the default ensemble), calibrated
+    on the single positives of `calibrate` if given."""
+    from spml.train.clip_models import PREFIX, is_clip, read_prompts
+
+    arch = arch if is_clip(arch) else PREFIX + arch
+    templates = read_prompts(prompts)
+    ckpt = zero_shot_checkpoint(arch, read_categories(categories), pretrained=pretrained, weights=weights,
+                                prompts=templates, prompts_file=prompts)
+    log(f"zero-shot head of {len(ckpt['categories'])} categories from {len(templates)} prompt templates")
+    return ckpt if calibrate is None else calibrate_checkpoint(ckpt, calibrate, calibrate_images, log=log)
