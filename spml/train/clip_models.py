@@ -38,7 +38,7 @@ def is_clip(arch: str | None) -> bool:
     return isinstance(arch, str) and arch.startswith(PREFIX)
 
 
-def _open_clip():
+def open_clip_module():
     try:
         import open_clip
     except ImportError:
@@ -61,7 +61,7 @@ def clip_model_config(arch: str) -> dict:
     name = clip_name(arch)
     if _is_config_file(name):
         return _config_file(Path(name))
-    open_clip = _open_clip()
+    open_clip = open_clip_module()
     config = open_clip.get_model_config(name)
     if config is None:
         names = open_clip.list_models()
@@ -111,7 +111,7 @@ def _pretrained_tag(arch: str, pretrained) -> str | None:
     if _is_config_file(name):
         raise SpmlError(f"--pretrained: {name} is a model config; pretrained tags are for open_clip's named models. "
                         "Give its weights with --weights FILE") from None
-    tags = _open_clip().list_pretrained_tags_by_model(name)
+    tags = open_clip_module().list_pretrained_tags_by_model(name)
     if pretrained is True or pretrained not in tags:
         what = "needs a tag: --pretrained TAG" if pretrained is True else f"has no pretrained tag {pretrained!r}"
         raise SpmlError(f"{arch} {what}; open_clip's tags for it: {', '.join(tags) or 'none'}") from None
@@ -131,7 +131,7 @@ def clip_preprocess(arch: str, image_size: int | None = None, pretrained=None,
     settings.update(config.get("preprocess_cfg") or {})
     tag = _pretrained_tag(arch, pretrained)
     if tag:
-        tag_cfg = _open_clip().get_pretrained_cfg(clip_name(arch), tag)
+        tag_cfg = open_clip_module().get_pretrained_cfg(clip_name(arch), tag)
         settings.update({k: v for k, v in tag_cfg.items() if k in settings})
     size = clip_input_size(arch, config)
     if image_size not in (None, size):
@@ -181,7 +181,7 @@ class ClipClassifier(nn.Module):
 
 def _model_class(config: dict):
     """The open_clip class a config builds (as open_clip.create_model chooses it) and the keyword arguments."""
-    open_clip = _open_clip()
+    open_clip = open_clip_module()
     kwargs = copy.deepcopy({k: v for k, v in config.items() if k != "preprocess_cfg"})
     custom_text = kwargs.pop("custom_text", False) or "hf_model_name" in kwargs["text_cfg"]
     if "hf_model_name" in kwargs["text_cfg"]:
@@ -206,7 +206,7 @@ def classifier_from_config(config: dict, num_classes: int) -> ClipClassifier:
 def load_clip(arch: str, config: dict, pretrained=None, weights: str | os.PathLike | None = None) -> nn.Module:
     """The whole CLIP (both towers), in eval mode: open_clip's pretrained weights for a tag, a local state dict of
     both towers, or (neither) open_clip's random initialisation under torch's current seed."""
-    open_clip = _open_clip()
+    open_clip = open_clip_module()
     tag = _pretrained_tag(arch, pretrained)
     if tag and weights is None:
         try:
@@ -237,7 +237,7 @@ def _load_whole_clip(model: nn.Module, weights: str | os.PathLike, arch: str) ->
 def tokenizer_for(arch: str, config: dict):
     """open_clip's tokenizer of the model: its own for a named model, else the one its text_cfg names (the CLIP
     BPE tokenizer at the config's context length unless it names a Hugging Face one)."""
-    open_clip = _open_clip()
+    open_clip = open_clip_module()
     name = clip_name(arch)
     if not _is_config_file(name):
         return open_clip.get_tokenizer(name)
