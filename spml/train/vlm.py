@@ -49,9 +49,10 @@ NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five"}
 OMIT_P = 0.2  # each object is left out of the caption with this probability (one always stays)
 
 
-def vlm_paths(seed: int) -> tuple[Path, Path]:
+def vlm_paths(seed: int, num_scenes: int = VLM_SCENES, epochs: int = VLM_EPOCHS) -> tuple[Path, Path]:
     root = cache_dir() / "vlm"
-    return root / f"clip-shapes-seed{seed}.json", root / f"clip-shapes-seed{seed}.pt"
+    stem = f"clip-shapes-seed{seed}" + ("" if (num_scenes, epochs) == (VLM_SCENES, VLM_EPOCHS) else f"-{num_scenes}x{epochs}")
+    return root / f"{stem}.json", root / f"{stem}.pt"
 
 
 def caption(names: list[str], rng: np.random.Generator) -> str:
@@ -131,18 +132,19 @@ def train_vlm(seed: int = 0, num_scenes: int = VLM_SCENES, epochs: int = VLM_EPO
             schedule.step()
             total += float(loss.detach())
         log(f"vlm epoch {epoch + 1}/{epochs}: contrastive loss {total / (num_scenes // batch_size):.3f}, "
-            f"logit scale {float(model.logit_scale.exp()):.1f}, {time.time() - started:.0f}s")
+            f"logit scale {float(model.logit_scale.detach().exp()):.1f}, {time.time() - started:.0f}s")
     return model.eval()
 
 
-def builtin_vlm(seed: int = 0, log=print) -> tuple[Path, Path]:
+def builtin_vlm(seed: int = 0, log=print, num_scenes: int = VLM_SCENES, epochs: int = VLM_EPOCHS,
+                batch_size: int = VLM_BATCH) -> tuple[Path, Path]:
     """(model config JSON, whole CLIP state dict) of the built-in VLM, trained on first use and cached."""
     import torch
 
-    config_path, weights_path = vlm_paths(seed)
+    config_path, weights_path = vlm_paths(seed, num_scenes, epochs)
     if config_path.exists() and weights_path.exists():
         return config_path, weights_path
-    model = train_vlm(seed, log=log)
+    model = train_vlm(seed, num_scenes, epochs, batch_size, log=log)
     with atomic_write(weights_path, "wb") as f:
         torch.save({k: v.detach().contiguous() for k, v in model.state_dict().items()}, f)
     with atomic_write(config_path, "w") as f:
