@@ -26,8 +26,9 @@ def _no_pretrained(ctx, param, value):
 
 MODEL_OPTIONS = (
     click.option("--arch", default=None, show_default="resnet50; built-in dataset: cnn4",
-                 help="Any torchvision classifier (spml-train --list-archs), spml's small cnn4, or timm/<name> for "
-                      "any timm model (pip install 'spml[timm]')."),
+                 help="Any torchvision classifier (spml-train --list-archs), spml's small cnn4, timm/<name> for "
+                      "any timm model (pip install 'spml[timm]'), or open_clip/<name> (or open_clip/<config.json>) "
+                      "for a CLIP's image tower with its zero-shot head (pip install 'spml[clip]')."),
     click.option("--pretrained", is_flag=False, flag_value=DEFAULT_WEIGHTS, default=None, metavar="[TAG]",
                  callback=_pretrained, show_default="only if already cached",
                  help="Start from torchvision's ImageNet weights, or timm's for timm/ archs (downloaded once); "
