@@ -22,7 +22,7 @@ import numpy as np
 from spml.files import atomic_write, cache_dir
 
 VLM_SCENES = 6000
-VLM_EPOCHS = 12
+VLM_EPOCHS = 24  # 12 gave zero-shot test mAP 55.6 on the built-in data, 24 gives 62.1 (docs/vlm)
 VLM_BATCH = 200
 SCENE_SEED = 20_000  # + seed: the built-in dataset draws with seed 0..., the source task with 10_000 + seed
 IMAGE_SIZE = 32
@@ -51,7 +51,7 @@ OMIT_P = 0.2  # each object is left out of the caption with this probability (on
 
 def vlm_paths(seed: int, num_scenes: int = VLM_SCENES, epochs: int = VLM_EPOCHS) -> tuple[Path, Path]:
     root = cache_dir() / "vlm"
-    stem = f"clip-shapes-seed{seed}" + ("" if (num_scenes, epochs) == (VLM_SCENES, VLM_EPOCHS) else f"-{num_scenes}x{epochs}")
+    stem = f"clip-shapes-seed{seed}-{num_scenes}x{epochs}"  # another recipe is another model, never a stale cache
     return root / f"{stem}.json", root / f"{stem}.pt"
 
 
