@@ -116,11 +116,11 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         from spml.train.clip_models import clip_input_size
 
         cfg.image_size = clip_input_size(cfg.arch)  # the size its image tower is built for, on any data
-    if cfg.prompts is not None and not is_clip(cfg.arch):
-        raise SpmlError(f"--prompts: prompt templates are for open_clip/ archs, not {cfg.arch}") from None
     for key, value in defaults.items():
         if getattr(cfg, key) is None:
             setattr(cfg, key, value)
+    if cfg.prompts is not None and not is_clip(cfg.arch):
+        raise SpmlError(f"--prompts: prompt templates are for open_clip/ archs, not {cfg.arch}") from None
     check_arch(cfg.arch)
     if (defaults is BUILTIN_PRESET and cfg.arch in SMALL_ARCHS and cfg.weights is None and cfg.pretrained is None
             and cfg.init is None):
