@@ -65,3 +65,18 @@ def test_a_tiny_vlm_trains_and_loads_through_the_open_clip_config_path(tiny_data
     with torch.no_grad():
         assert model_from_checkpoint(ckpt)(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
     assert builtin_vlm(0, num_scenes=40, epochs=1) == (config, weights)  # cached
+
+
+def test_spml_data_vlm_is_the_train_stages_command_run_as_a_program():
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    from spml.data.cli import main as data_cli
+
+    result = CliRunner().invoke(data_cli, ["vlm", "--help"])
+    assert result.exit_code == 0 and result.output.startswith("Usage: spml-data vlm [OPTIONS]"), result.output
+    bad = subprocess.run([sys.executable, "-c", "from spml.data.cli import main; main()", "vlm", "--seed", "x"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "Invalid value for '--seed'" in bad.stderr, bad.stderr
