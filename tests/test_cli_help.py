@@ -20,15 +20,16 @@ from spml.train.cli import main as train_cli
 COMMANDS = {"spml-data": data_cli, "spml-train": train_cli, "spml-export": export_cli, "spml-label": label_cli,
             "spml-eval": eval_cli, "spml-sweep": sweep_cli}
 MODULES = ["spml.data.cli", "spml.train.cli", "spml.export.cli", "spml.label.cli", "spml.eval.cli", "spml.sweep.cli",
-           "spml.train.backbone_cli"]
+           "spml.train.backbone_cli", "spml.train.vlm_cli"]
 
 
 def delegated():
     """Commands whose work lives in a stage their group may not import, run as a program: name -> the command
     that owns their options (spml-data backbone trains, which spml/data must not import)."""
     from spml.train.backbone_cli import main as backbone_cli
+    from spml.train.vlm_cli import main as vlm_cli
 
-    return {"spml-data backbone": backbone_cli}
+    return {"spml-data backbone": backbone_cli, "spml-data vlm": vlm_cli}
 
 
 def every_command():
@@ -104,7 +105,7 @@ def test_sweep_and_train_share_one_definition_of_the_model_options():
     train, sweep = described(train_cli), described(sweep_cli)
     shared = {name for name in train if name in sweep} - {"ann", "images", "val_ann", "val_images", "out", "help",
                                                           "version"}
-    assert len(MODEL_OPTIONS) == 12 and len(shared) == 12
+    assert len(MODEL_OPTIONS) == 13 and len(shared) == 13  # --no-pretrained is its own option since --pretrained [TAG]
     for name in shared:
         assert train[name] == sweep[name], name
 

@@ -36,6 +36,9 @@ ALLOWED = {
     ("export", "spml.train.model"):
         "the exporter traces the torch module a checkpoint describes; rebuilding it (arch, head, weights) is the "
         "model code's job, and a second copy would drift from what was trained",
+    ("export", "spml.train.zero_shot"):
+        "spml-export --zero-shot writes a teacher no training made: its image tower and zero-shot head are built, and "
+        "calibrated with the teacher loss, by the train stage's model and loss code, as a trained teacher's are",
     ("eval", "spml.train.model"):
         "evaluating a .pt model runs the torch module its checkpoint describes, built as the exporter builds it",
     ("eval", "spml.label.labeler"):

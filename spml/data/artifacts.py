@@ -22,6 +22,8 @@ class ModelInfo:
     mean: list[float]
     std: list[float]
     interpolation: str = "bilinear"  # the resize filter (absent from models exported before it was recorded)
+    resize_mode: str = "squash"  # squash | shortest | longest (spml.data.images.RESIZE_MODES); squash before it was recorded
+    fill: int = 0  # resize_mode longest: the padding's grey level
     train_ann: str | None = None
     train_images: str | None = None
     format_version: int = 1
@@ -29,7 +31,8 @@ class ModelInfo:
 
     @property
     def preprocess(self) -> Preprocess:
-        return Preprocess(self.image_size, tuple(self.mean), tuple(self.std), self.interpolation)
+        return Preprocess(self.image_size, tuple(self.mean), tuple(self.std), self.interpolation, self.resize_mode,
+                          self.fill)
 
     def to_props(self) -> dict[str, str]:
         return {PREFIX + k: json.dumps(v) for k, v in asdict(self).items()}
@@ -53,6 +56,10 @@ class ModelInfo:
         pre = ckpt["preprocess"]
         data = ckpt.get("data") or {}
         return cls(categories=ckpt["categories"], arch=ckpt["config"]["arch"], image_size=pre["image_size"],
-                   mean=pre["mean"], std=pre["std"], interpolation=pre.get("interpolation", "bilinear"), train_ann=data.get("train_ann"),
-                   train_images=data.get("train_images"), format_version=ckpt["format_version"],
-                   extra={"config": ckpt["config"], "best_metric": ckpt.get("best_metric"), "epoch": ckpt.get("epoch")})
+                   mean=pre["mean"], std=pre["std"], interpolation=pre.get("interpolation", "bilinear"),
+                   resize_mode=pre.get("resize_mode", "squash"), fill=int(pre.get("fill", 0)),
+                   train_ann=data.get("train_ann"), train_images=data.get("train_images"),
+                   format_version=ckpt["format_version"],
+                   extra={"config": ckpt["config"], "best_metric": ckpt.get("best_metric"), "epoch": ckpt.get("epoch"),
+                          # an open_clip model's own description: name, pretrained tag, prompts, calibration
+                          **({"open_clip": ckpt["open_clip"]} if ckpt.get("open_clip") else {})})

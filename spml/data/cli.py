@@ -17,6 +17,7 @@ def main():
       spml-data demo --where                     # where spml-train and spml-eval find it by default
       spml-data single-positive data/instances_train.json --out data/sp.json
       spml-data backbone                         # a pretrained stand-in: spml-train --weights $(spml-data backbone)
+      spml-data vlm                              # a small CLIP: spml-export --zero-shot open_clip/CONFIG --weights W
       spml-data convert labels.json --format fiftyone --out labels.fiftyone/
       spml-data from-openimages human-imagelabels.csv --images train/ --out sp.json
     """
@@ -66,6 +67,21 @@ def backbone(ctx, args):
     import sys
 
     run = subprocess.run([sys.executable, "-m", "spml.train.backbone_cli", *args], stdout=subprocess.PIPE, text=True)
+    click.echo(run.stdout, nl=False)
+    ctx.exit(run.returncode)
+
+
+@main.command(add_help_option=False, context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def vlm(ctx, args):
+    """Train the built-in vision-language model (a small CLIP, on captioned generated scenes), the stand-in for a
+    pretrained CLIP here; cached. Prints CONFIG WEIGHTS, for --arch open_clip/CONFIG --weights WEIGHTS."""
+    # training is the train stage's work: run as a program, like backbone
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "spml.train.vlm_cli", *args], stdout=subprocess.PIPE, text=True)
     click.echo(run.stdout, nl=False)
     ctx.exit(run.returncode)
 

@@ -123,21 +123,31 @@ def load_image(path: str | os.PathLike, target: int | None = None) -> Image.Imag
         raise ImageError(f"cannot decode {path} ({e})") from None
 
 
+# How an image becomes size x size: squash (the reference codebases' square resize, no crop, spml's own), or
+# open_clip's other two, which keep the aspect ratio: shortest (the short side to size, then a centre crop: OpenAI
+# CLIP's) and longest (the long side to size, then centred on a padded square)
+RESIZE_MODES = ("squash", "shortest", "longest")
+
+
 @dataclass(frozen=True)
 class Preprocess:
-    """Resize to size x size (the reference codebases' square resize, no crop) with the model's resampling filter,
-    and normalise; CHW float32."""
+    """Resize to size x size with the model's resampling filter and resize mode (squash: the whole image, no
+    crop), and normalise; CHW float32."""
 
     size: int
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bilinear"  # a key of INTERPOLATIONS; timm models bring their own (mostly bicubic)
+    resize_mode: str = "squash"  # one of RESIZE_MODES; open_clip models bring their own (mostly shortest)
+    fill: int = 0  # longest: the padding's grey level (open_clip's fill_color)
     _scale: np.ndarray = field(init=False, repr=False, compare=False)
     _shift: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"unknown interpolation {self.interpolation!r}; valid: {', '.join(INTERPOLATIONS)}")
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(f"unknown resize mode {self.resize_mode!r}; valid: {', '.join(RESIZE_MODES)}")
         std = np.asarray(self.std, dtype=np.float32)
         object.__setattr__(self, "_scale", (1.0 / (255.0 * std)).reshape(3, 1, 1))
         object.__setattr__(self, "_shift", (np.asarray(self.mean, dtype=np.float32) / std).reshape(3, 1, 1))
@@ -145,7 +155,12 @@ class Preprocess:
     def resize(self, img: Image.Image) -> np.ndarray:
         """HWC uint8 at the model's size."""
         if img.size != (self.size, self.size):
-            img = img.resize((self.size, self.size), INTERPOLATIONS[self.interpolation])
+            if self.resize_mode == "shortest":
+                img = _centre_crop(_resize_short_side(img, self.size, self.interpolation), self.size)
+            elif self.resize_mode == "longest":
+                img = _pad_to_square(_resize_long_side(img, self.size, self.interpolation), self.size, self.fill)
+            else:
+                img = img.resize((self.size, self.size), INTERPOLATIONS[self.interpolation])
         return np.asarray(img, dtype=np.uint8)
 
     def normalize(self, hwc_uint8: np.ndarray) -> np.ndarray:
@@ -161,10 +176,45 @@ class Preprocess:
         return self.normalize(self.resize(load_image(path, self.size)))
 
     def to_dict(self) -> dict:
-        return {"image_size": self.size, "mean": list(self.mean), "std": list(self.std),
-                "interpolation": self.interpolation}
+        d = {"image_size": self.size, "mean": list(self.mean), "std": list(self.std),
+             "interpolation": self.interpolation}
+        if self.resize_mode != "squash":  # only then: the dict (and the feature cache keyed on it) stays as it was
+            d.update(resize_mode=self.resize_mode, fill=self.fill)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocess":
-        """The inverse of to_dict; checkpoints written before interpolation was recorded resized bilinearly."""
-        return cls(int(d["image_size"]), tuple(d["mean"]), tuple(d["std"]), d.get("interpolation", "bilinear"))
+        """The inverse of to_dict; checkpoints written before interpolation was recorded resized bilinearly, and
+        before the resize mode was, squashed."""
+        return cls(int(d["image_size"]), tuple(d["mean"]), tuple(d["std"]), d.get("interpolation", "bilinear"),
+                   d.get("resize_mode", "squash"), int(d.get("fill", 0)))
+
+
+def _resize_short_side(img: Image.Image, size: int, interpolation: str) -> Image.Image:
+    """torchvision's Resize(size): the short side to `size`, the long one in proportion (truncated, as there)."""
+    w, h = img.size
+    new = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
+    return img if new == img.size else img.resize(new, INTERPOLATIONS[interpolation])
+
+
+def _centre_crop(img: Image.Image, size: int) -> Image.Image:
+    """torchvision's CenterCrop(size) of an image at least `size` on each side."""
+    w, h = img.size
+    left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
+    return img.crop((left, top, left + size, top + size))
+
+
+def _resize_long_side(img: Image.Image, size: int, interpolation: str) -> Image.Image:
+    """open_clip's ResizeKeepRatio(longest=1): the long side to `size`, the short one in proportion."""
+    w, h = img.size
+    ratio = max(w, h) / size
+    new = (max(1, int(round(w / ratio))), max(1, int(round(h / ratio))))
+    return img if new == img.size else img.resize(new, INTERPOLATIONS[interpolation])
+
+
+def _pad_to_square(img: Image.Image, size: int, fill: int) -> Image.Image:
+    """open_clip's CenterCropOrPad: the image centred on a size x size canvas of grey level `fill`."""
+    canvas = Image.new("RGB", (size, size), (fill, fill, fill))
+    w, h = img.size
+    canvas.paste(img, ((size - w) // 2, (size - h) // 2))
+    return canvas

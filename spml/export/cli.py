@@ -29,7 +29,24 @@ def _old_precision(value: str) -> list[str]:
 @click.option("--calibration-images", type=click.Path(file_okay=False), default=None,
               show_default="recorded in --calibration-ann, else its folder", help="Images folder of --calibration-ann.")
 @click.option("--calibration-count", type=click.IntRange(1), default=256, show_default=True, help="int8: images sampled.")
-def main(checkpoints, out, opset, atol, quantize, calibration_ann, calibration_images, calibration_count):
+@click.option("--zero-shot", "zero_shot", metavar="open_clip/NAME", default=None, show_default="none: export CHECKPOINT",
+              help="Write a zero-shot teacher instead of exporting a checkpoint: the open_clip model NAME (or a model "
+                   "config .json)'s image tower and a head made from its text tower and --categories; no training.")
+@click.option("--pretrained", metavar="TAG", default=None, show_default="none: --weights, or random weights", help="--zero-shot: open_clip's pretrained weights (its tag).")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None, show_default="none",
+              help="--zero-shot: a whole CLIP state dict (both towers) instead of --pretrained.")
+@click.option("--categories", type=click.Path(dir_okay=False), default=None, show_default="none: required with --zero-shot",
+              help="--zero-shot: the categories, a COCO file's (their ids kept) or a .txt of names, one a line.")
+@click.option("--prompts", type=click.Path(dir_okay=False), default=None,
+              show_default="a photo of a {}. and five more of OpenAI's",
+              help="--zero-shot: prompt templates, one a line, {} standing for the category's name.")
+@click.option("--calibrate", type=click.Path(dir_okay=False), default=None, show_default="none: the raw zero-shot logits",
+              help="--zero-shot: single positives (COCO) to fit a per-class bias and a temperature on, so that the "
+                   "probabilities are multi-label ones (the candidates' held-out figures are printed).")
+@click.option("--calibrate-images", type=click.Path(file_okay=False), default=None,
+              show_default="recorded in --calibrate, else its folder", help="Images folder of --calibrate.")
+def main(checkpoints, out, opset, atol, quantize, calibration_ann, calibration_images, calibration_count,
+         zero_shot, pretrained, weights, categories, prompts, calibrate, calibrate_images):
     """Export CHECKPOINT (default teacher.pt) to ONNX with its categories, input size and normalisation in the
     metadata, then check it: onnx.checker, and onnxruntime against torch on random inputs at two batch sizes.
     Several checkpoints make one ensemble model: the mean of their probabilities, scored in one run.
@@ -37,12 +54,29 @@ def main(checkpoints, out, opset, atol, quantize, calibration_ann, calibration_i
     \b
       spml-export teacher.pt                       # -> teacher.onnx
       spml-export em_s0.pt em_s1.pt em_s2.pt --out ensemble.onnx
+      spml-export --zero-shot open_clip/ViT-B-32 --pretrained openai --categories cats.txt --out zs.onnx
     """
     from spml.errors import SpmlError
 
+    zero_shot_options = {"--pretrained": pretrained, "--weights": weights, "--categories": categories,
+                         "--prompts": prompts, "--calibrate": calibrate, "--calibrate-images": calibrate_images}
+    if zero_shot is None:
+        given = [flag for flag, value in zero_shot_options.items() if value is not None]
+        if given:
+            raise click.UsageError(f"{', '.join(given)}: only with --zero-shot open_clip/NAME")
+    else:
+        if checkpoints:
+            raise click.UsageError("--zero-shot makes its teacher from open_clip: give no checkpoint")
+        if categories is None or out is None:
+            raise click.UsageError("--zero-shot needs --categories CATS and --out FILE.onnx")
+        from spml.train.zero_shot import zero_shot_teacher
+
+        checkpoints = (zero_shot_teacher(zero_shot, pretrained=pretrained, weights=weights, categories=categories,
+                                         prompts=prompts, calibrate=calibrate, calibrate_images=calibrate_images,
+                                         log=click.echo),)
     checkpoints = checkpoints or ("teacher.pt",)
     for path in checkpoints:
-        if is_onnx(path):
+        if not isinstance(path, dict) and is_onnx(path):
             raise SpmlError(f"{path} is an ONNX model; spml-export takes the checkpoint (.pt) it came from") from None
     if len(checkpoints) > 1 and out is None:
         raise click.UsageError("an ensemble of several checkpoints needs --out")

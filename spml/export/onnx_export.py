@@ -44,8 +44,8 @@ class MeanProbability(nn.Module):
 def _members(checkpoints) -> tuple[list[dict], nn.Module]:
     """The checkpoints (one path, or several for an ensemble) and the probability model they make; the members
     of an ensemble must share categories and preprocessing, since one input feeds them all."""
-    paths = [checkpoints] if isinstance(checkpoints, (str, os.PathLike)) else list(checkpoints)
-    ckpts = [load_checkpoint(p) for p in paths]
+    paths = _as_list(checkpoints)
+    ckpts = [p if isinstance(p, dict) else load_checkpoint(p) for p in paths]
     first = ckpts[0]
     for path, ckpt in zip(paths[1:], ckpts[1:]):
         if [c["id"] for c in ckpt["categories"]] != [c["id"] for c in first["categories"]]:
@@ -58,6 +58,17 @@ def _members(checkpoints) -> tuple[list[dict], nn.Module]:
     return ckpts, MeanProbability([model_from_checkpoint(c) for c in ckpts]).eval()
 
 
+def _as_list(checkpoints) -> list:
+    """One checkpoint (a path, or a checkpoint dict made in memory: a zero-shot teacher) or several."""
+    return [checkpoints] if isinstance(checkpoints, (str, os.PathLike, dict)) else list(checkpoints)
+
+
+def _source(path) -> dict:
+    if isinstance(path, dict):
+        return {"checkpoint": None, "checkpoint_sha256": None}  # made in memory: no file to point to
+    return {"checkpoint": str(Path(path).resolve()), "checkpoint_sha256": sha256_of(path)}
+
+
 def export_onnx(checkpoint, out: str | os.PathLike, opset: int = DEFAULT_OPSET) -> tuple[Path, ModelInfo]:
     """Write `out` (atomically) from an spml checkpoint, with the checkpoint's metadata in metadata_props.
     `checkpoint` may be a list of checkpoints: an ensemble, the mean of their probabilities, described by the
@@ -65,12 +76,11 @@ def export_onnx(checkpoint, out: str | os.PathLike, opset: int = DEFAULT_OPSET) 
     import onnx
 
     ckpts, model = _members(checkpoint)
-    paths = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
+    paths = _as_list(checkpoint)
     info = ModelInfo.from_checkpoint(ckpts[0])
-    info.extra.update(checkpoint=str(Path(paths[0]).resolve()), checkpoint_sha256=sha256_of(paths[0]), opset=opset)
+    info.extra.update(**_source(paths[0]), opset=opset)
     if len(paths) > 1:
-        info.extra["ensemble"] = [{"checkpoint": str(Path(p).resolve()), "checkpoint_sha256": sha256_of(p),
-                                   "best_metric": c.get("best_metric")} for p, c in zip(paths, ckpts)]
+        info.extra["ensemble"] = [{**_source(p), "best_metric": c.get("best_metric")} for p, c in zip(paths, ckpts)]
     size = info.image_size
     example = torch.zeros(2, 3, size, size)
     out = Path(out)

@@ -61,6 +61,10 @@ def _list_archs(ctx, param, value):
               help="A hyperparameter of --loss (repeat the option for several; a tuple's values comma-separated: "
                    "--loss gr --loss-arg q=0.1,1). Without --loss, em's.")
 @model_options
+@click.option("--prompts", type=click.Path(dir_okay=False), default=None,
+              show_default="a photo of a {}. and five more of OpenAI's",
+              help="open_clip/ archs: prompt templates for the zero-shot head the training starts from, one a line, "
+                   "{} standing for the category's name.")
 @click.option("--init", type=click.Path(dir_okay=False), default=None, show_default="none",
               help="Start from an spml checkpoint of the same arch and categories (a student from its teacher).")
 @click.option("--mode", type=click.Choice(["end-to-end", "linear", "linear-init"]), default="end-to-end", show_default=True,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from spml.data.images import ImageError
 from spml.errors import SpmlError
 from spml.files import atomic_write, cache_dir
 from spml.train.augment import ImageAugment
+from spml.train.clip_models import clip_name, is_clip
 from spml.train.data import ImageLabels, negatives_of
 from spml.train.model import head_name
 
@@ -59,7 +61,14 @@ def images_digest(dataset: CocoDataset) -> str:
 def feature_cache_path(model: nn.Module, arch: str, data: ImageLabels) -> Path:
     key = json.dumps({"arch": arch, "backbone": backbone_digest(model), "preprocess": data.preprocess.to_dict(),
                       "images": images_digest(data.dataset)}, sort_keys=True)
-    return cache_dir() / "features" / f"{arch}-{hashlib.sha256(key.encode()).hexdigest()[:24]}.npy"
+    return cache_dir() / "features" / f"{_file_label(arch)}-{hashlib.sha256(key.encode()).hexdigest()[:24]}.npy"
+
+
+def _file_label(arch: str) -> str:
+    """The arch as a file name's beginning: open_clip/ archs may name a config file by its path (folders and all)."""
+    if not is_clip(arch):
+        return arch  # timm/<name> keeps its folder, as before
+    return "open_clip/" + re.sub(r"[^\w.+-]+", "_", clip_name(arch)).strip("_")[-80:]
 
 
 @torch.inference_mode()

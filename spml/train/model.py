@@ -12,6 +12,7 @@ from torch import nn
 
 from spml.data.images import Preprocess
 from spml.errors import SpmlError
+from spml.train.clip_models import is_clip
 from spml.train.small_cnn import SMALL_ARCHS, small_cnn
 from spml.train.timm_models import is_timm
 from spml.train.weights import first_words, load_matching, note_missing
@@ -26,6 +27,11 @@ def available_archs() -> list[str]:
 
 
 def check_arch(arch: str) -> str:
+    if is_clip(arch):
+        from spml.train.clip_models import clip_model_config
+
+        clip_model_config(arch)
+        return arch
     if is_timm(arch):
         from spml.train.timm_models import timm_name
 
@@ -69,6 +75,8 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
 def pretrained_weights_cached(arch: str) -> bool:
     """Whether torchvision's (or timm's) default weights for `arch` are already on disk (so using them costs no
     download)."""
+    if is_clip(arch):
+        return False  # open_clip's weights are asked for by tag (--pretrained TAG), never picked up unasked
     if is_timm(arch):
         from spml.train.timm_models import cached_weights_file
 
@@ -83,9 +91,14 @@ def pretrained_weights_cached(arch: str) -> bool:
     return (Path(torch.hub.get_dir()) / "checkpoints" / filename).exists()
 
 
-def model_preprocess(arch: str, image_size: int) -> Preprocess:
+def model_preprocess(arch: str, image_size: int, pretrained=None) -> Preprocess:
     """The input a model expects: ImageNet's normalisation for torchvision models, a timm model's own from its
-    pretrained config. Stored in the checkpoint and the ONNX metadata, so label and eval use the same."""
+    pretrained config, an open_clip model's from its config and pretrained tag (`pretrained`). Stored in the
+    checkpoint and the ONNX metadata, so label and eval use the same."""
+    if is_clip(arch):
+        from spml.train.clip_models import clip_preprocess
+
+        return clip_preprocess(arch, image_size, pretrained)
     if is_timm(arch):
         from spml.train.timm_models import timm_preprocess
 
@@ -93,13 +106,26 @@ def model_preprocess(arch: str, image_size: int) -> Preprocess:
     return Preprocess(image_size)
 
 
-def create_model(arch: str, num_classes: int, pretrained: bool = False, weights: str | os.PathLike | None = None,
-                 image_size: int | None = None, drop_path: float = 0.0) -> nn.Module:
+def create_model(arch: str, num_classes: int, pretrained: bool | str = False, weights: str | os.PathLike | None = None,
+                 image_size: int | None = None, drop_path: float = 0.0, *, class_names: list[str] | None = None,
+                 prompts: list[str] | None = None) -> nn.Module:
     """`arch` from torchvision with `num_classes` outputs (logits). `pretrained` loads torchvision's ImageNet
     weights (downloaded once into torch's cache); `weights` loads a local state dict (an ImageNet checkpoint of
     the same arch; its head is dropped). `timm/<name>` archs are built by timm (spml.train.timm_models);
     `image_size` matters only to timm models whose input size is fixed at construction. `drop_path`: stochastic
-    depth (timm's drop_path_rate, torchvision's stochastic_depth_prob), for the archs that have it."""
+    depth (timm's drop_path_rate, torchvision's stochastic_depth_prob), for the archs that have it.
+    `open_clip/<name>` archs (spml.train.clip_models): `pretrained` is open_clip's tag, `weights` a whole CLIP
+    state dict, and the head starts as the zero-shot head of `class_names` under the `prompts` templates."""
+    if is_clip(arch):
+        from spml.train.clip_models import create_clip_model
+
+        if drop_path:
+            raise SpmlError(f"--drop-path: {arch} is built as its open_clip config says; use --dropout") from None
+        return create_clip_model(arch, num_classes, pretrained, weights, image_size, class_names=class_names,
+                                 prompts=prompts)
+    if isinstance(pretrained, str):
+        raise SpmlError(f"--pretrained {pretrained}: tags are for open_clip/ archs; {arch} takes --pretrained "
+                        "alone" + (" (timm's tags: timm/<name>.<tag>)" if is_timm(arch) else "")) from None
     if is_timm(arch):
         from spml.train.timm_models import create_timm_model
 
@@ -178,6 +204,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 def model_from_checkpoint(ckpt: dict) -> nn.Module:
     """The trained network of a checkpoint, in eval mode, outputting logits."""
     config = ckpt["config"]
+    if is_clip(config["arch"]):  # rebuilt from the config it carries: no config file or text tower needed
+        from spml.train.clip_models import classifier_from_config
+
+        model = classifier_from_config(ckpt["open_clip"]["model_cfg"], len(ckpt["categories"]))
+        model.load_state_dict(ckpt["model"])
+        return model.eval()
     model = create_model(config["arch"], len(ckpt["categories"]), image_size=ckpt["preprocess"]["image_size"])
     model.load_state_dict(ckpt["model"])
     return model.eval()

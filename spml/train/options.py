@@ -7,12 +7,34 @@ import click
 
 from spml.train.loss_names import LR_SCHEDULE_NAMES, PRESET_NAMES
 
+DEFAULT_WEIGHTS = "\0default"  # --pretrained given without a tag
+
+
+def _pretrained(ctx, param, value):
+    """--pretrained alone -> True; --pretrained TAG -> "TAG" (open_clip's tags); --no-pretrained -> False."""
+    if value == DEFAULT_WEIGHTS:
+        return True
+    if value is None and ctx.params.get("pretrained") is False:  # --no-pretrained, processed first
+        return False
+    return value
+
+
+def _no_pretrained(ctx, param, value):
+    if value:
+        ctx.params["pretrained"] = False
+
+
 MODEL_OPTIONS = (
     click.option("--arch", default=None, show_default="resnet50; built-in dataset: cnn4",
-                 help="Any torchvision classifier (spml-train --list-archs), spml's small cnn4, or timm/<name> for "
-                      "any timm model (pip install 'spml[timm]')."),
-    click.option("--pretrained/--no-pretrained", default=None, show_default="only if already cached",
-                 help="Start from torchvision's ImageNet weights, or timm's for timm/ archs (downloaded once)."),
+                 help="Any torchvision classifier (spml-train --list-archs), spml's small cnn4, timm/<name> for "
+                      "any timm model (pip install 'spml[timm]'), or open_clip/<name> (or open_clip/<config.json>) "
+                      "for a CLIP's image tower with its zero-shot head (pip install 'spml[clip]')."),
+    click.option("--pretrained", is_flag=False, flag_value=DEFAULT_WEIGHTS, default=None, metavar="[TAG]",
+                 callback=_pretrained, show_default="only if already cached",
+                 help="Start from torchvision's ImageNet weights, or timm's for timm/ archs (downloaded once); "
+                      "open_clip/ archs: open_clip's pretrained TAG (--pretrained openai)."),
+    click.option("--no-pretrained", is_flag=True, expose_value=False, callback=_no_pretrained,
+                 help="Start from no pretrained weights."),
     click.option("--weights", type=click.Path(dir_okay=False), default=None, show_default="none",
                  help="Start from a local state dict of --arch (ImageNet weights from elsewhere, or "
                       "$(spml-data backbone); for timm/ archs a timm state dict, its head dropped if sized for "

@@ -13,11 +13,19 @@ from pathlib import Path
 from spml.data.provenance import RECIPE_KEYS, read_info
 
 TYPES = {"arch": str, "image_size": int, "epochs": int, "batch_size": int, "lr": (int, float), "lr_schedule": str,
-         "head_lr_mult": (int, float), "pretrained": bool,
+         "head_lr_mult": (int, float), "pretrained": (bool, str),
          "weights": str, "mode": str, "linear_epochs": int, "flip": bool, "augment": str, "val_ann": str,
          "val_images": str}
 # fields with a real default rather than None: inherited only when the caller says they were not given
 NOT_NONE = ("mode", "linear_epochs", "flip")
+def _of_type(value, types) -> bool:
+    """isinstance, with bools apart from ints: True is no image size, and pretrained's tag is no flag."""
+    types = types if isinstance(types, tuple) else (types,)
+    if isinstance(value, bool):
+        return bool in types
+    return isinstance(value, tuple(t for t in types if t is not bool))
+
+
 def inherit_recipe(config, explicit=(), log=print):
     """`config` with the unset settings of the teacher recorded in `config.ann` (a labels file of spml-label)
     filled in; the settings the user gave (`explicit`, and any non-None field) win. Logs one line saying what
@@ -42,7 +50,7 @@ def inherit_recipe(config, explicit=(), log=print):
         if key in skip:
             continue
         value = recipe.get(key)
-        if key in explicit or value is None or not isinstance(value, TYPES[key]) or isinstance(value, bool) != (TYPES[key] is bool):
+        if key in explicit or value is None or not _of_type(value, TYPES[key]):
             continue
         current = getattr(config, key)
         unset = current is None or (key in NOT_NONE and current == defaults[key])
@@ -69,7 +77,8 @@ def describe(taken: dict) -> str:
                  "linear_epochs": "linear epochs", "lr_schedule": "lr schedule",
                  "head_lr_mult": "head lr x"}.get(key, key)
         if key == "pretrained":
-            parts.append("ImageNet weights" if value else "no pretrained weights")
+            parts.append(f"open_clip's {value} weights" if isinstance(value, str) else
+                         "ImageNet weights" if value else "no pretrained weights")
         elif key == "val_ann":
             parts.append(f"validation set {os.path.relpath(value) if not os.path.isabs(value) else value}")
         else:

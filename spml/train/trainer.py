@@ -31,6 +31,7 @@ from spml.train.model import (FORMAT_VERSION, check_arch, create_model, load_che
                               pretrained_weights_cached)
 from spml.train.small_cnn import SMALL_ARCHS
 from spml.train.timm_models import is_timm
+from spml.train.clip_models import clip_record, is_clip, read_prompts
 
 
 ALL_LOSSES = {**LOSSES, **STATEFUL_LOSSES}
@@ -44,8 +45,9 @@ class TrainConfig:
     val_images: str | None = None
     loss: str | None = None  # None: em when every image has exactly one positive, else bce
     arch: str | None = None  # any torchvision classifier or timm/<name>; None: resnet50 (built-in dataset: cnn4)
-    pretrained: bool | None = None  # None: torchvision's ImageNet weights when already in torch's cache
+    pretrained: bool | str | None = None  # None: torchvision's ImageNet weights when already in torch's cache; open_clip/: a tag
     weights: str | None = None  # a local state dict of `arch` (ImageNet weights from elsewhere)
+    prompts: str | None = None  # open_clip/ archs: a file of prompt templates for the zero-shot head; None: spml's ensemble
     init: str | None = None  # start from an spml checkpoint of the same arch and categories (student from teacher)
     mode: str = "end-to-end"  # end-to-end | linear (frozen backbone, cached features) | linear-init (linear, then end-to-end)
     linear_epochs: int = 25  # linear-init: epochs of the linear phase (Cole et al.: 25)
@@ -104,9 +106,15 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         from spml.train.timm_models import timm_input_size
 
         cfg.image_size = timm_input_size(cfg.arch)  # the size the timm model was trained at, not the papers' 448
+    if cfg.image_size is None and is_clip(cfg.arch):
+        from spml.train.clip_models import clip_input_size
+
+        cfg.image_size = clip_input_size(cfg.arch)  # the size its image tower is built for, on any data
     for key, value in PAPER_DEFAULTS.items():
         if getattr(cfg, key) is None:
             setattr(cfg, key, value)
+    if cfg.prompts is not None and not is_clip(cfg.arch):
+        raise SpmlError(f"--prompts: prompt templates are for open_clip/ archs, not {cfg.arch}") from None
     check_arch(cfg.arch)
     if cfg.pretrained is None:
         cfg.pretrained = cfg.weights is None and pretrained_weights_cached(cfg.arch)
@@ -136,6 +144,13 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     if cfg.lr <= 0:
         raise SpmlError(f"--lr must be positive, got {cfg.lr}") from None
     return cfg
+
+
+def clip_head_start(cfg: TrainConfig, categories: list[dict]) -> dict:
+    """create_model's arguments for an open_clip/ arch's zero-shot head: the category names and the templates."""
+    if not is_clip(cfg.arch):
+        return {}
+    return {"class_names": [str(c.get("name", c["id"])) for c in categories], "prompts": read_prompts(cfg.prompts)}
 
 
 def sharpen(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -338,6 +353,7 @@ def _checkpoint(cfg: TrainConfig, state: RunState, data: Data, epoch: int) -> di
             "val_images": str(val_set.images_dir.resolve()) if val_set else None,
         },
         "history": state.history,
+        **({"open_clip": clip_record(cfg.arch, cfg.pretrained, read_prompts(cfg.prompts))} if is_clip(cfg.arch) else {}),
     }
 
 
@@ -455,7 +471,7 @@ def build_data(cfg: TrainConfig, log=print, d: Dist = Dist()) -> Data:
     val_cols = same_categories(train_set.categories, val_set, f"training set {cfg.ann}") if val_set else None
     policy = FailurePolicy(cfg.max_failed, cfg.strict, cfg.allow_outside)
     train_set, val_set = readable_sets(train_set, val_set, policy, failures_path(cfg.out) if d.main else None, log)
-    preprocess = model_preprocess(cfg.arch, cfg.image_size)
+    preprocess = model_preprocess(cfg.arch, cfg.image_size, pretrained=cfg.pretrained)
     unknown = train_set.unknown_mask()
     if unknown is not None:
         log(f"ignoring {int(unknown.sum())} labels marked unknown (not_exhaustive_category_ids)")
@@ -486,7 +502,7 @@ def build_model(cfg: TrainConfig, data: Data, d: Dist, log=print) -> torch.nn.Mo
     the head's dropout, BatchNorm synchronised across processes."""
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.arch, data.train_set.num_classes, cfg.pretrained, cfg.weights, cfg.image_size,
-                         drop_path=cfg.drop_path).to(cfg.device)
+                         drop_path=cfg.drop_path, **clip_head_start(cfg, data.train_set.categories)).to(cfg.device)
     if cfg.init:
         init = load_checkpoint(cfg.init)
         if init["config"]["arch"] != cfg.arch:
@@ -550,7 +566,10 @@ def restore(cfg: TrainConfig, state: RunState, data: Data, log=print) -> None:
 
 
 def log_start(cfg: TrainConfig, data: Data, d: Dist, log=print) -> None:
-    start = f"from {cfg.init}" if cfg.init else "ImageNet weights" if cfg.pretrained else cfg.weights or "from scratch"
+    start = (f"from {cfg.init}" if cfg.init else f"open_clip's {cfg.pretrained}" if isinstance(cfg.pretrained, str)
+             else "ImageNet weights" if cfg.pretrained else cfg.weights or "from scratch")
+    if is_clip(cfg.arch) and not cfg.init:
+        start += ", the zero-shot head"
     log(f"training {cfg.arch}{' head' if cfg.mode == 'linear' else ''} ({start}) at {cfg.image_size}px on "
         f"{len(data.train_set)} images, {data.train_set.num_classes} categories, {cfg.epochs} epochs, "
         f"batch {cfg.batch_size}, lr {cfg.lr:g} ({cfg.lr_schedule}"
