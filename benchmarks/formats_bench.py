@@ -40,7 +40,7 @@ def one(fmt: str, n: int, classes: int, folder: Path) -> dict:
     images = [{"id": i + 1, "file_name": f"images/{i:08d}.jpg"} for i in range(n)]
     categories = [{"id": j + 1, "name": f"category {j}"} for j in range(classes)]
     # the dataset's own arrays as memmaps too: what is measured is the writer
-    dataset = CocoDataset(None, folder, images, categories, observed, raw={})
+    dataset = CocoDataset(None, folder, images, categories, positives=observed, raw={})
     labels = LabelRows(dataset, scores, np.arange(n), observed, tau=0.995)
     if fmt == "parquet":
         import pyarrow.parquet  # noqa: F401 - imported before the baseline, like the other writers' modules

@@ -40,7 +40,7 @@ def tqdm(iterable=None, *, total=None, initial=0, desc="", unit="it", disable=Fa
 class PlainProgress:
     """'labeling: 384/1280 img (30%), 25.1 img/s, 36s left' every `interval()` seconds, and once at the end of a job that printed one."""
 
-    def __init__(self, iterable=None, total=None, initial=0, desc="", unit="it", stream=None, every=None):
+    def __init__(self, iterable=None, total=None, initial=0, desc="", *, unit="it", stream=None, every=None):
         self.iterable = iterable
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)

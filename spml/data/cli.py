@@ -33,7 +33,7 @@ def main():
 @click.option("--num-train", default=1600, show_default=True, type=click.IntRange(5),
               help="Images of the official train split (80% train, 20% val).")
 @click.option("--num-test", default=800, show_default=True, type=click.IntRange(1), help="Test images.")
-def demo(directory, where, seed, num_train, num_test):
+def demo(*, directory, where, seed, num_train, num_test):
     """Write the built-in dataset to --out: JPEG images and instances_{train,val,test}.json (full labels,
     bboxes, gappy category ids). With --where, show the copy in spml's cache instead."""
     if where:
@@ -120,7 +120,7 @@ def single_positive_cmd(instances, out, seed, images):
 @click.option("--images", type=click.Path(file_okay=False), default=None,
               show_default="recorded in LABELS, else its folder", help="Images folder.")
 @click.option("--csv-scores", is_flag=True, show_default=True, help="--format csv: add a scores column aligned with labels.")
-def convert(labels, fmt, out, images, csv_scores):
+def convert(labels, *, fmt, out, images, csv_scores):
     """Write a labels file (spml-label's, or any COCO file) in another format, the same positives, scores and
     sources.
 

@@ -34,7 +34,7 @@ class CocoDataset:
     (spml-label --tau-low) writes its confident negatives there too, which its student's bce already trains as
     negatives: for it nothing changes."""
 
-    def __init__(self, path: Path | None, images_dir: Path, images, categories: list[dict], positives,
+    def __init__(self, path: Path | None, images_dir: Path, images, categories: list[dict], *, positives,
                  raw: dict | None = None, scores: np.ndarray | None = None, observed: np.ndarray | None = None,
                  meta: dict | None = None, raw_loader=None, negatives=None):
         self.path, self.images_dir = path, images_dir
@@ -341,7 +341,7 @@ class DatasetBuilder:
             observed = np.frombuffer(self.ann_observed, bool)
         verified = np.frombuffer(self.ann_verified, bool) if self.any_verified else None
         shape = (len(table), len(categories))
-        labels = SparseLabels.from_pairs(rows, cols, shape, scores, observed, verified)
+        labels = SparseLabels.from_pairs(rows, cols, shape, scores, observed=observed, verified=verified)
         meta = {k: v for k, v in top.items() if k not in ("images", "annotations", "categories")}
         return CocoDataset(path=path if isinstance(path, Path) else None,
                            images_dir=resolve_images_dir(path if isinstance(path, Path) else None, meta, images_dir),

@@ -26,7 +26,7 @@ class ImageTable(Sequence):
     """Image records as columns: ids (int64), file names packed in one UTF-8 buffer with offsets, and every other
     field as the compact JSON of its values, keyed by a shared layout (the record's keys in file order)."""
 
-    def __init__(self, ids, names, name_offsets, layout_of, layouts, extras, extra_offsets):
+    def __init__(self, ids, names, name_offsets, layout_of, *, layouts, extras, extra_offsets):
         self.ids = ids
         self._names, self._name_offsets = names, name_offsets
         self._layout_of, self._layouts = layout_of, layouts
@@ -78,8 +78,8 @@ class ImageTable(Sequence):
         rows = np.asarray(rows, dtype=np.int64)
         names, name_offsets = _gather(self._names, self._name_offsets, rows)
         extras, extra_offsets = _gather(self._extras, self._extra_offsets, rows)
-        return ImageTable(self.ids[rows], names, name_offsets, self._layout_of[rows], self._layouts, extras,
-                          extra_offsets)
+        return ImageTable(self.ids[rows], names, name_offsets, self._layout_of[rows], layouts=self._layouts, extras=extras,
+                          extra_offsets=extra_offsets)
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.ids, self._names, self._name_offsets, self._layout_of, self._extras,
@@ -137,8 +137,8 @@ class ImageTableBuilder:
             return a.astype(small) if small is not None and (not len(a) or a.max() <= np.iinfo(small).max) else a
 
         return ImageTable(arr(self.ids, np.int64), arr(self.names, np.uint8), arr(self.name_offsets, np.int64, np.int32),
-                          arr(self.layout_of, np.int32, np.uint16), self.layouts, arr(self.extras, np.uint8),
-                          arr(self.extra_offsets, np.int64, np.int32))
+                          arr(self.layout_of, np.int32, np.uint16), layouts=self.layouts, extras=arr(self.extras, np.uint8),
+                          extra_offsets=arr(self.extra_offsets, np.int64, np.int32))
 
 
 class SparseLabels:
@@ -149,13 +149,13 @@ class SparseLabels:
     SparseLabels without scores or flags (spml.data.coco.CocoDataset.negative_labels)."""
 
     def __init__(self, indptr: np.ndarray, indices: np.ndarray, shape: tuple[int, int], scores: np.ndarray | None = None,
-                 observed: np.ndarray | None = None, verified: np.ndarray | None = None):
+                 *, observed: np.ndarray | None = None, verified: np.ndarray | None = None):
         self.indptr, self.indices, self.shape = indptr, indices, shape
         self.pair_scores, self.pair_observed, self.pair_verified = scores, observed, verified
 
     @classmethod
     def from_pairs(cls, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], scores=None,
-                   observed=None, verified=None) -> "SparseLabels":
+                   *, observed=None, verified=None) -> "SparseLabels":
         """Labels from (row, column) pairs in any order, duplicates merged."""
         rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
         key = rows * shape[1] + cols
@@ -178,7 +178,8 @@ class SparseLabels:
         # 4-byte row offsets while the pairs fit: a single-positive file's 200k images cost 0.8 MB less
         indptr = np.zeros(shape[0] + 1, dtype=np.int32 if len(unique) < 2 ** 31 else np.int64)
         np.cumsum(np.bincount(unique // shape[1], minlength=shape[0]), out=indptr[1:])
-        return cls(indptr, (unique % shape[1]).astype(np.int32), shape, pair_scores, pair_observed, pair_verified)
+        return cls(indptr, (unique % shape[1]).astype(np.int32), shape, pair_scores, observed=pair_observed,
+                   verified=pair_verified)
 
     @classmethod
     def from_dense(cls, positives: np.ndarray, scores: np.ndarray | None = None,
@@ -186,7 +187,7 @@ class SparseLabels:
         positives = np.asarray(positives, dtype=bool)
         r, c = np.nonzero(positives)
         return cls.from_pairs(r, c, positives.shape, None if scores is None else np.asarray(scores)[r, c],
-                              None if observed is None else np.asarray(observed)[r, c])
+                              observed=None if observed is None else np.asarray(observed)[r, c])
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -249,8 +250,8 @@ class SparseLabels:
         pairs = np.arange(indptr[-1], dtype=np.int64) - np.repeat(indptr[:-1] - starts, lengths)
         return SparseLabels(indptr, self.indices[pairs], (len(rows), self.shape[1]),
                             None if self.pair_scores is None else self.pair_scores[pairs],
-                            None if self.pair_observed is None else self.pair_observed[pairs],
-                            None if self.pair_verified is None else self.pair_verified[pairs])
+                            observed=None if self.pair_observed is None else self.pair_observed[pairs],
+                            verified=None if self.pair_verified is None else self.pair_verified[pairs])
 
 
 class PackedStrings(Sequence):

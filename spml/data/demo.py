@@ -60,7 +60,7 @@ def _polygon(cx, cy, radii, rot):
             for k, r in enumerate(radii)]
 
 
-def _draw_shape(mask: ImageDraw.ImageDraw, name: str, cx: float, cy: float, r: float, rot: float) -> None:
+def _draw_shape(mask: ImageDraw.ImageDraw, name: str, cx: float, cy: float, *, r: float, rot: float) -> None:
     if name == "circle":
         mask.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
     elif name == "ring":
@@ -94,29 +94,29 @@ def _draw_shape(mask: ImageDraw.ImageDraw, name: str, cx: float, cy: float, r: f
     elif name == "octagon":
         mask.polygon(_polygon(cx, cy, [r] * 8, rot), fill=255)
     elif name == "ellipse":
-        _rotated(mask, [(r * math.cos(t), 0.5 * r * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 24)], cx, cy, rot)
+        _rotated(mask, [(r * math.cos(t), 0.5 * r * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 24)], cx, cy, rot=rot)
     elif name == "semicircle":
-        _rotated(mask, [(r * math.cos(t), r * math.sin(t)) for t in np.linspace(0, math.pi, 16)], cx, cy, rot)
+        _rotated(mask, [(r * math.cos(t), r * math.sin(t)) for t in np.linspace(0, math.pi, 16)], cx, cy, rot=rot)
     elif name == "arrow":
         pts = [(-r, -0.2 * r), (0.2 * r, -0.2 * r), (0.2 * r, -0.6 * r), (r, 0), (0.2 * r, 0.6 * r), (0.2 * r, 0.2 * r),
                (-r, 0.2 * r)]
-        _rotated(mask, pts, cx, cy, rot)
+        _rotated(mask, pts, cx, cy, rot=rot)
     elif name == "chevron":
-        _rotated(mask, [(-r, -r), (-0.4 * r, -r), (r, 0), (-0.4 * r, r), (-r, r), (0.3 * r, 0)], cx, cy, rot)
+        _rotated(mask, [(-r, -r), (-0.4 * r, -r), (r, 0), (-0.4 * r, r), (-r, r), (0.3 * r, 0)], cx, cy, rot=rot)
     elif name == "trapezoid":
-        _rotated(mask, [(-r, 0.6 * r), (r, 0.6 * r), (0.45 * r, -0.6 * r), (-0.45 * r, -0.6 * r)], cx, cy, rot)
+        _rotated(mask, [(-r, 0.6 * r), (r, 0.6 * r), (0.45 * r, -0.6 * r), (-0.45 * r, -0.6 * r)], cx, cy, rot=rot)
     elif name == "l-shape":
-        _rotated(mask, [(-r, -r), (-0.4 * r, -r), (-0.4 * r, 0.4 * r), (r, 0.4 * r), (r, r), (-r, r)], cx, cy, rot)
+        _rotated(mask, [(-r, -r), (-0.4 * r, -r), (-0.4 * r, 0.4 * r), (r, 0.4 * r), (r, r), (-r, r)], cx, cy, rot=rot)
     elif name == "t-shape":
         _rotated(mask, [(-r, -r), (r, -r), (r, -0.45 * r), (0.3 * r, -0.45 * r), (0.3 * r, r), (-0.3 * r, r),
-                        (-0.3 * r, -0.45 * r), (-r, -0.45 * r)], cx, cy, rot)
+                        (-0.3 * r, -0.45 * r), (-r, -0.45 * r)], cx, cy, rot=rot)
     elif name == "frame":
         mask.polygon(_polygon(cx, cy, [r] * 4, rot), outline=255, width=max(2, int(r * 0.3)))
     else:  # pragma: no cover
         raise ValueError(name)
 
 
-def _rotated(mask: ImageDraw.ImageDraw, pts, cx: float, cy: float, rot: float) -> None:
+def _rotated(mask: ImageDraw.ImageDraw, pts, cx: float, cy: float, *, rot: float) -> None:
     c, s = math.cos(rot), math.sin(rot)
     mask.polygon([(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts], fill=255)
 
@@ -169,7 +169,7 @@ def draw_image(rng: np.random.Generator, config: DemoConfig = DemoConfig()) -> t
         r = rng.uniform(0.15, 0.28) * min(w, h)
         cx, cy = rng.uniform(r * 0.6, w - r * 0.6), rng.uniform(r * 0.6, h - r * 0.6)
         mask = Image.new("L", (w, h), 0)
-        _draw_shape(ImageDraw.Draw(mask), name, cx, cy, r, rng.uniform(0, 2 * math.pi))
+        _draw_shape(ImageDraw.Draw(mask), name, cx, cy, r=r, rot=rng.uniform(0, 2 * math.pi))
         box = mask.getbbox()
         if box is None:
             continue

@@ -46,7 +46,7 @@ class LabelRows:
     said_no: object = None  # (N, L) bool rows or None: observed negatives, kept negative with keep_observed
 
     @classmethod
-    def from_scores(cls, dataset, scores, tau, keep_observed: bool = True, failures=(), rows=None, info=None):
+    def from_scores(cls, dataset, scores, tau, keep_observed: bool = True, *, failures=(), rows=None, info=None):
         """The labeler's view: failed rows are left out, as labels.json leaves them out."""
         if rows is None or isinstance(rows, range):  # a shard's range, without a Python int per image
             rows = np.arange(len(dataset)) if rows is None else np.arange(rows.start, rows.stop, rows.step)

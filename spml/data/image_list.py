@@ -213,7 +213,7 @@ def _sizes(images_dir: Path, file_names, threads: int, window: int = 4096):
             yield from pool.map(image_size, part)
 
 
-def _collect(file_names, images_dir: Path, ids=None, labels=None, threads: int = 8, source: str | None = None,
+def _collect(file_names, images_dir: Path, ids=None, labels=None, *, threads: int = 8, source: str | None = None,
              path: Path | None = None):
     """The images' records (widths and heights read from their headers) and, where `labels` is given (category ids
     per image, aligned with `file_names`), their observed labels, in a DatasetBuilder's compact columns."""
@@ -239,13 +239,13 @@ def _dataset(collector, images_dir: Path, categories: list[dict], source: str | 
                             "images_dir": str(images_dir.resolve())}, images_dir)
 
 
-def images_dataset(file_names, images_dir: str | os.PathLike, categories: list[dict], ids=None, labels=None,
+def images_dataset(file_names, images_dir: str | os.PathLike, categories: list[dict], ids=None, *, labels=None,
                    threads: int = 8, source: str | None = None, path: Path | None = None):
     """A CocoDataset of these images (widths and heights read from their headers) with the given categories and,
     where `labels` is given (category ids per image, aligned with `file_names`), those observed labels. Built in
     compact columns: no dict per image is kept."""
     images_dir = Path(images_dir)
-    return _dataset(_collect(file_names, images_dir, ids, labels, threads, source, path), images_dir, categories, source)
+    return _dataset(_collect(file_names, images_dir, ids, labels, threads=threads, source=source, path=path), images_dir, categories, source)
 
 
 def load_image_folder(images_dir: str | os.PathLike, categories: list[dict], threads: int = 8):
@@ -310,8 +310,8 @@ def load_image_list(path: str | os.PathLike, categories: list[dict], images_dir:
         for k in range(len(names)):
             relative.append(_relative(names[k], images_dir))
         names = relative
-    collector = _collect(names, images_dir, ids if with_id else None, labels if with_labels else None, threads,
-                         str(path), path.resolve())
+    collector = _collect(names, images_dir, ids if with_id else None, labels if with_labels else None, threads=threads,
+                         source=str(path), path=path.resolve())
     del names, ids, labels  # the collector has its own columns: the list's go before the dataset is built
     return _dataset(collector, images_dir, categories, str(path))
 

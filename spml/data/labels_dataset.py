@@ -23,7 +23,7 @@ class LabelsDataset(Dataset):
     band left undecided (False there), or None. The images folder is the one the file records, or `images`."""
 
     def __init__(self, labels: str | os.PathLike, transform=None, soft: bool = False,
-                 images: str | os.PathLike | None = None, allow_outside: bool = False):
+                 images: str | os.PathLike | None = None, *, allow_outside: bool = False):
         self.coco = load_coco(labels, images)
         targets = self.coco.soft_targets() if soft else self.coco.positives.astype(np.float32)
         if targets is None:

@@ -18,7 +18,7 @@ from spml.cli_util import command
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Images per inference call.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, show_default="no file: the report on stdout only",
               help="Write the report as JSON. (Was --json.)")
-def main(target, ann, images, batch_size, out):
+def main(target, *, ann, images, batch_size, out):
     """Evaluate TARGET against the ground truth in --ann.
 
     \b

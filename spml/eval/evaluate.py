@@ -105,7 +105,7 @@ def default_test_set(model: str | os.PathLike) -> Path:
 
 
 def evaluate_model(model: str | os.PathLike, ann: str | os.PathLike, images: str | os.PathLike | None = None,
-                   batch_size: int = 64, progress: bool = False) -> dict:
+                   batch_size: int = 64, *, progress: bool = False) -> dict:
     """mAP (0-100, over classes with a positive) and per-class AP of a model on a fully labelled set.
     Images that cannot be read are left out and counted."""
     dataset = load_coco(ann, images)

@@ -45,7 +45,7 @@ def _old_precision(value: str) -> list[str]:
                    "probabilities are multi-label ones (the candidates' held-out figures are printed).")
 @click.option("--calibrate-images", type=click.Path(file_okay=False), default=None,
               show_default="recorded in --calibrate, else its folder", help="Images folder of --calibrate.")
-def main(checkpoints, out, opset, atol, quantize, calibration_ann, calibration_images, calibration_count,
+def main(checkpoints, *, out, opset, atol, quantize, calibration_ann, calibration_images, calibration_count,
          zero_shot, pretrained, weights, categories, prompts, calibrate, calibrate_images):
     """Export CHECKPOINT (default teacher.pt) to ONNX with its categories, input size and normalisation in the
     metadata, then check it: onnx.checker, and onnxruntime against torch on random inputs at two batch sizes.

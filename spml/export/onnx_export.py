@@ -101,7 +101,7 @@ def export_onnx(checkpoint, out: str | os.PathLike, opset: int = DEFAULT_OPSET) 
 
 
 def validate_onnx(onnx_path: str | os.PathLike, checkpoint, batch_sizes=(1, 3), atol: float = 1e-4,
-                  seed: int = 0) -> float:
+                  *, seed: int = 0) -> float:
     """onnx.checker on the file, then onnxruntime against torch (the checkpoint, or each member of an ensemble
     run separately and averaged) on random inputs at each batch size. Returns the largest absolute difference;
     SpmlError above `atol`."""

@@ -20,7 +20,7 @@ def _copy_metadata(source, target) -> None:
         target.metadata_props.add(key=p.key, value=p.value)
 
 
-def calibration_batches(info: ModelInfo, ann: str | None, images: str | None, count: int, batch_size: int = 16,
+def calibration_batches(info: ModelInfo, ann: str | None, images: str | None, count: int, *, batch_size: int = 16,
                         seed: int = 0):
     """Batches of `count` preprocessed images sampled from the training set recorded in the model (or `ann`)."""
     from spml.data.coco import load_coco

@@ -113,7 +113,7 @@ def label(config: LabelConfig, *, log: Callable[[str], None] = _stderr,
         import_ray()  # before any work: without Ray, one line saying how to install it
     # with Ray the actors run the model; the driver's session only reads the model's metadata
     labeler = PseudoLabeler(config.model, "cpu" if on_ray else config.provider, config.batch_size, config.threads,
-                            config.allow_outside, config.tta)
+                            allow_outside=config.allow_outside, tta=config.tta)
     dataset, what = load_inputs(config.ann, config.images, labeler)
     labeler.check_categories(dataset)  # before any work, so a mismatch leaves nothing behind
     rows = shard_rows(len(dataset), part)
@@ -153,7 +153,7 @@ def label_scores(config: LabelConfig, dataset, scores, *, rows: range | None = N
     rows = range(len(dataset)) if rows is None else rows
     paths = planned_paths(config.out, formats, config.taus)
     check_failures(scores, dataset, rows, strict=config.strict, max_failed=config.max_failed, warn=warn)
-    per_class = (class_thresholds(config.class_prior, dataset, scores, config.expected_positives, rows)
+    per_class = (class_thresholds(config.class_prior, dataset, scores, config.expected_positives, rows=rows)
                  if config.class_prior else None)
     sha = model_sha256 or sha256_of(config.model)
     result = LabelResult(images=len(rows), failures=dict(scores.failures), seconds=scores.seconds)
@@ -169,7 +169,7 @@ def label_scores(config: LabelConfig, dataset, scores, *, rows: range | None = N
         info = {"tau": t, "keep_observed": config.keep_observed, "model": str(Path(config.model).resolve()),
                 "model_sha256": sha}
         for fmt in (f for f in formats if f != "coco"):
-            count = write_other(fmt, paths[fmt, t], dataset, scores, tau, keep_observed=config.keep_observed,
+            count = write_other(fmt, paths[fmt, t], dataset, scores, tau=tau, keep_observed=config.keep_observed,
                                 rows=rows, info=info, csv_scores=config.csv_scores)
             result.counts[fmt, t] = {"images": count}
             result.paths[fmt, t] = paths[fmt, t]
@@ -214,7 +214,7 @@ def first_reasons(scores, dataset, count: int = 3) -> str:
         f" (and {more} more)" if more > 0 else "")
 
 
-def class_thresholds(class_prior: str, dataset, scores, expected_positives: float, rows=None):
+def class_thresholds(class_prior: str, dataset, scores, expected_positives: float, *, rows=None):
     """Per-category thresholds from --class-prior (a JSON file of rates by name or id, or 'auto')."""
     import json
 

@@ -47,7 +47,7 @@ TTA_CROP = 0.875  # flip-crop's second pair of views: the central 87.5% of the i
 
 class PseudoLabeler:
     def __init__(self, model_path: str | os.PathLike, provider: str = "auto", batch_size: int = 32,
-                 threads: int | None = None, allow_outside: bool = False, tta: str = "none"):
+                 threads: int | None = None, *, allow_outside: bool = False, tta: str = "none"):
         if tta not in TTA_VIEWS:
             raise SpmlError(f"unknown --tta {tta!r}; valid: {', '.join(TTA_VIEWS)}") from None
         self.tta = tta
@@ -139,7 +139,7 @@ class PseudoLabeler:
         return same_categories(self.info.categories, dataset, f"model {self.model_path}")
 
     def scores(self, dataset: CocoDataset, rows: range | None = None, progress: bool = False, bar=None,
-               desc: str = "labeling") -> Scores:
+               *, desc: str = "labeling") -> Scores:
         """Run the model over the dataset's images (or the contiguous `rows`); the scores hold those rows only."""
         from spml.progress import tqdm
 

@@ -27,7 +27,7 @@ def provider_chain(name: str, cache_dir: str | None = None) -> list:
 
 
 def create_session(model_path: str, provider: str = "auto", threads: int | None = None, cache_dir: str | None = None,
-                   spinning: bool = True):
+                   *, spinning: bool = True):
     """An InferenceSession on `provider`; `auto` tries CUDA and keeps it only if the session really runs on it.
     An explicit cuda/tensorrt that cannot start is an error, not a silent CPU run. `spinning=False` makes idle
     intra-op threads sleep instead of busy-waiting: right when other threads (image decoding) share the cores."""

@@ -33,11 +33,11 @@ class ChunkScorer:
     """One actor of the pool: an onnxruntime session (CUDA/TensorRT when the actor has a GPU) and the labeler's
     decoding and preprocessing, scoring a batch of {"row", "file_name"} into {"row", "values", "failed", "reason"}."""
 
-    def __init__(self, model_path: str, provider: str, batch_size: int, threads: int, allow_outside: bool,
+    def __init__(self, model_path: str, provider: str, batch_size: int, threads: int, *, allow_outside: bool,
                  images_dir: str, columns: np.ndarray, tta: str = "none"):
         from spml.label.labeler import PseudoLabeler
 
-        self.labeler = PseudoLabeler(model_path, provider, batch_size, threads, allow_outside, tta)
+        self.labeler = PseudoLabeler(model_path, provider, batch_size, threads, allow_outside=allow_outside, tta=tta)
         self.images_dir, self.columns = images_dir, columns
 
     def __call__(self, batch: dict) -> dict:

@@ -68,7 +68,7 @@ def write_labels(out: str | os.PathLike, dataset: CocoDataset, scores: Scores, t
     failed_rows = [r for r in sorted(scores.failures) if r in rows]
     info = labels_info(out, dataset, tau, model_path=model_path, model_sha256=model_sha256, keep_observed=keep_observed,
                        failed=len(failed_rows), shard=shard, extra_info=extra_info, tau_low=tau_low, soft=soft, tta=tta)
-    blocks = lambda: labeled_blocks(dataset, scores, rows, tau, keep_observed)  # noqa: E731 (each pass reads afresh)
+    blocks = lambda: labeled_blocks(dataset, scores, rows, tau, keep_observed=keep_observed)  # noqa: E731 (each pass reads afresh)
     num_annotations = write_coco(out, info, licenses=dataset.meta.get("licenses", []),
                                  images=image_records(dataset, blocks(), tau_low=tau_low, soft=soft),
                                  categories=dataset.categories, annotations=annotation_records(dataset, blocks()))
@@ -107,7 +107,7 @@ def labels_info(out, dataset: CocoDataset, tau, *, model_path, model_sha256, kee
     return info
 
 
-def labeled_blocks(dataset: CocoDataset, scores: Scores, rows: range, tau, keep_observed: bool):
+def labeled_blocks(dataset: CocoDataset, scores: Scores, rows: range, tau, *, keep_observed: bool):
     """(rows, values, observed, positives, verified, observed negatives) per block of scores, failed images' rows
     left out; the last two None where the dataset has none."""
     for start, values in scores.blocks(rows):
@@ -191,10 +191,10 @@ def planned_paths(out, formats: list[str], taus) -> dict[tuple[str, float], Path
     return paths
 
 
-def write_other(fmt: str, path: Path, dataset, scores, tau, *, keep_observed: bool = True, rows: range | None = None,
+def write_other(fmt: str, path: Path, dataset, scores, *, tau, keep_observed: bool = True, rows: range | None = None,
                 info: dict | None = None, csv_scores: bool = False) -> int:
     """Format `fmt` (fiftyone, csv, parquet) of the labels of `scores` at `tau`; the number of images written."""
-    labels = LabelRows.from_scores(dataset, RowsOf(scores), tau, keep_observed, scores.failures, rows, info)
+    labels = LabelRows.from_scores(dataset, RowsOf(scores), tau, keep_observed, failures=scores.failures, rows=rows, info=info)
     return write_format(fmt, path, labels, csv_scores)
 
 

@@ -38,7 +38,7 @@ def main():
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random draws (random keys, ties).")
 @click.option("--image-url", default=None, show_default="Label Studio's local-files serving of the image's path",
               help="Prefix of each task's image address in label-studio.json (the file name is appended).")
-def select_cmd(labels, budget, out, strategy, unit, seed, image_url):
+def select_cmd(labels, *, budget, out, strategy, unit, seed, image_url):
     """Choose the questions to ask from LABELS, an spml-label --soft labels file.
 
     Never asks a pair that is known: annotations that are not `pseudo`, and each image's neg_category_ids.
@@ -85,7 +85,7 @@ def merge_cmd(observed, answers, out):
 @click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Probability that each answer is flipped (a careless person).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the flips.")
-def simulate_cmd(questions, truth, out, error_rate, seed):
+def simulate_cmd(questions, *, truth, out, error_rate, seed):
     """Answer QUESTIONS (a questions.csv) from --truth, as a person would with the given error rate."""
     from spml.review.simulate import simulate_answers
 
@@ -109,7 +109,7 @@ def _server_options(f):
 @click.option("--document-root", envvar="LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", default="/", show_default=True,
               show_envvar=True, help="The server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT: the tasks' local-files "
                                      "addresses are relative to it.")
-def push_cmd(folder, url, token, title, document_root):
+def push_cmd(folder, *, url, token, title, document_root):
     """Create a Label Studio project from FOLDER (what spml-review select --out wrote): its labeling config, its
     tasks with the teacher's predictions, and a local-files storage that lets the server show the images.
 

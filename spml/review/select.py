@@ -226,7 +226,7 @@ def select_questions(labels: str | os.PathLike, *, budget: int, strategy: str = 
         if not len(columns):
             return
         stats["unknown_pairs"] += len(columns)
-        _offer(heap, chooser, rng, im, columns, p[columns], tau[columns])
+        _offer(heap, chooser, rng, im, columns=columns, p=p[columns], tau=tau[columns])
 
     _read(path, {"images": image, "annotations": lambda a: None})  # annotations were read in the first pass
     questions = heap.chosen()
@@ -255,7 +255,7 @@ def _scores_of(path: Path, im: dict, num_classes: int) -> np.ndarray:
         raise SpmlError(f"{path}: image {im['id']}: spml_scores are not numbers") from None
 
 
-def _offer(heap, chooser: Strategy, rng: np.random.Generator, im: dict, columns: np.ndarray, p: np.ndarray,
+def _offer(heap, chooser: Strategy, rng: np.random.Generator, im: dict, *, columns: np.ndarray, p: np.ndarray,
            tau: np.ndarray) -> None:
     weights = chooser.weights(p, tau) if chooser.weights is not None else None
 

@@ -55,7 +55,7 @@ class VariantName(click.ParamType):
               help="prior variant: positives per image.")
 @model_options
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Report folder.")
-def main(ann, images, val_ann, val_images, test_ann, test_images, gt_ann, taus, teacher_loss, losses, variants,
+def main(*, ann, images, val_ann, val_images, test_ann, test_images, gt_ann, taus, teacher_loss, losses, variants,
          variant_tau, tau_low, expected_positives, out, **model):
     """The seed paper's tau study: AN and EM teachers, a student per tau, test mAP and positives per image
     against tau (Figure 1), written to OUT as report.json, report.md and two PNG plots. Artifacts in OUT are

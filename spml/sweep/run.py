@@ -65,7 +65,7 @@ class Sweep:
 
     def train(self, name: str, ann: str, loss: str, images=None, **extra) -> Path:
         """Model `name`.pt of the sweep's settings, or the one already in the folder."""
-        return _train(self.cfg, self.out / f"{name}.pt", ann, loss, images, self.log, **extra)
+        return _train(self.cfg, self.out / f"{name}.pt", ann, loss, images=images, log=self.log, **extra)
 
     def test_map(self, model: Path) -> float:
         value = _test_map(self.cfg, model, self.cache)
@@ -73,7 +73,7 @@ class Sweep:
         return value
 
 
-def _train(cfg: SweepConfig, out: Path, ann: str, loss: str, images=None, log=print, **extra) -> Path:
+def _train(cfg: SweepConfig, out: Path, ann: str, loss: str, *, images=None, log=print, **extra) -> Path:
     from spml.train.trainer import TrainConfig, train
 
     if out.exists():
@@ -189,7 +189,7 @@ def scores_of(sweep: Sweep, onnx: Path, tta: str):
     return result
 
 
-def write_labels_file(sweep: Sweep, labels: Path, scores, model: Path, tau: float, **settings) -> Path:
+def write_labels_file(sweep: Sweep, labels: Path, scores, model: Path, *, tau: float, **settings) -> Path:
     """One labels file through spml-label's own policy and writers (spml.label.label_scores); `settings` are
     LabelConfig's (soft, tau_low, class_prior, tta). No teacher recipe is recorded: the sweep gives every
     student its settings itself."""
@@ -224,7 +224,7 @@ def tau_students(sweep: Sweep) -> list[dict]:
     """The hard-threshold labels and their student at every tau (Figure 1)."""
     students = []
     for tau in sweep.cfg.taus:
-        labels = write_labels_file(sweep, sweep.out / f"labels_tau{tau:g}.json", sweep.scores["none"], sweep.onnx, tau)
+        labels = write_labels_file(sweep, sweep.out / f"labels_tau{tau:g}.json", sweep.scores["none"], sweep.onnx, tau=tau)
         students.append({"tau": tau, **student(sweep, f"tau{tau:g}", labels)})
     return students
 
@@ -258,7 +258,7 @@ def variant_student(sweep: Sweep, v: Variant, tau: float) -> dict:
         if v.base == "round2":
             teacher_onnx = exported(soft_student(sweep, tau))
         if not labels.exists():
-            variant_labels(sweep, v, labels, teacher_onnx, tau)
+            variant_labels(sweep, v, labels, teacher_onnx, tau=tau)
         extra = dict(v.train)
         if v.soft:
             extra["soft_targets"] = True
@@ -288,7 +288,7 @@ def reference_variant(sweep: Sweep, v: Variant) -> dict:
     return {"map": sweep.test_map(model), "val_map": load_checkpoint(model)["best_metric"], "positives_per_image": None}
 
 
-def variant_labels(sweep: Sweep, v: Variant, labels: Path, teacher_onnx: Path, tau: float) -> None:
+def variant_labels(sweep: Sweep, v: Variant, labels: Path, teacher_onnx: Path, *, tau: float) -> None:
     """Variant v's labels from `teacher_onnx`: an ignore band, per-class prior thresholds, or soft targets."""
     scores = scores_of(sweep, teacher_onnx, v.tta)
     if v.base == "band":
@@ -297,14 +297,14 @@ def variant_labels(sweep: Sweep, v: Variant, labels: Path, teacher_onnx: Path, t
         settings = {"class_prior": "auto", "expected_positives": sweep.cfg.expected_positives}
     else:
         settings = {"soft": v.soft}
-    write_labels_file(sweep, labels, scores, teacher_onnx, tau, tta=v.tta, **settings)
+    write_labels_file(sweep, labels, scores, teacher_onnx, tau=tau, tta=v.tta, **settings)
 
 
 def soft_student(sweep: Sweep, tau: float) -> Path:
     """The teacher's soft labels at `tau` and their student: round2's teacher."""
     labels = sweep.out / "labels_soft.json"
     if not labels.exists():
-        write_labels_file(sweep, labels, sweep.scores["none"], sweep.onnx, tau, soft=True)
+        write_labels_file(sweep, labels, sweep.scores["none"], sweep.onnx, tau=tau, soft=True)
     return sweep.train("student_soft", str(labels), sweep.cfg.student_loss, soft_targets=True)
 
 

@@ -277,7 +277,7 @@ def clip_record(arch: str, pretrained=None, prompts: list[str] | None = None, co
 
 
 def create_clip_model(arch: str, num_classes: int, pretrained=None, weights: str | os.PathLike | None = None,
-                      image_size: int | None = None, *, class_names: list[str] | None = None,
+                      *, image_size: int | None = None, class_names: list[str] | None = None,
                       prompts: list[str] | None = None) -> ClipClassifier:
     """The image tower of `arch` with a head of `num_classes` outputs: the zero-shot head of `class_names` under
     `prompts` (computed with the text tower, which is then dropped), or a random one without names (a checkpoint's

@@ -38,7 +38,7 @@ class ImageLabels(Dataset):
     keeping its own (N workers: N copies of up to PIXEL_CACHE_BYTES)."""
 
     def __init__(self, dataset: CocoDataset, targets: np.ndarray, known: np.ndarray | None, preprocess: Preprocess,
-                 flip: bool = False, seed: int = 0, allow_outside: bool = False, augment: str | None = None,
+                 *, flip: bool = False, seed: int = 0, allow_outside: bool = False, augment: str | None = None,
                  negatives: np.ndarray | None = None):
         self.dataset = dataset
         self.targets = torch.as_tensor(targets, dtype=torch.float32)
@@ -178,7 +178,7 @@ def header_error(path: Path) -> str | None:
 
 
 def readable_sets(train: CocoDataset, val: CocoDataset | None, policy: FailurePolicy, listed: Path | None,
-                  log=print) -> tuple[CocoDataset, CocoDataset | None]:
+                  *, log=print) -> tuple[CocoDataset, CocoDataset | None]:
     """The training and validation sets without their unreadable images, checked before the first epoch rather
     than found in the third. The skipped images are listed in `listed` (None: not written, as on ranks > 0);
     a set beyond the policy is an error."""
@@ -192,7 +192,7 @@ def readable_sets(train: CocoDataset, val: CocoDataset | None, policy: FailurePo
             kept[name] = dataset
             continue
         what = "training set" if name == "train" else "validation set"
-        check_failures(what, dataset, bad[name], policy, listed)
+        check_failures(what, dataset, bad[name], policy, listed=listed)
         log(f"{what}: skipping {len(bad[name])} of {len(dataset)} images that cannot be read"
             + (f" (listed in {listed})" if listed else "") + f"; first: {first_reasons(dataset, bad[name])}")
         kept[name] = dataset.subset(np.setdiff1d(np.arange(len(dataset)), list(bad[name])))
@@ -200,7 +200,7 @@ def readable_sets(train: CocoDataset, val: CocoDataset | None, policy: FailurePo
 
 
 def check_failures(what: str, dataset: CocoDataset, bad: dict[int, str], policy: FailurePolicy,
-                   listed: Path | None) -> None:
+                   *, listed: Path | None) -> None:
     n, failed = len(dataset), len(bad)
     where = f"in {dataset.images_dir}" + (f"; listed in {listed}" if listed else "")
     first = first_reasons(dataset, bad)

@@ -92,7 +92,7 @@ class EpochBatches(torch.utils.data.Sampler):
     rank still runs the step's collectives; the trainer gives it weight 0 (share_weight) and keeps it out of
     the per-image state."""
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, d: Dist = Dist(), seed_of=lambda epoch: epoch):
+    def __init__(self, n: int, batch_size: int, shuffle: bool, d: Dist = Dist(), *, seed_of=lambda epoch: epoch):
         self.n, self.batch_size, self.shuffle, self.d, self.seed_of = n, batch_size, shuffle, d, seed_of
         self.epoch = 0
 

@@ -72,7 +72,7 @@ def _file_label(arch: str) -> str:
 
 
 @torch.inference_mode()
-def extract_features(model: nn.Module, data: ImageLabels, batch_size: int, device: str, workers: int = 0,
+def extract_features(model: nn.Module, data: ImageLabels, batch_size: int, device: str, *, workers: int = 0,
                      progress: bool = False) -> np.ndarray:
     """(N, D) float32 inputs of the head for every image, without augmentation, in dataset order."""
     from torch.utils.data import DataLoader
@@ -97,7 +97,7 @@ def extract_features(model: nn.Module, data: ImageLabels, batch_size: int, devic
     return np.concatenate(out) if out else np.zeros((0, head.in_features), np.float32)
 
 
-def cached_features(model: nn.Module, arch: str, data: ImageLabels, batch_size: int, device: str, workers: int = 0,
+def cached_features(model: nn.Module, arch: str, data: ImageLabels, batch_size: int, *, device: str, workers: int = 0,
                     progress: bool = False, log=print) -> np.ndarray:
     """extract_features, read from spml's cache when these weights have already seen these images."""
     path = feature_cache_path(model, arch, data)
@@ -109,7 +109,7 @@ def cached_features(model: nn.Module, arch: str, data: ImageLabels, batch_size: 
                 return features
         except (OSError, ValueError):
             pass  # a damaged cache entry is recomputed
-    features = extract_features(model, data, batch_size, device, workers, progress)
+    features = extract_features(model, data, batch_size, device, workers=workers, progress=progress)
     with atomic_write(path, "wb") as f:
         np.save(f, features)
     log(f"features of {len(data)} images extracted and cached ({path}, {os.path.getsize(path) / 2**20:.1f} MiB)")
@@ -134,14 +134,14 @@ class FeatureLabels(torch.utils.data.Dataset):
 
 
 def linear_features(model: nn.Module, cfg, train: ImageLabels, val: ImageLabels | None,
-                    log=print) -> tuple[nn.Module, FeatureLabels, FeatureLabels | None]:
+                    *, log=print) -> tuple[nn.Module, FeatureLabels, FeatureLabels | None]:
     """--mode linear: the backbone frozen, its features of the training and validation images extracted once
     (or read from the cache); returns (the head, which alone trains; the training features; the validation ones).
     `cfg` is the run's TrainConfig."""
 
     def features(data: ImageLabels) -> FeatureLabels:
-        return FeatureLabels(cached_features(model, cfg.arch, data, cfg.batch_size, cfg.device, cfg.workers,
-                                             cfg.progress, log), data)
+        return FeatureLabels(cached_features(model, cfg.arch, data, cfg.batch_size, device=cfg.device, workers=cfg.workers,
+                                             progress=cfg.progress, log=log), data)
 
     try:
         fit, evaluated = features(train), features(val) if val is not None else None

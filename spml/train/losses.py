@@ -100,7 +100,7 @@ def expected_positive_regularization(logits, targets, known=None, *, expected_po
 LOSSES = {name: spec.description for name, spec in REGISTRY.items() if not spec.stateful}
 
 
-def compute_loss(name: str, logits, targets, known=None, negatives=None, **hparams):
+def compute_loss(name: str, logits, targets, known=None, *, negatives=None, **hparams):
     """Loss `name` of spml.train.loss_registry, with its registered defaults for the hyperparameters not given;
     `negatives`: the observed negatives (B, L, bool) or None."""
     spec = REGISTRY.get(name)

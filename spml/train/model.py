@@ -107,7 +107,7 @@ def model_preprocess(arch: str, image_size: int, pretrained=None) -> Preprocess:
 
 
 def create_model(arch: str, num_classes: int, pretrained: bool | str = False, weights: str | os.PathLike | None = None,
-                 image_size: int | None = None, drop_path: float = 0.0, *, class_names: list[str] | None = None,
+                 *, image_size: int | None = None, drop_path: float = 0.0, class_names: list[str] | None = None,
                  prompts: list[str] | None = None) -> nn.Module:
     """`arch` from torchvision with `num_classes` outputs (logits). `pretrained` loads torchvision's ImageNet
     weights (downloaded once into torch's cache); `weights` loads a local state dict (an ImageNet checkpoint of
@@ -121,7 +121,7 @@ def create_model(arch: str, num_classes: int, pretrained: bool | str = False, we
 
         if drop_path:
             raise SpmlError(f"--drop-path: {arch} is built as its open_clip config says; use --dropout") from None
-        return create_clip_model(arch, num_classes, pretrained, weights, image_size, class_names=class_names,
+        return create_clip_model(arch, num_classes, pretrained, weights, image_size=image_size, class_names=class_names,
                                  prompts=prompts)
     if isinstance(pretrained, str):
         raise SpmlError(f"--pretrained {pretrained}: tags are for open_clip/ archs; {arch} takes --pretrained "
@@ -129,7 +129,7 @@ def create_model(arch: str, num_classes: int, pretrained: bool | str = False, we
     if is_timm(arch):
         from spml.train.timm_models import create_timm_model
 
-        return create_timm_model(arch, num_classes, pretrained, weights, image_size, drop_path)
+        return create_timm_model(arch, num_classes, pretrained, weights, image_size=image_size, drop_path=drop_path)
     import torchvision
 
     check_arch(arch)

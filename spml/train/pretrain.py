@@ -23,7 +23,7 @@ def backbone_path(arch: str, image_size: int, seed: int) -> Path:
 
 
 def builtin_backbone(arch: str = "cnn4", image_size: int = 32, seed: int = 0, num_images: int = SOURCE_IMAGES,
-                     epochs: int = SOURCE_EPOCHS, log=print) -> Path:
+                     *, epochs: int = SOURCE_EPOCHS, log=print) -> Path:
     """The source-task backbone's state dict (head included; --weights drops it), trained on first use."""
     import torch
 

@@ -44,7 +44,7 @@ def _logit(p: float) -> float:
 class StatefulLoss(torch.nn.Module):
     """Base. Holds per-example state as buffers/parameters so state_dict() saves it and training resumes exactly.
 
-    forward(logits, targets, known, rows, epoch, negatives=None) -> scalar loss
+    forward(logits, targets, known, rows, epoch, *, negatives=None) -> scalar loss
         logits (B, L) float; targets (B, L) float, 1 = observed positive, 0 = unobserved; known (B, L) bool or None;
         rows (B,) long: indices of these images in the training set (0..N-1); epoch: 0-based int;
         negatives (B, L) bool or None: observed negatives (an observed positive wins over them).
@@ -60,7 +60,7 @@ class StatefulLoss(torch.nn.Module):
             raise ValueError(f"num_images, num_classes and epochs must be positive, got {num_images}, {num_classes}, {epochs}")
         self.num_images, self.num_classes, self.epochs = int(num_images), int(num_classes), int(epochs)
 
-    def forward(self, logits, targets, known, rows, epoch, negatives=None) -> torch.Tensor:
+    def forward(self, logits, targets, known, rows, epoch, *, negatives=None) -> torch.Tensor:
         raise NotImplementedError
 
     def end_epoch(self, epoch: int) -> None:
@@ -69,7 +69,7 @@ class StatefulLoss(torch.nn.Module):
     def extra_lr_params(self) -> list:
         return []
 
-    def _prepare(self, logits, targets, known, rows, negatives=None):
+    def _prepare(self, logits, targets, known, rows, *, negatives=None):
         """Float logits, observed-positive mask, known mask (all True when None), rows, and the observed-negative
         mask (all False when None; never where a positive is observed)."""
         if logits.dim() != 2 or logits.shape[1] != self.num_classes or targets.shape != logits.shape:
@@ -152,8 +152,8 @@ class RoleLoss(StatefulLoss):
         rows = torch.as_tensor(rows, device=self.estimate_logits.device).long()
         return torch.sigmoid(self.estimate_logits[rows]).detach()
 
-    def forward(self, logits, targets, known, rows, epoch, negatives=None):
-        logits, observed, known, rows, negative = self._prepare(logits, targets, known, rows, negatives)
+    def forward(self, logits, targets, known, rows, epoch, *, negatives=None):
+        logits, observed, known, rows, negative = self._prepare(logits, targets, known, rows, negatives=negatives)
         self._initialise_positives(rows, observed, negative)
         est_logits = self.estimate_logits[rows.to(self.estimate_logits.device)].to(logits.device)
         est, p = torch.sigmoid(est_logits), torch.sigmoid(logits)
@@ -217,8 +217,8 @@ class EmAplLoss(StatefulLoss):
         if known is not None:
             self.known_mask[rows] = known.to(self.known_mask.device, torch.bool)
 
-    def forward(self, logits, targets, known, rows, epoch, negatives=None):
-        logits, observed, known, rows, negative = self._prepare(logits, targets, known, rows, negatives)
+    def forward(self, logits, targets, known, rows, epoch, *, negatives=None):
+        logits, observed, known, rows, negative = self._prepare(logits, targets, known, rows, negatives=negatives)
         state_rows = rows.to(self.pseudo.device)
         pseudo = self.pseudo[state_rows].to(logits.device) & ~observed & ~negative
         soft = self.soft_targets[state_rows].to(logits.device)
@@ -304,8 +304,8 @@ class LargeLossLoss(StatefulLoss):
             return 0.0
         return min(1.0, self.delta_rel if self.schedule == "fixed" else self.delta_rel * epoch)
 
-    def forward(self, logits, targets, known, rows, epoch, negatives=None):
-        logits, observed, known, rows, negative = self._prepare(logits, targets, known, rows, negatives)
+    def forward(self, logits, targets, known, rows, epoch, *, negatives=None):
+        logits, observed, known, rows, negative = self._prepare(logits, targets, known, rows, negatives=negatives)
         unobserved = ~observed & known & ~negative
         targets = observed.float()
         if self.mode == "permanent":
@@ -388,8 +388,8 @@ class GeneralizedRobustLoss(StatefulLoss):
         return (w0 + (wt - w0) * k_share, b0 + (bt - b0) * k_share,
                 mu0 + (mut - mu0) * v_share, s0 + (st - s0) * v_share)
 
-    def forward(self, logits, targets, known, rows, epoch, negatives=None):
-        logits, observed, known, rows, negative = self._prepare(logits, targets, known, rows, negatives)
+    def forward(self, logits, targets, known, rows, epoch, *, negatives=None):
+        logits, observed, known, rows, negative = self._prepare(logits, targets, known, rows, negatives=negatives)
         w, b, mu, sigma = self.schedule(epoch)
         q2, q3 = self.q
         log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)

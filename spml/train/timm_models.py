@@ -103,7 +103,7 @@ def cached_weights_file(arch: str) -> str | None:
 
 
 def create_timm_model(arch: str, num_classes: int, pretrained: bool = False, weights: str | os.PathLike | None = None,
-                      image_size: int | None = None, drop_path: float = 0.0) -> nn.Module:
+                      *, image_size: int | None = None, drop_path: float = 0.0) -> nn.Module:
     """A timm model with `num_classes` outputs (timm sizes the head). `pretrained`: timm's weights (from the cache
     when there, else downloaded by timm); `weights`: a local timm state dict, its head dropped when it has
     another number of classes."""

@@ -226,7 +226,7 @@ def make_stateful_loss(cfg: TrainConfig, num_images: int, num_classes: int) -> S
         raise SpmlError(f"--loss {cfg.loss}: {e}") from None
 
 
-def make_optimizer(model, trainable, cfg: TrainConfig, stateful: StatefulLoss | None, log=print):
+def make_optimizer(model, trainable, cfg: TrainConfig, stateful: StatefulLoss | None, *, log=print):
     """Adam over the trained parameters: the head at head_lr_mult x lr when training end to end (LargeLossMatters
     gives it 10x), ROLE's label estimates at their own lr_mult (10x, Cole et al.)."""
     groups = [{"params": list(trainable.parameters())}]
@@ -248,7 +248,7 @@ def make_scheduler(optimizer, cfg: TrainConfig, steps: int):
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, cfg: TrainConfig, epoch: int,
+def train_one_epoch(model, loader, optimizer, scheduler, *, cfg: TrainConfig, epoch: int,
                     stateful: StatefulLoss | None = None, scaler=None, d: Dist = Dist()) -> float:
     """One epoch; the mean training loss over all ranks' images. Under autocast only the forward pass runs
     in bf16/fp16: the logits are cast to fp32 before the loss, stateful or not."""
@@ -275,9 +275,9 @@ def train_one_epoch(model, loader, optimizer, scheduler, cfg: TrainConfig, epoch
         if weight == 0:  # a stand-in image (this rank's share of a small last batch is empty): no loss, no state
             loss = logits.sum() * 0.0
         elif stateful is not None:
-            loss = stateful(logits, targets, known, rows.to(cfg.device), epoch, negatives.to(cfg.device))
+            loss = stateful(logits, targets, known, rows.to(cfg.device), epoch, negatives=negatives.to(cfg.device))
         else:  # bce and an ignore `negatives` (their targets are 0 there already); mixup runs only with bce
-            loss = compute_loss(cfg.loss, logits, targets, known, negatives.to(cfg.device),
+            loss = compute_loss(cfg.loss, logits, targets, known, negatives=negatives.to(cfg.device),
                                 **own_arguments(cfg.loss, cfg.loss_args))
         optimizer.zero_grad(set_to_none=True)
         scaled = loss * weight if weight != 1.0 else loss
@@ -318,7 +318,7 @@ def evaluate(model, loader, device: str) -> np.ndarray:
     return np.concatenate(out)
 
 
-def evaluate_shared(model, loader, num_classes: int, cfg: TrainConfig, d: Dist) -> np.ndarray:
+def evaluate_shared(model, loader, num_classes: int, cfg: TrainConfig, *, d: Dist) -> np.ndarray:
     """evaluate() over this rank's share of the validation set (loader = make_val_loader), all ranks'
     scores gathered in order; fp32, eval mode, so the scores are those of one process."""
     mine = evaluate(model, loader, cfg.device) if len(loader.dataset) else np.zeros((0, num_classes), np.float32)
@@ -432,11 +432,11 @@ def _train(config: TrainConfig, log=print) -> Path:
     model = build_model(cfg, data, d, log)
     trainable = model
     if cfg.mode == "linear":
-        trainable, data.fit, data.eval = linear_features(model, cfg, data.train, data.val, log)
-    state = make_state(cfg, model, trainable, data, log)
+        trainable, data.fit, data.eval = linear_features(model, cfg, data.train, data.val, log=log)
+    state = make_state(cfg, model, trainable, data, log=log)
     restore(cfg, state, data, log)
     log_start(cfg, data, d, log)
-    fit(cfg, state, data, d, log)
+    fit(cfg, state, data, d, log=log)
     log(f"wrote {cfg.out}" + (f" (best val mAP {state.best_metric:.2f})" if state.best_metric is not None else ""))
     cleanup(d)
     return Path(cfg.out)
@@ -470,7 +470,7 @@ def build_data(cfg: TrainConfig, log=print, d: Dist = Dist()) -> Data:
     val_set = load_coco(cfg.val_ann, cfg.val_images) if cfg.val_ann else None
     val_cols = same_categories(train_set.categories, val_set, f"training set {cfg.ann}") if val_set else None
     policy = FailurePolicy(cfg.max_failed, cfg.strict, cfg.allow_outside)
-    train_set, val_set = readable_sets(train_set, val_set, policy, failures_path(cfg.out) if d.main else None, log)
+    train_set, val_set = readable_sets(train_set, val_set, policy, failures_path(cfg.out) if d.main else None, log=log)
     preprocess = model_preprocess(cfg.arch, cfg.image_size, pretrained=cfg.pretrained)
     unknown = train_set.unknown_mask()
     if unknown is not None:
@@ -501,7 +501,7 @@ def build_model(cfg: TrainConfig, data: Data, d: Dist, log=print) -> torch.nn.Mo
     """The network on its device: the arch's start (ImageNet, --weights, or seeded random), --init's weights,
     the head's dropout, BatchNorm synchronised across processes."""
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.arch, data.train_set.num_classes, cfg.pretrained, cfg.weights, cfg.image_size,
+    model = create_model(cfg.arch, data.train_set.num_classes, cfg.pretrained, cfg.weights, image_size=cfg.image_size,
                          drop_path=cfg.drop_path, **clip_head_start(cfg, data.train_set.categories)).to(cfg.device)
     if cfg.init:
         init = load_checkpoint(cfg.init)
@@ -535,9 +535,9 @@ class RunState:
     history: list = dataclasses.field(default_factory=list)
 
 
-def make_state(cfg: TrainConfig, model, trainable, data: Data, log=print) -> RunState:
+def make_state(cfg: TrainConfig, model, trainable, data: Data, *, log=print) -> RunState:
     stateful = make_stateful_loss(cfg, len(data.train_set), data.train_set.num_classes)
-    optimizer = make_optimizer(model, trainable, cfg, stateful, log)
+    optimizer = make_optimizer(model, trainable, cfg, stateful, log=log)
     steps_per_epoch = -(-len(data.fit) // cfg.batch_size)
     scheduler = make_scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
     return RunState(model, trainable, optimizer, scheduler, grad_scaler(cfg.precision, cfg.device), stateful)
@@ -580,7 +580,7 @@ def log_start(cfg: TrainConfig, data: Data, d: Dist, log=print) -> None:
         + (f"; validation on {len(data.val_set)} images" if data.val_set else "; no validation set: the last epoch is kept"))
 
 
-def fit(cfg: TrainConfig, state: RunState, data: Data, d: Dist, log=print) -> None:
+def fit(cfg: TrainConfig, state: RunState, data: Data, d: Dist, *, log=print) -> None:
     """Epochs from state.start_epoch on; rank 0 keeps the best epoch in <out> and the latest in <out>.last.pt."""
     net = wrapped(state.trainable, cfg, d, log)
     train_loader = make_loader(data.fit, cfg, True, d)
@@ -591,13 +591,13 @@ def fit(cfg: TrainConfig, state: RunState, data: Data, d: Dist, log=print) -> No
         data.train.epoch = epoch
         train_loader.batch_sampler.set_epoch(epoch)
         try:
-            loss = train_one_epoch(net, train_loader, state.optimizer, state.scheduler, cfg, epoch, state.stateful,
-                                   state.scaler, d)
+            loss = train_one_epoch(net, train_loader, state.optimizer, state.scheduler, cfg=cfg, epoch=epoch, stateful=state.stateful,
+                                   scaler=state.scaler, d=d)
             if state.stateful is not None:
                 # each image was trained by one rank: everyone gets its state before the loss reads it
                 sync_rows(state.stateful, train_loader.batch_sampler.own_rows(), len(data.train_set), d)
                 state.stateful.end_epoch(epoch)
-            val_map = validate(state.trainable, val_loader, data, cfg, d)
+            val_map = validate(state.trainable, val_loader, data, cfg, d=d)
         except ImageError as e:
             raise SpmlError(f"cannot read image {e}") from None
         if d.main:  # rank 0 writes the checkpoints and logs
@@ -616,13 +616,13 @@ def wrapped(trainable, cfg: TrainConfig, d: Dist, log=print):
     return CompiledOrEager(net, log) if cfg.compile else net
 
 
-def validate(model, loader, data: Data, cfg: TrainConfig, d: Dist) -> float | None:
+def validate(model, loader, data: Data, cfg: TrainConfig, *, d: Dist) -> float | None:
     """The validation mAP (on rank 0; None on the others and without a validation set)."""
     if loader is None:
         return None
     from spml.eval.metrics import mean_average_precision
 
-    scores = evaluate_shared(model, loader, data.train_set.num_classes, cfg, d)
+    scores = evaluate_shared(model, loader, data.train_set.num_classes, cfg, d=d)
     return mean_average_precision(scores, data.val.targets.numpy()) if d.main else None
 
 

@@ -90,7 +90,7 @@ def draw_scenes(count: int, seed: int, log=print) -> tuple[np.ndarray, list[list
 
 
 def train_vlm(seed: int = 0, num_scenes: int = VLM_SCENES, epochs: int = VLM_EPOCHS, batch_size: int = VLM_BATCH,
-              lr: float = 2e-3, log=print):
+              *, lr: float = 2e-3, log=print):
     """The small CLIP trained contrastively (symmetric InfoNCE over the batch, learnt temperature, as CLIP) on
     `num_scenes` captioned scenes; returns the open_clip model."""
     import open_clip
@@ -137,7 +137,7 @@ def train_vlm(seed: int = 0, num_scenes: int = VLM_SCENES, epochs: int = VLM_EPO
 
 
 def builtin_vlm(seed: int = 0, log=print, num_scenes: int = VLM_SCENES, epochs: int = VLM_EPOCHS,
-                batch_size: int = VLM_BATCH) -> tuple[Path, Path]:
+                *, batch_size: int = VLM_BATCH) -> tuple[Path, Path]:
     """(model config JSON, whole CLIP state dict) of the built-in VLM, trained on first use and cached."""
     import torch
 

@@ -124,7 +124,7 @@ def frozen_logits(ckpt: dict, dataset: CocoDataset, batch_size: int = 32, log=pr
 
 
 def fit_calibration(logits: np.ndarray, positives: np.ndarray, loss: str, alpha: float | None = None,
-                    rounds: int = 20) -> tuple[float, np.ndarray]:
+                    *, rounds: int = 20) -> tuple[float, np.ndarray]:
     """(temperature T, per-class bias b) minimising `loss` (em or an) of z / T + b against the single positives,
     with L-BFGS (the problem is small and smooth: C + 1 parameters). Fitted on standardised logits, (z - m) / s
     times exp(u) plus beta (raw CLIP logits, ~25 with a spread of ~2, make the plain parameters ill-conditioned and

@@ -91,7 +91,7 @@ def test_sparse_labels_agree_with_dense_matrices():
     shape = (50, 9)
     rows, cols = rng.integers(0, shape[0], 120), rng.integers(0, shape[1], 120)  # duplicates included
     scores, observed = rng.random(120).astype(np.float32), rng.random(120) < 0.3
-    labels = SparseLabels.from_pairs(rows, cols, shape, scores, observed)
+    labels = SparseLabels.from_pairs(rows, cols, shape, scores, observed=observed)
     dense, dense_scores, dense_observed = np.zeros(shape, bool), np.zeros(shape, np.float32), np.zeros(shape, bool)
     for r, c, s, o in zip(rows, cols, scores, observed):
         dense[r, c] = True

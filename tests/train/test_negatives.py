@@ -37,12 +37,12 @@ def three_way(on_positive, on_negative, on_unobserved):
 
 def stateless(name, negatives=NEGATIVES, **kw):
     neg = None if negatives is None else t(negatives)
-    return compute_loss(name, t(LOGITS), t(TARGETS), None, neg, **kw).item()
+    return compute_loss(name, t(LOGITS), t(TARGETS), None, negatives=neg, **kw).item()
 
 
 def stateful(loss, negatives=NEGATIVES, epoch=0, rows=(0, 1, 2), logits=LOGITS):
     neg = None if negatives is None else t(negatives)
-    return loss(t(logits), t(TARGETS), None, t(list(rows)), epoch, neg)
+    return loss(t(logits), t(TARGETS), None, t(list(rows)), epoch, negatives=neg)
 
 
 # --- nothing changes without observed negatives ------------------------------------------------------------------
@@ -84,7 +84,7 @@ def test_em_takes_an_observed_negative_as_negative(alpha):
 
 def test_em_gradient_on_an_observed_negative_is_p():
     logits = t(LOGITS, requires_grad=True)
-    compute_loss("em", logits, t(TARGETS), None, t(NEGATIVES), alpha=0.1).backward()
+    compute_loss("em", logits, t(TARGETS), None, negatives=t(NEGATIVES), alpha=0.1).backward()
     # d(-log(1 - p))/ds = p, over the B x L mean
     np.testing.assert_allclose(logits.grad.numpy()[NEG], P[NEG] / (B * L), rtol=1e-12)
 
@@ -99,7 +99,7 @@ def test_epr_takes_an_observed_negative_as_negative():
 def test_a_known_mask_still_drops_observed_negatives():
     known = np.ones_like(NEGATIVES)
     known[0, 1] = False  # an observed negative
-    value = compute_loss("em", t(LOGITS), t(TARGETS), t(known), t(NEGATIVES), alpha=0.1).item()
+    value = compute_loss("em", t(LOGITS), t(TARGETS), t(known), negatives=t(NEGATIVES), alpha=0.1).item()
     per_entry = three_way(-np.log(P), -np.log(1 - P), -0.1 * entropy(P))
     assert value == pytest.approx(per_entry[known].mean(), rel=1e-12)
 
@@ -116,7 +116,7 @@ def test_role_mirrors_an_observed_positive_on_both_sides():
         loss.estimate_logits.copy_(t(EST, dtype=torch.float32))
         loss.initialised[:] = True  # keep the estimates set here
     logits = t(LOGITS, requires_grad=True)
-    value = loss(logits, t(TARGETS), None, t([0, 1, 2]), 0, t(NEGATIVES))
+    value = loss(logits, t(TARGETS), None, t([0, 1, 2]), 0, negatives=t(NEGATIVES))
     value.backward()
     e = 1 / (1 + np.exp(-EST.astype(np.float32).astype(np.float64)))
     cls = three_way(-np.log(P), -np.log(1 - P), 0.0) - (e * np.log(P) + (1 - e) * np.log(1 - P))
@@ -207,7 +207,7 @@ def test_gr_takes_an_observed_negative_as_negative(epoch):
     w, b, mu, sigma = loss.schedule(epoch)
     q2, q3 = loss.q
     logits = t(LOGITS, requires_grad=True)
-    value = loss(logits, t(TARGETS), None, t([0, 1, 2]), epoch, t(NEGATIVES))
+    value = loss(logits, t(TARGETS), None, t([0, 1, 2]), epoch, negatives=t(NEGATIVES))
     value.backward()
     k = 1 / (1 + np.exp(-(w * P + b)))
     v = np.exp(-0.5 * ((P - mu) / sigma) ** 2)

@@ -71,8 +71,8 @@ def test_the_trainer_passes_each_rows_observed_negatives(loss, mode, tiny_data, 
             seen[r] = n
 
     real_gr, real_em = stateful_losses.GeneralizedRobustLoss.forward, losses.entropy_maximization
-    monkeypatch.setattr(stateful_losses.GeneralizedRobustLoss, "forward", lambda self, lg, t, k, rows, e, negatives=None:
-                        record(rows, negatives) or real_gr(self, lg, t, k, rows, e, negatives))
+    monkeypatch.setattr(stateful_losses.GeneralizedRobustLoss, "forward", lambda self, lg, t, k, rows, e, *, negatives=None:
+                        record(rows, negatives) or real_gr(self, lg, t, k, rows, e, negatives=negatives))
     # the plain losses get no rows: their batch's negatives are matched to the images through the targets' order
     calls = []
     monkeypatch.setattr(losses, "entropy_maximization", lambda lg, t, k=None, *, negatives=None, **kw:
