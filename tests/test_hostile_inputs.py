@@ -371,3 +371,32 @@ def test_the_streamed_reader_refuses_a_key_twice_where_its_caller_cannot_restart
     assert stream_object(io.BytesIO(b'{"a": [1], "b": 2, "b": 3}'), {"a": items.append}) == {"a": STREAMED, "b": 3}
     with pytest.raises(ValueError, match="'a' given twice"):
         stream_object(io.BytesIO(b'{"a": [1], "a": [2]}'), {"a": items.append})
+
+
+def test_deeply_nested_json_to_review_and_zero_shot_is_one_line(tmp_path):
+    """The readers added since (spml-review's labels, observed and answer files, Label Studio tasks, zero-shot
+    categories and open_clip configs) go through the same decoding: one line, never a RecursionError."""
+    from spml.review.cli import main as review_cli
+    from spml.train.clip_models import clip_model_config
+    from spml.train.zero_shot import read_categories
+
+    deep = tmp_path / "deep.json"
+    deep.write_text(DEEP)
+    (tmp_path / "sp.json").write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg"}], "categories": CATS,
+                                                  "annotations": []}))
+    folder = tmp_path / "review"
+    folder.mkdir()
+    (folder / "label-studio.json").write_text(DEEP)
+    (folder / "label-studio.xml").write_text("<View/>")
+    runs = {"select": ["select", str(deep), "--budget", "1", "--out", str(tmp_path / "q")],
+            "merge observed": ["merge", str(deep), str(tmp_path / "answers.json"), "--out", str(tmp_path / "o.json")],
+            "merge answers": ["merge", str(tmp_path / "sp.json"), str(deep), "--out", str(tmp_path / "o.json")]}
+    (tmp_path / "answers.json").write_text("[]")
+    for what, args in runs.items():
+        result = CliRunner().invoke(review_cli, args)
+        assert result.exit_code == 1 and "not a JSON file (nested too deeply" in result.output, (what, result.output)
+        assert not (tmp_path / "o.json").exists()
+    with pytest.raises(SpmlError, match="not a JSON file .nested too deeply"):
+        read_categories(deep)
+    with pytest.raises(SpmlError, match="not a JSON file .nested too deeply"):
+        clip_model_config(f"open_clip/{deep}")

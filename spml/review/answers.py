@@ -5,11 +5,11 @@ in file order, so that a later answer can win."""
 from __future__ import annotations
 
 import csv
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from spml.data.json_stream import load_json
 from spml.errors import SpmlError
 from spml.review.select import CHOICE_NAME
 
@@ -59,11 +59,7 @@ def read_answers(path: str | os.PathLike) -> list[Answer]:
         raise SpmlError(f"{path}: no such file") from None
     if path.suffix.lower() == ".csv":
         return _csv_answers(path)
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            tasks = json.load(f)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise SpmlError(f"{path}: not a CSV (by its suffix) nor a JSON file ({e})") from None
+    tasks = load_json(path, "answers")  # a UTF-8 BOM, as some tools write, is fine: json.load of bytes skips it
     if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
         raise SpmlError(f"{path}: not a Label Studio export (expected a JSON list of tasks)") from None
     answers: list[Answer] = []

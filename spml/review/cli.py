@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from spml.cli_util import command, group, version
+from spml.cli_util import group, version
 
 STRATEGY_NAMES = ("random", "uncertainty", "weighted")  # spml.review.strategies.STRATEGIES, without importing numpy
 

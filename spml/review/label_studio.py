@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
+from spml.data.json_stream import load_json
 from spml.errors import SpmlError
 from spml.files import atomic_write
 from spml.review.select import CHOICE_NAME, IMAGE_NAME, LOCAL_FILES_URL
@@ -91,10 +92,7 @@ def read_questions(folder: str | os.PathLike) -> tuple[list[dict], str]:
     for path in (tasks_path, config_path):
         if not path.is_file():
             raise SpmlError(f"{path}: no such file (push reads the folder spml-review select --out wrote)") from None
-    try:
-        tasks = json.loads(tasks_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise SpmlError(f"{tasks_path}: not a JSON file ({e})") from None
+    tasks = load_json(tasks_path)
     if not isinstance(tasks, list) or not all(isinstance(t, dict) and isinstance(t.get("data"), dict)
                                                and isinstance(t["data"].get(IMAGE_NAME), str) for t in tasks):
         raise SpmlError(f"{tasks_path}: not Label Studio tasks with data.{IMAGE_NAME} (as spml-review select writes)") \

@@ -9,12 +9,12 @@ one, which an answer corrects) or one of its negatives is counted and left out. 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from spml.data.coco import dataset_from_dict
+from spml.data.json_stream import load_json
 from spml.errors import SpmlError
 from spml.files import sha256_of, write_json
 from spml.review.answers import Answer, read_answers
@@ -44,15 +44,7 @@ def final_answers(answers: list[Answer]) -> tuple[dict[tuple[int, int], Answer],
 
 
 def _load_observed(path: Path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = json.load(f)
-    except FileNotFoundError:
-        raise SpmlError(f"{path}: no such file") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise SpmlError(f"{path}: not a JSON file ({e})") from None
-    except OSError as e:
-        raise SpmlError(f"{path}: cannot read ({e.strerror})") from None
+    raw = load_json(path)
     dataset_from_dict(raw, path)  # the same checks as every spml reader: ids, references, duplicates
     return raw
 

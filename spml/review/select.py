@@ -21,7 +21,7 @@ from urllib.parse import quote
 import numpy as np
 
 from spml.data.coco import resolve_images_dir
-from spml.data.json_stream import stream_object
+from spml.data.json_stream import DECODE_ERRORS, decode_error, stream_object
 from spml.errors import SpmlError
 from spml.files import atomic_write, sha256_of, write_json
 from spml.review.strategies import STRATEGIES, Strategy
@@ -50,10 +50,10 @@ def _read(path: Path, streamed: dict):
         raise SpmlError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise SpmlError(f"{path}: is a folder, not a labels file") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise SpmlError(f"{path}: not a JSON file ({e})") from None
     except OSError as e:
         raise SpmlError(f"{path}: cannot read ({e.strerror})") from None
+    except DECODE_ERRORS as e:  # RecursionError and MemoryError too: a user's file is never a traceback
+        raise SpmlError(f"{path}: not a JSON file ({decode_error(e)})") from None
 
 
 def _is_id(v) -> bool:

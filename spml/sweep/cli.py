@@ -7,7 +7,7 @@ import click
 from spml.cli_util import command, several
 from spml.data.protocol import COCO_EXPECTED_POSITIVES
 from spml.sweep.variants import BASES, OPTIONS, parse_variant
-from spml.train.loss_names import ALL_LOSS_NAMES, PRESET_NAMES
+from spml.train.loss_names import ALL_LOSS_NAMES
 from spml.train.options import model_options
 
 VARIANT_NAMES = tuple(BASES)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import json
 import os
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spml.data.images import INTERPOLATIONS, RESIZE_MODES, Preprocess
+from spml.data.json_stream import load_json
 from spml.errors import SpmlError
 from spml.train.weights import first_words, load_state_dict_file
 
@@ -73,13 +73,7 @@ def clip_model_config(arch: str) -> dict:
 
 
 def _config_file(path: Path) -> dict:
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SpmlError(f"{path}: no such open_clip model config") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise SpmlError(f"{path}: not a readable open_clip model config ({type(e).__name__}: "
-                        f"{first_words(str(e))})") from None
+    raw = load_json(path, "open_clip model config")
     if not isinstance(raw, dict):
         raise SpmlError(f"{path}: not an open_clip model config (a JSON object with embed_dim, vision_cfg, "
                         "text_cfg)") from None

@@ -29,7 +29,6 @@ from spml.train.loss_registry import own_arguments
 from spml.train.stateful_losses import STATEFUL_LOSSES, StatefulLoss, create_stateful_loss
 from spml.train.model import (FORMAT_VERSION, check_arch, create_model, load_checkpoint, model_preprocess,
                               pretrained_weights_cached)
-from spml.train.small_cnn import SMALL_ARCHS
 from spml.train.timm_models import is_timm
 from spml.train.clip_models import clip_record, is_clip, read_prompts
 

@@ -24,6 +24,7 @@ import torch
 
 from spml.data.coco import CocoDataset, load_coco, same_categories
 from spml.data.images import ImageError
+from spml.data.json_stream import load_json
 from spml.errors import SpmlError
 from spml.train.clip_models import clip_input_size, clip_model_config, clip_preprocess, clip_record, create_clip_model
 from spml.train.model import FORMAT_VERSION
@@ -57,15 +58,8 @@ def read_categories(path) -> list[dict]:
 
 def _coco_categories(path) -> list[dict]:
     """A COCO file's categories only: a file of categories with no images is a fine CATS."""
-    import json
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            categories = json.load(f).get("categories")
-    except FileNotFoundError:
-        raise SpmlError(f"--categories {path}: no such file") from None
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as e:
-        raise SpmlError(f"--categories {path}: not a COCO file or a .txt of names ({type(e).__name__})") from None
+    raw = load_json(path, "--categories")
+    categories = raw.get("categories") if isinstance(raw, dict) else None
     if not isinstance(categories, list) or not categories:
         raise SpmlError(f"--categories {path}: no categories (a COCO file's, or a .txt of names)") from None
     out = []
