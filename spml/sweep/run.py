@@ -189,14 +189,16 @@ def scores_of(sweep: Sweep, onnx: Path, tta: str):
     return result
 
 
-def write_labels_file(sweep: Sweep, labels: Path, scores, model: Path, tau: float, **settings) -> Path:
+def write_labels_file(sweep: Sweep, labels: Path, scores, model: Path, tau: float, *, dataset: CocoDataset | None = None,
+                      **settings) -> Path:
     """One labels file through spml-label's own policy and writers (spml.label.label_scores); `settings` are
-    LabelConfig's (soft, tau_low, class_prior, tta). No teacher recipe is recorded: the sweep gives every
-    student its settings itself."""
+    LabelConfig's (soft, tau_low, class_prior, tta). `dataset`: the training images with their labels (by default
+    the single positives; a reviewed copy keeps a person's answers), `scores` being of the same images in the
+    same order. No teacher recipe is recorded: the sweep gives every student its settings itself."""
     from spml.label import LabelConfig, label_scores
 
-    label_scores(LabelConfig(out=str(labels), taus=(tau,), model=str(model), **settings), sweep.sp, scores,
-                 warn=sweep.log)
+    label_scores(LabelConfig(out=str(labels), taus=(tau,), model=str(model), **settings),
+                 sweep.sp if dataset is None else dataset, scores, warn=sweep.log)
     return labels
 
 
@@ -238,14 +240,27 @@ def variant_students(sweep: Sweep, variants_asked: list[Variant], students: list
     tau = cfg.variant_tau if cfg.variant_tau is not None else best["tau"]
     sweep.log(f"variants at tau {tau:g}"
               + ("" if cfg.variant_tau is not None else " (best validation mAP of the hard-threshold students)"))
-    return [{"variant": v.name, "tau": tau, "description": v.description(), **variant_student(sweep, v, tau)}
-            for v in variants_asked]
+    return [{"variant": v.name, "tau": tau, "description": v.description(), **variant_student(sweep, v, tau),
+             "epochs": chain_epochs(v, cfg.train.get("epochs"))} for v in variants_asked]
+
+
+def chain_epochs(v: Variant, epochs: int | None) -> int | None:
+    """The epochs behind variant v's model, `epochs` being the sweep's: a model started from another's weights
+    (init) counts both trainings'. None when the sweep's epochs were left to the trainer's default."""
+    if epochs is None:
+        return None
+    own = v.train.get("epochs", epochs)
+    if v.base in ("teacher", "full") or not v.init:
+        return own
+    return (v.teacher_epochs or epochs) + own * v.rounds
 
 
 def variant_student(sweep: Sweep, v: Variant, tau: float) -> dict:
     """Train variant `v`'s student (all its rounds) at `tau`; the report entry of its last round."""
     if v.base in ("teacher", "full"):
         return reference_variant(sweep, v)
+    if v.base == "review":
+        return review_variant(sweep, v, tau)
     teacher_model, per_round = variant_teacher(sweep, v), []
     teacher_onnx = sweep.onnx if teacher_model == sweep.teacher else exported(teacher_model)
     if v.ensemble > 1:
@@ -329,15 +344,95 @@ def ensemble_onnx(sweep: Sweep, v: Variant) -> Path:
     return onnx
 
 
+def review_variant(sweep: Sweep, v: Variant, tau: float) -> dict:
+    """Variant `review:B[:strategy[:unit]][+fix]`: the teacher's questions answered from --gt-ann and merged into
+    the single positives; then the teacher retrained on them (EM with verified positives and negatives), or, with
+    fix, the teacher's own labels corrected by them; init-soft from that teacher. Its report entry."""
+    cfg = sweep.cfg
+    if not cfg.gt_ann:
+        raise SpmlError(f"variant {v.name}: needs --gt-ann (the answers are simulated from it)") from None
+    first = variant_teacher(sweep, v)
+    first_onnx = sweep.onnx if first == sweep.teacher else exported(first)
+    folder = sweep.out / f"review_{first.stem}_{v.review.per_image:g}_{v.review.strategy}_{v.review.unit}"
+    reviewed_ann, answers = review_answers(sweep, v, folder, first_onnx, tau)
+    if v.review.fix:
+        teacher_model, teacher_onnx = first, first_onnx
+    else:
+        loss = v.teacher_loss or cfg.teacher_loss
+        extra = {"epochs": v.teacher_epochs} if v.teacher_epochs else {}
+        teacher_model = sweep.train(f"teacher_{loss}_{folder.name}", str(reviewed_ann), loss, cfg.images, **extra)
+        teacher_onnx = exported(teacher_model)
+    labels = sweep.out / f"labels_{v.file_name}.json"
+    if not labels.exists():
+        reviewed = load_coco(reviewed_ann, cfg.images)
+        if reviewed.image_ids != sweep.sp.image_ids:  # the scores are the single positives' rows
+            raise SpmlError(f"{reviewed_ann}: not the images of {cfg.ann} in their order; delete {reviewed_ann.parent}") from None
+        write_labels_file(sweep, labels, scores_of(sweep, teacher_onnx, v.tta), teacher_onnx, tau, dataset=reviewed,
+                          soft=True, tta=v.tta)
+    entry = student(sweep, v.file_name, labels, **v.train, soft_targets=True, init=str(teacher_model))
+    entry["answers"] = answers
+    if teacher_onnx != sweep.onnx:
+        entry["teacher_map"] = sweep.test_map(teacher_onnx)
+    return entry
+
+
+def review_answers(sweep: Sweep, v: Variant, folder: Path, teacher_onnx: Path, tau: float) -> tuple[Path, dict]:
+    """spml-review's loop with a simulated person, in `folder`: the teacher's soft labels, the questions its
+    strategy chooses within the budget, their answers from --gt-ann, merged into the single positives
+    (reviewed.json). Returns that file and the answers' counts (questions, yes, no)."""
+    from spml.review.merge import merge_answers
+    from spml.review.select import select_questions, write_selection
+    from spml.review.simulate import simulate_answers
+
+    cfg, seed = sweep.cfg, cfg_seed(sweep.cfg)
+    reviewed, answers = folder / "reviewed.json", folder / "answers.csv"
+    if not reviewed.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        source = sweep.out / f"labels_{teacher_onnx.stem}_soft_tau{tau:g}{'' if v.tta == 'none' else '_' + v.tta}.json"
+        if not source.exists():
+            write_labels_file(sweep, source, scores_of(sweep, teacher_onnx, v.tta), teacher_onnx, tau, soft=True, tta=v.tta)
+        budget = v.review.budget(len(sweep.sp))
+        selection = select_questions(source, budget=budget, strategy=v.review.strategy, unit=v.review.unit, seed=seed)
+        paths = write_selection(folder, selection, labels=source, strategy=v.review.strategy, unit=v.review.unit,
+                                budget=budget, seed=seed)
+        simulate_answers(paths["questions.csv"], cfg.gt_ann, answers, seed=seed)
+        merge_answers(cfg.ann, [answers], reviewed)
+    counts = answer_counts(answers)
+    sweep.log(f"review {folder.name}: {counts['questions']} answers, {counts['yes']} yes, {counts['no']} no")
+    return reviewed, counts
+
+
+def cfg_seed(cfg: SweepConfig) -> int:
+    return int(cfg.train.get("seed") or 0)
+
+
+def answer_counts(answers: Path) -> dict:
+    """Questions asked and answered yes / no in a filled questions CSV."""
+    import csv
+
+    with open(answers, newline="", encoding="utf-8") as f:
+        said = [row["answer"].strip().lower() for row in csv.DictReader(f)]
+    return {"questions": len(said), "yes": said.count("yes"), "no": said.count("no")}
+
+
 def write_report(sweep: Sweep, *, teacher_maps: dict, full: float | None, students: list, variants: list,
                  losses: dict) -> dict:
     """report.json, report.md and the two plots; each entry gains its share of the teacher -> full-labels gap."""
     em = teacher_maps[sweep.cfg.teacher_loss]
     for entry in students + variants:  # (student - teacher) / (full - teacher): how much of the way to full labels
         entry["gap_share"] = gap_share(entry["map"], em, full)
+    equal = equal_epoch_lines(sweep.cfg, em, full, variants)
+    if equal is not None:
+        for entry in students + variants:
+            entry["gap_share_equal_epochs"] = gap_share(entry["map"], equal["em"], equal["full"]) \
+                if equal["em"] is not None else None
+        if equal["em"] is None or equal["full"] is None:
+            sweep.log(f"no equal-epoch gap shares: add the variants teacher+epochs:{equal['epochs']} and "
+                      f"full+epochs:{equal['epochs']} (the longest training in the report)")
     report = {
         "teachers": teacher_maps,
         "full": full,
+        **({"equal_epochs": equal} if equal is not None else {}),
         "students": students,
         "variants": variants,
         "losses": losses,
@@ -346,6 +441,21 @@ def write_report(sweep: Sweep, *, teacher_maps: dict, full: float | None, studen
     write_json(sweep.out / "report.json", report)
     write_report_files(report, sweep.out)
     return report
+
+
+def equal_epoch_lines(cfg: SweepConfig, em: float, full: float | None, variants: list) -> dict | None:
+    """The EM and full-label lines at the epochs of the longest training in the report (a model started from
+    another's weights counting both), where the report has them: the sweep's own at its epochs, else the
+    variants teacher+epochs:N and full+epochs:N. None when no variant records its epochs."""
+    epochs = cfg.train.get("epochs")
+    longest = max([v["epochs"] for v in variants if v.get("epochs") is not None], default=None)
+    if longest is None or epochs is None:
+        return None
+    longest = max(longest, epochs)
+    if longest == epochs:
+        return {"epochs": longest, "em": em, "full": full}
+    by_name = {v["variant"]: v["map"] for v in variants}
+    return {"epochs": longest, "em": by_name.get(f"teacher+epochs:{longest}"), "full": by_name.get(f"full+epochs:{longest}")}
 
 
 def gap_share(student: float, teacher: float, full: float | None) -> float | None:
