@@ -113,8 +113,11 @@ def parse_review(base: str, fix: bool = False) -> Review:
     _, *fields = base.split(":")
     if not 1 <= len(fields) <= 3 or not fields[0]:
         raise ValueError(f"{base!r}: expected review:B[:strategy[:unit]], B answers per image (e.g. review:0.5:random:pair)")
-    per_image = _number(f"review:{fields[0]}", float, 0.0)
-    if not per_image > 0 or per_image != per_image or per_image == float("inf"):
+    try:
+        per_image = float(fields[0])
+    except ValueError:
+        raise ValueError(f"{base!r}: expected a number of answers per image after 'review:'") from None
+    if not 0 < per_image < float("inf"):  # NaN fails too
         raise ValueError(f"{base!r}: B, the answers per image, must be a positive number")
     strategy = fields[1] if len(fields) > 1 else "uncertainty"
     unit = fields[2] if len(fields) > 2 else "pair"
