@@ -363,14 +363,18 @@ def review_variant(sweep: Sweep, v: Variant, tau: float) -> dict:
         teacher_model = sweep.train(f"teacher_{loss}_{folder.name}", str(reviewed_ann), loss, cfg.images, **extra)
         teacher_onnx = exported(teacher_model)
     labels = sweep.out / f"labels_{v.file_name}.json"
+    scores, calibration = scores_of(sweep, teacher_onnx, v.tta), None
+    if v.review.calibrate:
+        scores, calibration = calibrated_scores(sweep, folder, scores)
     if not labels.exists():
         reviewed = load_coco(reviewed_ann, cfg.images)
         if reviewed.image_ids != sweep.sp.image_ids:  # the scores are the single positives' rows
             raise SpmlError(f"{reviewed_ann}: not the images of {cfg.ann} in their order; delete {reviewed_ann.parent}") from None
-        write_labels_file(sweep, labels, scores_of(sweep, teacher_onnx, v.tta), teacher_onnx, tau, dataset=reviewed,
-                          soft=True, tta=v.tta)
+        write_labels_file(sweep, labels, scores, teacher_onnx, tau, dataset=reviewed, soft=True, tta=v.tta)
     entry = student(sweep, v.file_name, labels, **v.train, soft_targets=True, init=str(teacher_model))
     entry["answers"] = answers
+    if calibration is not None:
+        entry["calibration"] = calibration
     if teacher_onnx != sweep.onnx:
         entry["teacher_map"] = sweep.test_map(teacher_onnx)
     return entry
@@ -402,16 +406,41 @@ def review_answers(sweep: Sweep, v: Variant, folder: Path, teacher_onnx: Path, t
     return reviewed, counts
 
 
+def calibrated_scores(sweep: Sweep, folder: Path, scores) -> tuple:
+    """The teacher's `scores` calibrated on the answers in `folder` (spml.review.calibrate: per category Platt
+    scaling, weighted answers by 1 / their sampling weight); the maps as [a, b] per category."""
+    from spml.label.labeler import Scores
+    from spml.review.calibrate import calibrate, calibration_maps
+
+    chosen = json.loads((folder / "selection.json").read_text())["questions_chosen"]
+    answered = {(i, c): answer == "yes" for i, c, answer in _answers(folder / "answers.csv")}
+    row, column = {i: n for n, i in enumerate(sweep.sp.image_ids)}, sweep.sp.column_of()
+    rows = np.array([row[q["image_id"]] for q in chosen])
+    columns = np.array([column[q["category_id"]] for q in chosen])
+    yes = np.array([answered[q["image_id"], q["category_id"]] for q in chosen])
+    weights = np.array([1.0 / q["weight"] for q in chosen]) if all("weight" in q for q in chosen) else None
+    values = scores.values
+    try:
+        maps = calibration_maps(values[rows - scores.start, columns], columns, yes, values.shape[1], weights)
+    except ValueError as e:
+        raise SpmlError(f"{folder}: {e}") from None
+    return Scores(calibrate(values, maps), scores.failures, scores.seconds, scores.start), maps.tolist()
+
+
+def _answers(path: Path) -> list[tuple[int, int, str]]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        return [(int(r["image_id"]), int(r["category_id"]), r["answer"].strip().lower()) for r in csv.DictReader(f)]
+
+
 def cfg_seed(cfg: SweepConfig) -> int:
     return int(cfg.train.get("seed") or 0)
 
 
 def answer_counts(answers: Path) -> dict:
     """Questions asked and answered yes / no in a filled questions CSV."""
-    import csv
-
-    with open(answers, newline="", encoding="utf-8") as f:
-        said = [row["answer"].strip().lower() for row in csv.DictReader(f)]
+    said = [answer for *_, answer in _answers(answers)]
     return {"questions": len(said), "yes": said.count("yes"), "no": said.count("no")}
 
 

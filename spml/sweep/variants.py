@@ -38,6 +38,7 @@ OPTIONS = {
     "tloss:NAME": "the variant's teacher(s) trained with loss NAME instead of the sweep's",
     "tepochs:N": "the variant's teacher(s) trained N epochs",
     "fix": "review: the answers correct the first teacher's pseudo labels (kept as verified) instead of retraining it",
+    "cal": "review: fix, and the teacher's probabilities calibrated on the answers (Platt scaling per category)",
 }
 
 
@@ -50,6 +51,7 @@ class Review:
     strategy: str = "uncertainty"
     unit: str = "pair"
     fix: bool = False
+    calibrate: bool = False  # cal: fix, with the teacher's probabilities calibrated on the answers
 
     def budget(self, images: int) -> int:
         """The number of answers for `images` images, at least one."""
@@ -85,7 +87,7 @@ class Variant:
         parts = [BASES["rounds:K"].replace("K rounds", f"{self.rounds} rounds") if self.base == "rounds" else
                  _review_description(self.review) if self.base == "review" else BASES[self.base]]
         for option in self.name.split("+")[1:]:
-            if option == "fix":
+            if option in ("fix", "cal"):
                 continue  # part of the review's description
             key, _, value = option.partition(":")
             text = OPTIONS[f"{key}:{PLACEHOLDER[key]}" if value else key]
@@ -100,12 +102,15 @@ PLACEHOLDER = {"temp": "T", "epochs": "N", "dropout": "P", "size": "N", "ens": "
 def _review_description(review: Review) -> str:
     asked = (f"{review.per_image:g} answers per image from a person (simulated from --gt-ann), questions chosen by "
              f"{review.strategy}, {'every category of a chosen image' if review.unit == 'image' else 'pair by pair'}")
+    if review.calibrate:
+        return asked + ("; the teacher's probabilities calibrated on the answers (Platt scaling per category) and "
+                        "corrected by them, then init-soft from that teacher")
     if review.fix:
         return asked + "; the answers correct the teacher's pseudo labels, then init-soft from that teacher"
     return asked + "; the EM teacher retrained on the single positives and the answers, then init-soft from it"
 
 
-def parse_review(base: str, fix: bool = False) -> Review:
+def parse_review(base: str, fix: bool = False, calibrate: bool = False) -> Review:
     """`review:B[:strategy[:unit]]` as a Review; ValueError saying what is valid otherwise."""
     from spml.review.strategies import STRATEGIES
 
@@ -125,7 +130,7 @@ def parse_review(base: str, fix: bool = False) -> Review:
         raise ValueError(f"{base!r}: unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
     if unit not in units:
         raise ValueError(f"{base!r}: unknown unit {unit!r}; valid: {', '.join(units)}")
-    return Review(per_image, strategy, unit, fix)
+    return Review(per_image, strategy, unit, fix or calibrate, calibrate)
 
 
 def parse_variant(name: str) -> Variant:
@@ -136,8 +141,8 @@ def parse_variant(name: str) -> Variant:
         rounds = _number(base, int, 1)
         base = "rounds"
     elif base == "review" or base.startswith("review:"):
-        review = parse_review(base, fix="fix" in options)
-        options = [o for o in options if o != "fix"]
+        review = parse_review(base, fix="fix" in options, calibrate="cal" in options)
+        options = [o for o in options if o not in ("fix", "cal")]
         base = "review"
     elif base not in BASES or base in ("rounds:K", "review:B[:strategy[:unit]]"):
         raise ValueError(f"unknown variant {name!r}: the base must be one of {', '.join(BASES)}")
@@ -169,8 +174,8 @@ def parse_variant(name: str) -> Variant:
             teacher["teacher_loss"] = value
         elif key == "tepochs" and value:
             teacher["teacher_epochs"] = _number(option, int, 1)
-        elif key == "fix" and not value:
-            raise ValueError(f"variant {name!r}: fix is an option of review:B[:strategy[:unit]] only")
+        elif key in ("fix", "cal") and not value:
+            raise ValueError(f"variant {name!r}: {key} is an option of review:B[:strategy[:unit]] only")
         else:
             raise ValueError(f"unknown option {option!r} in variant {name!r}; valid: {', '.join(OPTIONS)}")
     if base in ("teacher", "full") and (tta != "none" or ensemble > 1 or teacher):
