@@ -353,7 +353,8 @@ def review_variant(sweep: Sweep, v: Variant, tau: float) -> dict:
         raise SpmlError(f"variant {v.name}: needs --gt-ann (the answers are simulated from it)") from None
     first = variant_teacher(sweep, v)
     first_onnx = sweep.onnx if first == sweep.teacher else exported(first)
-    folder = sweep.out / f"review_{first.stem}_{v.review.per_image:g}_{v.review.strategy}_{v.review.unit}"
+    folder = sweep.out / (f"review_{first.stem}_{v.review.per_image:g}_{v.review.strategy}_{v.review.unit}"
+                          + ("_staged" if v.review.staged else ""))
     reviewed_ann, answers = review_answers(sweep, v, folder, first_onnx, tau)
     if v.review.fix:
         teacher_model, teacher_onnx = first, first_onnx
@@ -364,8 +365,8 @@ def review_variant(sweep: Sweep, v: Variant, tau: float) -> dict:
         teacher_onnx = exported(teacher_model)
     labels = sweep.out / f"labels_{v.file_name}.json"
     scores, calibration = scores_of(sweep, teacher_onnx, v.tta), None
-    if v.review.calibrate:
-        scores, calibration = calibrated_scores(sweep, folder, scores)
+    if v.review.calibrate:  # on the random half alone where staged: an unbiased sample of the unknown pairs
+        scores, calibration = calibrated_scores(sweep, folder / "stage1" if v.review.staged else folder, scores)
     if not labels.exists():
         reviewed = load_coco(reviewed_ann, cfg.images)
         if reviewed.image_ids != sweep.sp.image_ids:  # the scores are the single positives' rows
@@ -383,27 +384,47 @@ def review_variant(sweep: Sweep, v: Variant, tau: float) -> dict:
 def review_answers(sweep: Sweep, v: Variant, folder: Path, teacher_onnx: Path, tau: float) -> tuple[Path, dict]:
     """spml-review's loop with a simulated person, in `folder`: the teacher's soft labels, the questions its
     strategy chooses within the budget, their answers from --gt-ann, merged into the single positives
-    (reviewed.json). Returns that file and the answers' counts (questions, yes, no)."""
+    (reviewed.json). With `staged`, half the budget first at random (folder/stage1), the teacher's probabilities
+    calibrated on those answers, then the strategy's half on the calibrated probabilities (uncertainty: nearest
+    0.5). Returns the reviewed file and the answers' counts (questions, yes, no)."""
+    cfg, seed, review = sweep.cfg, cfg_seed(sweep.cfg), v.review
+    source = sweep.out / f"labels_{teacher_onnx.stem}_soft_tau{tau:g}{'' if v.tta == 'none' else '_' + v.tta}.json"
+    if not source.exists():
+        write_labels_file(sweep, source, scores_of(sweep, teacher_onnx, v.tta), teacher_onnx, tau, soft=True, tta=v.tta)
+    budget = review.budget(len(sweep.sp))
+    if not review.staged:
+        reviewed = ask(sweep, folder, source, Path(cfg.ann), budget=budget, strategy=review.strategy, unit=review.unit)
+        counts = answer_counts(folder / "answers.csv")
+    else:
+        first = ask(sweep, folder / "stage1", source, Path(cfg.ann), budget=budget // 2, strategy="random", unit=review.unit)
+        calibrated = folder / "labels_calibrated.json"
+        if not calibrated.exists():
+            scores, _ = calibrated_scores(sweep, folder / "stage1", scores_of(sweep, teacher_onnx, v.tta))
+            write_labels_file(sweep, calibrated, scores, teacher_onnx, 0.5, dataset=load_coco(first, cfg.images),
+                              soft=True, tta=v.tta)
+        reviewed = ask(sweep, folder, calibrated, first, budget=budget - budget // 2, strategy=review.strategy,
+                       unit=review.unit)
+        counts = {k: a + b for (k, a), b in zip(answer_counts(folder / "stage1" / "answers.csv").items(),
+                                                 answer_counts(folder / "answers.csv").values())}
+    sweep.log(f"review {folder.name}: {counts['questions']} answers, {counts['yes']} yes, {counts['no']} no")
+    return reviewed, counts
+
+
+def ask(sweep: Sweep, folder: Path, labels: Path, observed: Path, *, budget: int, strategy: str, unit: str) -> Path:
+    """Questions chosen from `labels` (select), answered from --gt-ann (simulate), merged into `observed` (merge):
+    folder/reviewed.json, made once."""
     from spml.review.merge import merge_answers
     from spml.review.select import select_questions, write_selection
     from spml.review.simulate import simulate_answers
 
-    cfg, seed = sweep.cfg, cfg_seed(sweep.cfg)
-    reviewed, answers = folder / "reviewed.json", folder / "answers.csv"
+    seed, reviewed = cfg_seed(sweep.cfg), folder / "reviewed.json"
     if not reviewed.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        source = sweep.out / f"labels_{teacher_onnx.stem}_soft_tau{tau:g}{'' if v.tta == 'none' else '_' + v.tta}.json"
-        if not source.exists():
-            write_labels_file(sweep, source, scores_of(sweep, teacher_onnx, v.tta), teacher_onnx, tau, soft=True, tta=v.tta)
-        budget = v.review.budget(len(sweep.sp))
-        selection = select_questions(source, budget=budget, strategy=v.review.strategy, unit=v.review.unit, seed=seed)
-        paths = write_selection(folder, selection, labels=source, strategy=v.review.strategy, unit=v.review.unit,
-                                budget=budget, seed=seed)
-        simulate_answers(paths["questions.csv"], cfg.gt_ann, answers, seed=seed)
-        merge_answers(cfg.ann, [answers], reviewed)
-    counts = answer_counts(answers)
-    sweep.log(f"review {folder.name}: {counts['questions']} answers, {counts['yes']} yes, {counts['no']} no")
-    return reviewed, counts
+        selection = select_questions(labels, budget=budget, strategy=strategy, unit=unit, seed=seed)
+        paths = write_selection(folder, selection, labels=labels, strategy=strategy, unit=unit, budget=budget, seed=seed)
+        simulate_answers(paths["questions.csv"], sweep.cfg.gt_ann, folder / "answers.csv", seed=seed)
+        merge_answers(observed, [folder / "answers.csv"], reviewed)
+    return reviewed
 
 
 def calibrated_scores(sweep: Sweep, folder: Path, scores) -> tuple:

@@ -39,6 +39,8 @@ OPTIONS = {
     "tepochs:N": "the variant's teacher(s) trained N epochs",
     "fix": "review: the answers correct the first teacher's pseudo labels (kept as verified) instead of retraining it",
     "cal": "review: fix, and the teacher's probabilities calibrated on the answers (Platt scaling per category)",
+    "staged": "review: cal, half the budget asked at random first (the calibration's), the rest by the strategy "
+              "on the calibrated probabilities",
 }
 
 
@@ -52,6 +54,7 @@ class Review:
     unit: str = "pair"
     fix: bool = False
     calibrate: bool = False  # cal: fix, with the teacher's probabilities calibrated on the answers
+    staged: bool = False  # half at random first, calibrate on it, the strategy's half on calibrated probabilities
 
     def budget(self, images: int) -> int:
         """The number of answers for `images` images, at least one."""
@@ -87,7 +90,7 @@ class Variant:
         parts = [BASES["rounds:K"].replace("K rounds", f"{self.rounds} rounds") if self.base == "rounds" else
                  _review_description(self.review) if self.base == "review" else BASES[self.base]]
         for option in self.name.split("+")[1:]:
-            if option in ("fix", "cal"):
+            if option in ("fix", "cal", "staged"):
                 continue  # part of the review's description
             key, _, value = option.partition(":")
             text = OPTIONS[f"{key}:{PLACEHOLDER[key]}" if value else key]
@@ -102,15 +105,19 @@ PLACEHOLDER = {"temp": "T", "epochs": "N", "dropout": "P", "size": "N", "ens": "
 def _review_description(review: Review) -> str:
     asked = (f"{review.per_image:g} answers per image from a person (simulated from --gt-ann), questions chosen by "
              f"{review.strategy}, {'every category of a chosen image' if review.unit == 'image' else 'pair by pair'}")
+    if review.staged:
+        asked = (f"{review.per_image:g} answers per image from a person (simulated from --gt-ann): half asked at "
+                 f"random, the rest chosen by {review.strategy} on the teacher's probabilities calibrated on the "
+                 f"random half, {'every category of a chosen image' if review.unit == 'image' else 'pair by pair'}")
     if review.calibrate:
-        return asked + ("; the teacher's probabilities calibrated on the answers (Platt scaling per category) and "
-                        "corrected by them, then init-soft from that teacher")
+        return asked + (f"; the teacher's probabilities calibrated on the {'random half' if review.staged else 'answers'} "
+                        "(Platt scaling per category) and corrected by the answers, then init-soft from that teacher")
     if review.fix:
         return asked + "; the answers correct the teacher's pseudo labels, then init-soft from that teacher"
     return asked + "; the EM teacher retrained on the single positives and the answers, then init-soft from it"
 
 
-def parse_review(base: str, fix: bool = False, calibrate: bool = False) -> Review:
+def parse_review(base: str, fix: bool = False, calibrate: bool = False, staged: bool = False) -> Review:
     """`review:B[:strategy[:unit]]` as a Review; ValueError saying what is valid otherwise."""
     from spml.review.strategies import STRATEGIES
 
@@ -130,7 +137,7 @@ def parse_review(base: str, fix: bool = False, calibrate: bool = False) -> Revie
         raise ValueError(f"{base!r}: unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
     if unit not in units:
         raise ValueError(f"{base!r}: unknown unit {unit!r}; valid: {', '.join(units)}")
-    return Review(per_image, strategy, unit, fix or calibrate, calibrate)
+    return Review(per_image, strategy, unit, fix or calibrate or staged, calibrate or staged, staged)
 
 
 def parse_variant(name: str) -> Variant:
@@ -141,8 +148,8 @@ def parse_variant(name: str) -> Variant:
         rounds = _number(base, int, 1)
         base = "rounds"
     elif base == "review" or base.startswith("review:"):
-        review = parse_review(base, fix="fix" in options, calibrate="cal" in options)
-        options = [o for o in options if o not in ("fix", "cal")]
+        review = parse_review(base, fix="fix" in options, calibrate="cal" in options, staged="staged" in options)
+        options = [o for o in options if o not in ("fix", "cal", "staged")]
         base = "review"
     elif base not in BASES or base in ("rounds:K", "review:B[:strategy[:unit]]"):
         raise ValueError(f"unknown variant {name!r}: the base must be one of {', '.join(BASES)}")
@@ -174,7 +181,7 @@ def parse_variant(name: str) -> Variant:
             teacher["teacher_loss"] = value
         elif key == "tepochs" and value:
             teacher["teacher_epochs"] = _number(option, int, 1)
-        elif key in ("fix", "cal") and not value:
+        elif key in ("fix", "cal", "staged") and not value:
             raise ValueError(f"variant {name!r}: {key} is an option of review:B[:strategy[:unit]] only")
         else:
             raise ValueError(f"unknown option {option!r} in variant {name!r}; valid: {', '.join(OPTIONS)}")
