@@ -519,6 +519,11 @@ def write_report_files(report: dict, out: Path) -> None:
     """report.md and the two plots, from report.json's numbers alone."""
     (out / "report.md").write_text(report_markdown(report))
     plot_figure1(report, out)
+    from spml.sweep.review_report import plot_review_gap, review_entries, review_markdown
+
+    if review_entries(report):  # the review variants' own table and plot (issue 20's measures)
+        (out / "review.md").write_text(review_markdown([report]))
+        plot_review_gap([report], out / "gap_share_vs_budget.png")
 
 
 def _fmt(value, digits=2):
