@@ -96,7 +96,7 @@ def review_sweep(tiny_data, tmp_path_factory):
     args = ["--ann", tiny_data["sp"], "--val-ann", tiny_data["val"], "--test-ann", tiny_data["test"],
             "--gt-ann", tiny_data["train"], "--tau", "0.5", "--variant-tau", "0.5", "--arch", "resnet18",
             "--image-size", "32", "--epochs", "1", "--batch-size", "16", "--no-pretrained", "--variants",
-            "review:1:random,review:0.5:uncertainty+fix,teacher+epochs:2,full+epochs:2", "--out", out]
+            "review:1:random,review:0.5:uncertainty+fix,review:1:uncertainty+staged,teacher+epochs:2,full+epochs:2", "--out", out]
     result = CliRunner().invoke(sweep_cli, [str(a) for a in args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return out, json.loads((out / "report.json").read_text())
@@ -193,3 +193,35 @@ def test_the_review_table_and_plot_render_from_the_report(review_sweep, tmp_path
     assert row.split(" | ")[5] == f"{100 * entry['gap_share_equal_epochs']:.1f}%"
     plot_review_gap([report], tmp_path / "gap.png")
     assert (tmp_path / "gap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_staged_asks_half_at_random_and_calibrates_on_that_half(review_sweep, tiny_data):
+    from sklearn.linear_model import LogisticRegression
+
+    from spml.review.calibrate import RIDGE
+
+    out, report = review_sweep
+    entry = next(v for v in report["variants"] if v["variant"] == "review:1:uncertainty+staged")
+    folder = out / "review_teacher_em_1_uncertainty_pair_staged"
+    first, second = questions_of(folder / "stage1"), questions_of(folder)
+    images = len(load_coco(tiny_data["sp"]))
+    assert (len(first), len(second)) == (images // 2, images - images // 2)
+    assert json.loads((folder / "stage1" / "selection.json").read_text())["strategy"] == "random"
+    assert not {(i, c) for i, c, _ in first} & {(i, c) for i, c, _ in second}  # nothing asked twice
+    assert entry["answers"]["questions"] == images
+    # too few answers for any category's own fit: every category takes the fit of the random half pooled
+    teacher = json.loads((out / "labels_teacher_soft_tau0.5.json").read_text())
+    categories = [c["id"] for c in teacher["categories"]]
+    p_of = {(im["id"], c): im["spml_scores"][j] for im in teacher["images"] for j, c in enumerate(categories)}
+    p = np.clip([p_of[i, c] for i, c, _ in first], 1e-6, 1 - 1e-6)
+    yes = [a == "yes" for *_, a in first]
+    # the same small ridge as spml's fit: the tiny teacher's logits span +-0.2, where it matters
+    fit = LogisticRegression(C=1 / RIDGE, max_iter=10000, tol=1e-10).fit(np.log(p / (1 - p))[:, None], yes)
+    for a, b in entry["calibration"]:
+        assert (a, b) == pytest.approx((fit.coef_[0, 0], fit.intercept_[0]), abs=0.02)
+    # the student's soft targets: the calibrated probabilities, a person's answers at 1 and 0
+    labels = json.loads((out / "labels_review1uncertainty_staged.json").read_text())
+    a, b = entry["calibration"][0]
+    q = [1 / (1 + np.exp(-(a * np.log(v / (1 - v)) + b))) for v in np.clip(teacher["images"][0]["spml_scores"], 1e-6, 1 - 1e-6)]
+    assert labels["images"][0]["spml_scores"] == pytest.approx(q, abs=2e-4)
