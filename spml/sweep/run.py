@@ -374,6 +374,7 @@ def review_variant(sweep: Sweep, v: Variant, tau: float) -> dict:
         write_labels_file(sweep, labels, scores, teacher_onnx, tau, dataset=reviewed, soft=True, tta=v.tta)
     entry = student(sweep, v.file_name, labels, **v.train, soft_targets=True, init=str(teacher_model))
     entry["answers"] = answers
+    entry["soft_targets"] = soft_target_quality(labels, cfg.gt_ann, sweep.sp)
     if calibration is not None:
         entry["calibration"] = calibration
     if teacher_onnx != sweep.onnx:
@@ -425,6 +426,25 @@ def ask(sweep: Sweep, folder: Path, labels: Path, observed: Path, *, budget: int
         simulate_answers(paths["questions.csv"], sweep.cfg.gt_ann, folder / "answers.csv", seed=seed)
         merge_answers(observed, [folder / "answers.csv"], reviewed)
     return reviewed
+
+
+def soft_target_quality(labels: Path, gt_ann: str, sp: CocoDataset) -> dict:
+    """How far a soft labels file's targets (what the student fits) are from the truth on the pairs the single
+    positives leave unknown: the mean target against the share of true positives, the mean absolute error, the
+    mean binary cross-entropy of the targets as predictions of the truth, and the mAP of the targets as a ranking of
+    those pairs (the observed positives set aside)."""
+    targets = load_coco(labels).soft_targets()
+    truth = load_coco(gt_ann)
+    row = {i: n for n, i in enumerate(truth.image_ids)}
+    columns = [truth.column_of()[c] for c in sp.category_ids]
+    y = truth.positives[[row[i] for i in sp.image_ids]][:, columns]
+    from spml.eval.metrics import mean_average_precision
+
+    ranking = mean_average_precision(np.where(sp.positives, -1.0, targets), np.where(sp.positives, 0, y))
+    unknown = ~sp.positives
+    t, y = np.clip(targets[unknown].astype(np.float64), 1e-6, 1 - 1e-6), y[unknown]
+    return {"mean_target": float(t.mean()), "truth_rate": float(y.mean()), "mean_abs_error": float(np.abs(t - y).mean()),
+            "bce": float(-(y * np.log(t) + (1 - y) * np.log(1 - t)).mean()), "map": float(ranking)}
 
 
 def calibrated_scores(sweep: Sweep, folder: Path, scores) -> tuple:
