@@ -60,6 +60,11 @@ def _equal(reports: list[dict]) -> dict:
             "full": _mean([line.get("full") for line in lines])}
 
 
+def _truth(mean: dict) -> str:
+    rates = {round(v, 3) for v in mean["soft_truth_rate"].values() if v is not None}
+    return "-" if not rates else " / ".join(f"{r:.3f}" for r in sorted(rates))
+
+
 def review_markdown(reports: list[dict]) -> str:
     """The study's table: one row per review variant (and the reference students), means over `reports`."""
     equal = _equal(reports)
@@ -71,13 +76,16 @@ def review_markdown(reports: list[dict]) -> str:
              f"Reference lines: EM teacher {_fmt(em8)} and full labels {_fmt(full8)} at {epochs} epochs; "
              f"EM {_fmt(equal['em'])} and full labels {_fmt(equal['full'])} at {equal['epochs']} epochs, the longest "
              f"training here (a model started from another's weights counts both trainings' epochs).", "",
-             f"| variant | answers: yes / no | labels: precision / recall / F1 | teacher test mAP | student test mAP "
-             f"| share of the gap at equal epochs ({equal['epochs']}) | share at {epochs} epochs (as before) |",
-             "|---|---|---|---|---|---|---|"]
+             f"| variant | answers: yes / no | labels: precision / recall / F1 | soft targets: mean / BCE / mAP "
+             f"| teacher test mAP | student test mAP | share of the gap at equal epochs ({equal['epochs']}) "
+             f"| share at {epochs} epochs (as before) |",
+             "|---|---|---|---|---|---|---|---|"]
     columns = {
         "yes": lambda e: (e.get("answers") or {}).get("yes"), "no": lambda e: (e.get("answers") or {}).get("no"),
         "precision": lambda e: e.get("precision"), "recall": lambda e: e.get("recall"), "f1": lambda e: e.get("f1"),
         "teacher": lambda e: e.get("teacher_map"), "map": lambda e: e["map"],
+        **{f"soft_{k}": (lambda k: lambda e: (e.get("soft_targets") or {}).get(k))(k)
+           for k in ("mean_target", "bce", "map", "truth_rate")},
         "equal": lambda e: e.get("gap_share_equal_epochs"), "share": lambda e: e.get("gap_share"),
     }
     mean = {key: _per_variant(reports, f) for key, f in columns.items()}
@@ -85,14 +93,18 @@ def review_markdown(reports: list[dict]) -> str:
     for name in wanted:
         answers = "-" if mean["yes"][name] is None else f"{mean['yes'][name]:,.0f} / {mean['no'][name]:,.0f}"
         quality = " / ".join(_fmt(mean[k][name], 3) for k in ("precision", "recall", "f1"))
-        lines.append(f"| {name} | {answers} | {quality} | {_fmt(mean['teacher'][name])} | {_fmt(mean['map'][name])} "
+        soft = "-" if mean["soft_bce"][name] is None else \
+            f"{_fmt(mean['soft_mean_target'][name], 3)} / {_fmt(mean['soft_bce'][name], 3)} / {_fmt(mean['soft_map'][name])}"
+        lines.append(f"| {name} | {answers} | {quality} | {soft} | {_fmt(mean['teacher'][name])} | {_fmt(mean['map'][name])} "
                      f"| {_percent(mean['equal'][name])} | {_percent(mean['share'][name])} |")
     lines += ["", "Share of the gap: (student − EM) / (full − EM) per seed, then averaged; at equal epochs against "
               f"the EM teacher and the full-label model trained {equal['epochs']} epochs (teacher+epochs:"
               f"{equal['epochs']}, full+epochs:{equal['epochs']}), as long as the review variants' teacher and "
               f"student together. Teacher test mAP: the retrained teacher's; '-' where the first teacher labels "
               f"(+fix). Labels: the student's labels file against the ground truth (positives above tau, verified "
-              f"answers kept).", ""]
+              f"answers kept). Soft targets: what the student fits, on the pairs the single positives leave unknown: "
+              f"their mean (the truth's share of positives there is {_truth(mean)}), their binary cross-entropy "
+              f"against the truth, and their mAP as a ranking of those pairs.", ""]
     return "\n".join(lines)
 
 

@@ -190,7 +190,9 @@ def test_the_review_table_and_plot_render_from_the_report(review_sweep, tmp_path
     row = next(line for line in table.splitlines() if line.startswith("| review:1:random |"))
     entry = report["variants"][0]
     assert row.split(" | ")[1] == f"{entry['answers']['yes']} / {entry['answers']['no']}"
-    assert row.split(" | ")[5] == f"{100 * entry['gap_share_equal_epochs']:.1f}%"
+    soft = entry["soft_targets"]
+    assert row.split(" | ")[3] == f"{soft['mean_target']:.3f} / {soft['bce']:.3f} / {soft['map']:.2f}"
+    assert row.split(" | ")[6] == f"{100 * entry['gap_share_equal_epochs']:.1f}%"
     plot_review_gap([report], tmp_path / "gap.png")
     assert (tmp_path / "gap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -225,3 +227,24 @@ def test_staged_asks_half_at_random_and_calibrates_on_that_half(review_sweep, ti
     a, b = entry["calibration"][0]
     q = [1 / (1 + np.exp(-(a * np.log(v / (1 - v)) + b))) for v in np.clip(teacher["images"][0]["spml_scores"], 1e-6, 1 - 1e-6)]
     assert labels["images"][0]["spml_scores"] == pytest.approx(q, abs=2e-4)
+
+
+@pytest.mark.slow
+def test_the_soft_targets_distance_from_the_truth(review_sweep, tiny_data):
+    out, report = review_sweep
+    entry = report["variants"][1]  # review:0.5:uncertainty+fix
+    labels = json.loads((out / "labels_review0.5uncertainty_fix.json").read_text())
+    truth, sp = truth_pairs(tiny_data["train"]), truth_pairs(tiny_data["sp"])
+    categories = [c["id"] for c in labels["categories"]]
+    answered = {(i, c): a == "yes" for i, c, a in questions_of(out / "review_teacher_em_0.5_uncertainty_pair")}
+    t, y = [], []
+    for im in labels["images"]:
+        for j, c in enumerate(categories):
+            if (im["id"], c) in sp:
+                continue
+            t.append(float(answered[im["id"], c]) if (im["id"], c) in answered else im["spml_scores"][j])
+            y.append((im["id"], c) in truth)
+    t, y = np.clip(np.array(t), 1e-6, 1 - 1e-6), np.array(y)
+    assert entry["soft_targets"]["mean_target"] == pytest.approx(t.mean(), abs=1e-5)
+    assert entry["soft_targets"]["truth_rate"] == pytest.approx(y.mean())
+    assert entry["soft_targets"]["bce"] == pytest.approx(-(y * np.log(t) + (1 - y) * np.log(1 - t)).mean(), abs=1e-4)
