@@ -89,7 +89,8 @@ def review_markdown(reports: list[dict]) -> str:
         "equal": lambda e: e.get("gap_share_equal_epochs"), "share": lambda e: e.get("gap_share"),
     }
     mean = {key: _per_variant(reports, f) for key, f in columns.items()}
-    wanted = [name for name in mean["map"] if name in REFERENCES or parse_variant(name).base == "review"]
+    wanted = sorted((name for name in mean["map"] if name in REFERENCES or parse_variant(name).base == "review"),
+                    key=sort_key)
     for name in wanted:
         answers = "-" if mean["yes"][name] is None else f"{mean['yes'][name]:,.0f} / {mean['no'][name]:,.0f}"
         quality = " / ".join(_fmt(mean[k][name], 3) for k in ("precision", "recall", "f1"))
@@ -108,9 +109,30 @@ def review_markdown(reports: list[dict]) -> str:
     return "\n".join(lines)
 
 
+USES = {"retrain": ("retrain the teacher", "s", "--"), "fix": ("correct the labels (fix)", "o", "-"),
+        "cal": ("calibrate and correct (cal)", "^", "-."), "staged": ("half at random, calibrate (staged)", "D", ":")}
+STRATEGY_ORDER = ("random", "uncertainty", "weighted")
+
+
+def use_of(v) -> str:
+    """How a review variant uses its answers: retrain, fix, cal or staged."""
+    r = v.review
+    return "staged" if r.staged else "cal" if r.calibrate else "fix" if r.fix else "retrain"
+
+
+def sort_key(name: str):
+    """Review variants by budget, unit, strategy and use of the answers; the other variants first."""
+    v = parse_variant(name)
+    if v.base != "review":
+        return (0, name)
+    r = v.review
+    return (1, r.per_image, r.unit != "pair", STRATEGY_ORDER.index(r.strategy) if r.strategy in STRATEGY_ORDER else 9,
+            list(USES).index(use_of(v)), name)
+
+
 def plot_review_gap(reports: list[dict], path: Path) -> None:
-    """The share of the gap at equal epochs against the answers per image, one line per strategy and use of the
-    answers (pair unit); image-unit variants as single markers."""
+    """The share of the gap at equal epochs against the answers per image: one line per strategy (colour) and use
+    of the answers (marker and line style), pair units; whole-image units as unjoined markers."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,25 +142,29 @@ def plot_review_gap(reports: list[dict], path: Path) -> None:
     lines: dict[tuple, list] = {}
     for name, value in share.items():
         v = parse_variant(name)
-        if v.base != "review" or value is None or "+" in name.replace("+fix", ""):
-            continue
-        key = (v.review.strategy, "correct the labels" if v.review.fix else "retrain the teacher", v.review.unit)
+        if v.base != "review" or value is None or v.train or v.teacher_loss or v.teacher_epochs or v.tta != "none":
+            continue  # the plain review variants only: other options would mix settings in one line
+        key = (v.review.unit, v.review.strategy, use_of(v))
         lines.setdefault(key, []).append((v.review.per_image, 100 * value))
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(10, 4.6))
     colors = {"random": "tab:gray", "uncertainty": "tab:blue", "weighted": "tab:orange"}
-    for (strategy, use, unit), points in sorted(lines.items()):
+    budgets = set()
+    for (unit, strategy, use), points in sorted(lines.items(), key=lambda kv: (kv[0][0] != "pair", kv[0][1:])):
         points.sort()
-        style = ("o-" if use.startswith("correct") else "s--") if unit == "pair" else ("D" if use.startswith("correct") else "x")
-        ax.plot([p[0] for p in points], [p[1] for p in points], style, color=colors.get(strategy, "black"),
-                label=f"{strategy}, {use}" + ("" if unit == "pair" else ", whole images"))
+        budgets.update(p[0] for p in points)
+        label, marker, style = USES[use]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker=marker, linestyle=style if unit == "pair" else "none",
+                color=colors.get(strategy, "black"), markerfacecolor="none" if unit != "pair" else None,
+                label=f"{strategy}, {label}" + ("" if unit == "pair" else ", whole images"))
     ax.axhline(0, color="black", linewidth=0.8)
     ax.axhline(50, color="tab:green", linestyle=":", label="goal: 50%")
     equal = _equal(reports)
     ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(budgets), [f"{b:g}" for b in sorted(budgets)])
     ax.set_xlabel("answers per image")
-    ax.set_ylabel(f"share of the EM → full gap, % (equal epochs: {equal['epochs']})")
-    ax.legend(fontsize=7)
-    ax.set_title("Targeted review: the student's share of the gap")
+    ax.set_ylabel(f"share of the EM → full gap, % (both {equal['epochs']} epochs)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title("Targeted review: the student's share of the gap at equal epochs")
     fig.tight_layout()
     fig.savefig(path, dpi=120, metadata={"Software": None})
     plt.close(fig)
