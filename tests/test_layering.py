@@ -31,7 +31,7 @@ ALLOWED = {
     **{(stage, layer): "the layers below" for stage in ("train", "export", "label", "eval", "review")
        for layer in ("shared", "data")},  # review: questions and answers over labels files, which are data
     **{("sweep", layer): "the sweep orchestrates every stage through its library API"
-       for layer in ("shared", "data", "train", "export", "label", "eval")},
+       for layer in ("shared", "data", "train", "export", "label", "eval", "review")},
     # The exceptions. Each is a dependency of the work itself, not of convenience:
     ("export", "spml.train.model"):
         "the exporter traces the torch module a checkpoint describes; rebuilding it (arch, head, weights) is the "

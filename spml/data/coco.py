@@ -153,7 +153,9 @@ class CocoDataset:
 
     def soft_targets(self) -> np.ndarray | None:
         """(N, L) float32 teacher probabilities of an `spml-label --soft` file (per image `spml_scores`, in category
-        order), observed positives at 1; None when the file has none."""
+        order), observed positives at 1 and a person's no (`neg_category_ids`) at 0; None when the file has none.
+        In an ignore-band file (info.tau_low) `neg_category_ids` are the teacher's confident negatives as well as a
+        person's: there the teacher's probabilities stay, as before."""
         if not len(self.images) or not all(isinstance(im.get("spml_scores"), list) for im in self.images):
             return None
         soft = np.zeros((len(self), self.num_classes), dtype=np.float32)
@@ -164,6 +166,9 @@ class CocoDataset:
             soft[n] = np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0).clip(0, 1)
         if self.observed is not None:
             soft[self.observed] = 1.0
+        info = self.meta.get("info") if isinstance(self.meta.get("info"), dict) else {}
+        if self.negatives is not None and info.get("tau_low") is None:
+            soft[self.negatives] = 0.0  # a person's no is certain, whatever the teacher scored
         return soft
 
     def unknown_mask(self) -> np.ndarray | None:

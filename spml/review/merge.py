@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from spml.data.coco import dataset_from_dict
+from spml.data.coco import dataset_from_dict, resolve_images_dir
 from spml.data.json_stream import load_json
 from spml.errors import SpmlError
 from spml.files import sha256_of, write_json
@@ -106,6 +106,7 @@ def merge_answers(observed: str | os.PathLike, answer_files, out: str | os.PathL
     raw["annotations"] = [a for a in annotations if id(a) not in removed] + added
     if isinstance(raw.get("info"), dict) or "info" not in raw:
         info = raw.setdefault("info", {})
+        keep_images_dir(info, resolve_images_dir(observed, raw), Path(out))
         info["spml_reviews"] = [*(info.get("spml_reviews") or []), {  # one record per merge, rounds accumulate
             "observed": str(observed.resolve()), "observed_sha256": sha256_of(observed),
             "answers": [{"file": str(Path(p).resolve()), "sha256": sha256_of(p)} for p in answer_files],
@@ -113,6 +114,19 @@ def merge_answers(observed: str | os.PathLike, answer_files, out: str | os.PathL
         }]
     write_json(out, raw)
     return summary
+
+
+def keep_images_dir(info: dict, images_dir: Path, out: Path) -> None:
+    """OUT's images are OBSERVED's, wherever OUT is written: the folder recorded absolute and relative to OUT
+    (a relative record copied as it was would point next to OUT)."""
+    from spml.data.provenance import relative_to_file
+
+    info["images_dir"] = str(images_dir.resolve())
+    relative = relative_to_file(images_dir, out)
+    if relative is None:
+        info.pop("images_dir_relative", None)
+    else:
+        info["images_dir_relative"] = relative
 
 
 def _resolved(im: dict, category_id: int) -> None:

@@ -189,14 +189,16 @@ def scores_of(sweep: Sweep, onnx: Path, tta: str):
     return result
 
 
-def write_labels_file(sweep: Sweep, labels: Path, scores, model: Path, *, tau: float, **settings) -> Path:
+def write_labels_file(sweep: Sweep, labels: Path, scores, model: Path, *, tau: float,
+                      dataset: CocoDataset | None = None, **settings) -> Path:
     """One labels file through spml-label's own policy and writers (spml.label.label_scores); `settings` are
-    LabelConfig's (soft, tau_low, class_prior, tta). No teacher recipe is recorded: the sweep gives every
-    student its settings itself."""
+    LabelConfig's (soft, tau_low, class_prior, tta). `dataset`: the training images with their labels (by default
+    the single positives; a reviewed copy keeps a person's answers), `scores` being of the same images in the
+    same order. No teacher recipe is recorded: the sweep gives every student its settings itself."""
     from spml.label import LabelConfig, label_scores
 
-    label_scores(LabelConfig(out=str(labels), taus=(tau,), model=str(model), **settings), sweep.sp, scores,
-                 warn=sweep.log)
+    label_scores(LabelConfig(out=str(labels), taus=(tau,), model=str(model), **settings),
+                 sweep.sp if dataset is None else dataset, scores, warn=sweep.log)
     return labels
 
 
@@ -238,14 +240,27 @@ def variant_students(sweep: Sweep, variants_asked: list[Variant], students: list
     tau = cfg.variant_tau if cfg.variant_tau is not None else best["tau"]
     sweep.log(f"variants at tau {tau:g}"
               + ("" if cfg.variant_tau is not None else " (best validation mAP of the hard-threshold students)"))
-    return [{"variant": v.name, "tau": tau, "description": v.description(), **variant_student(sweep, v, tau)}
-            for v in variants_asked]
+    return [{"variant": v.name, "tau": tau, "description": v.description(), **variant_student(sweep, v, tau),
+             "epochs": chain_epochs(v, cfg.train.get("epochs"))} for v in variants_asked]
+
+
+def chain_epochs(v: Variant, epochs: int | None) -> int | None:
+    """The epochs behind variant v's model, `epochs` being the sweep's: a model started from another's weights
+    (init) counts both trainings'. None when the sweep's epochs were left to the trainer's default."""
+    if epochs is None:
+        return None
+    own = v.train.get("epochs", epochs)
+    if v.base in ("teacher", "full") or not v.init:
+        return own
+    return (v.teacher_epochs or epochs) + own * v.rounds
 
 
 def variant_student(sweep: Sweep, v: Variant, tau: float) -> dict:
     """Train variant `v`'s student (all its rounds) at `tau`; the report entry of its last round."""
     if v.base in ("teacher", "full"):
         return reference_variant(sweep, v)
+    if v.base == "review":
+        return review_variant(sweep, v, tau)
     teacher_model, per_round = variant_teacher(sweep, v), []
     teacher_onnx = sweep.onnx if teacher_model == sweep.teacher else exported(teacher_model)
     if v.ensemble > 1:
@@ -329,15 +344,166 @@ def ensemble_onnx(sweep: Sweep, v: Variant) -> Path:
     return onnx
 
 
+def review_variant(sweep: Sweep, v: Variant, tau: float) -> dict:
+    """Variant `review:B[:strategy[:unit]][+fix]`: the teacher's questions answered from --gt-ann and merged into
+    the single positives; then the teacher retrained on them (EM with verified positives and negatives), or, with
+    fix, the teacher's own labels corrected by them; init-soft from that teacher. Its report entry."""
+    cfg = sweep.cfg
+    if not cfg.gt_ann:
+        raise SpmlError(f"variant {v.name}: needs --gt-ann (the answers are simulated from it)") from None
+    first = variant_teacher(sweep, v)
+    first_onnx = sweep.onnx if first == sweep.teacher else exported(first)
+    folder = sweep.out / (f"review_{first.stem}_{v.review.per_image:g}_{v.review.strategy}_{v.review.unit}"
+                          + ("_staged" if v.review.staged else ""))
+    reviewed_ann, answers = review_answers(sweep, v, folder, first_onnx, tau=tau)
+    if v.review.fix:
+        teacher_model, teacher_onnx = first, first_onnx
+    else:
+        loss = v.teacher_loss or cfg.teacher_loss
+        extra = {"epochs": v.teacher_epochs} if v.teacher_epochs else {}
+        teacher_model = sweep.train(f"teacher_{loss}_{folder.name}", str(reviewed_ann), loss, cfg.images, **extra)
+        teacher_onnx = exported(teacher_model)
+    labels = sweep.out / f"labels_{v.file_name}.json"
+    scores, calibration = scores_of(sweep, teacher_onnx, v.tta), None
+    if v.review.calibrate:  # on the random half alone where staged: an unbiased sample of the unknown pairs
+        scores, calibration = calibrated_scores(sweep, folder / "stage1" if v.review.staged else folder, scores)
+    if not labels.exists():
+        reviewed = load_coco(reviewed_ann, cfg.images)
+        if reviewed.image_ids != sweep.sp.image_ids:  # the scores are the single positives' rows
+            raise SpmlError(f"{reviewed_ann}: not the images of {cfg.ann} in their order; delete {reviewed_ann.parent}") from None
+        write_labels_file(sweep, labels, scores, teacher_onnx, tau=tau, dataset=reviewed, soft=True, tta=v.tta)
+    entry = student(sweep, v.file_name, labels, **v.train, soft_targets=True, init=str(teacher_model))
+    entry["answers"] = answers
+    entry["soft_targets"] = soft_target_quality(labels, cfg.gt_ann, sweep.sp)
+    if calibration is not None:
+        entry["calibration"] = calibration
+    if teacher_onnx != sweep.onnx:
+        entry["teacher_map"] = sweep.test_map(teacher_onnx)
+    return entry
+
+
+def review_answers(sweep: Sweep, v: Variant, folder: Path, teacher_onnx: Path, *, tau: float) -> tuple[Path, dict]:
+    """spml-review's loop with a simulated person, in `folder`: the teacher's soft labels, the questions its
+    strategy chooses within the budget, their answers from --gt-ann, merged into the single positives
+    (reviewed.json). With `staged`, half the budget first at random (folder/stage1), the teacher's probabilities
+    calibrated on those answers, then the strategy's half on the calibrated probabilities (uncertainty: nearest
+    0.5). Returns the reviewed file and the answers' counts (questions, yes, no)."""
+    cfg, review = sweep.cfg, v.review
+    source = sweep.out / f"labels_{teacher_onnx.stem}_soft_tau{tau:g}{'' if v.tta == 'none' else '_' + v.tta}.json"
+    if not source.exists():
+        write_labels_file(sweep, source, scores_of(sweep, teacher_onnx, v.tta), teacher_onnx, tau=tau, soft=True,
+                          tta=v.tta)
+    budget = review.budget(len(sweep.sp))
+    if not review.staged:
+        reviewed = ask(sweep, folder, source, Path(cfg.ann), budget=budget, strategy=review.strategy, unit=review.unit)
+        counts = answer_counts(folder / "answers.csv")
+    else:
+        first = ask(sweep, folder / "stage1", source, Path(cfg.ann), budget=budget // 2, strategy="random", unit=review.unit)
+        calibrated = folder / "labels_calibrated.json"
+        if not calibrated.exists():
+            scores, _ = calibrated_scores(sweep, folder / "stage1", scores_of(sweep, teacher_onnx, v.tta))
+            write_labels_file(sweep, calibrated, scores, teacher_onnx, tau=0.5, dataset=load_coco(first, cfg.images),
+                              soft=True, tta=v.tta)
+        reviewed = ask(sweep, folder, calibrated, first, budget=budget - budget // 2, strategy=review.strategy,
+                       unit=review.unit)
+        counts = {k: a + b for (k, a), b in zip(answer_counts(folder / "stage1" / "answers.csv").items(),
+                                                 answer_counts(folder / "answers.csv").values())}
+    sweep.log(f"review {folder.name}: {counts['questions']} answers, {counts['yes']} yes, {counts['no']} no")
+    return reviewed, counts
+
+
+def ask(sweep: Sweep, folder: Path, labels: Path, observed: Path, *, budget: int, strategy: str, unit: str) -> Path:
+    """Questions chosen from `labels` (select), answered from --gt-ann (simulate), merged into `observed` (merge):
+    folder/reviewed.json, made once."""
+    from spml.review.merge import merge_answers
+    from spml.review.select import select_questions, write_selection
+    from spml.review.simulate import simulate_answers
+
+    seed, reviewed = cfg_seed(sweep.cfg), folder / "reviewed.json"
+    if not reviewed.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        selection = select_questions(labels, budget=budget, strategy=strategy, unit=unit, seed=seed)
+        paths = write_selection(folder, selection, labels=labels, strategy=strategy, unit=unit, budget=budget, seed=seed)
+        simulate_answers(paths["questions.csv"], sweep.cfg.gt_ann, folder / "answers.csv", seed=seed)
+        merge_answers(observed, [folder / "answers.csv"], reviewed)
+    return reviewed
+
+
+def soft_target_quality(labels: Path, gt_ann: str, sp: CocoDataset) -> dict:
+    """How far a soft labels file's targets (what the student fits) are from the truth on the pairs the single
+    positives leave unknown: the mean target against the share of true positives, the mean absolute error, the
+    mean binary cross-entropy of the targets as predictions of the truth, and the mAP of the targets as a ranking of
+    those pairs (the observed positives set aside)."""
+    targets = load_coco(labels).soft_targets()
+    truth = load_coco(gt_ann)
+    row = {i: n for n, i in enumerate(truth.image_ids)}
+    columns = [truth.column_of()[c] for c in sp.category_ids]
+    y = truth.positives[[row[i] for i in sp.image_ids]][:, columns]
+    from spml.eval.metrics import mean_average_precision
+
+    ranking = mean_average_precision(np.where(sp.positives, -1.0, targets), np.where(sp.positives, 0, y))
+    unknown = ~sp.positives
+    t, y = np.clip(targets[unknown].astype(np.float64), 1e-6, 1 - 1e-6), y[unknown]
+    return {"mean_target": float(t.mean()), "truth_rate": float(y.mean()), "mean_abs_error": float(np.abs(t - y).mean()),
+            "bce": float(-(y * np.log(t) + (1 - y) * np.log(1 - t)).mean()), "map": float(ranking)}
+
+
+def calibrated_scores(sweep: Sweep, folder: Path, scores) -> tuple:
+    """The teacher's `scores` calibrated on the answers in `folder` (spml.review.calibrate: per category Platt
+    scaling, weighted answers by 1 / their sampling weight); the maps as [a, b] per category."""
+    from spml.label.labeler import Scores
+    from spml.review.calibrate import calibrate, calibration_maps
+
+    chosen = json.loads((folder / "selection.json").read_text())["questions_chosen"]
+    answered = {(i, c): answer == "yes" for i, c, answer in _answers(folder / "answers.csv")}
+    row, column = {i: n for n, i in enumerate(sweep.sp.image_ids)}, sweep.sp.column_of()
+    rows = np.array([row[q["image_id"]] for q in chosen])
+    columns = np.array([column[q["category_id"]] for q in chosen])
+    yes = np.array([answered[q["image_id"], q["category_id"]] for q in chosen])
+    weights = np.array([1.0 / q["weight"] for q in chosen]) if all("weight" in q for q in chosen) else None
+    values = scores.values
+    try:
+        maps = calibration_maps(values[rows - scores.start, columns], columns, yes, values.shape[1], weights=weights)
+    except ValueError as e:
+        raise SpmlError(f"{folder}: {e}") from None
+    return Scores(calibrate(values, maps), scores.failures, scores.seconds, scores.start), maps.tolist()
+
+
+def _answers(path: Path) -> list[tuple[int, int, str]]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        return [(int(r["image_id"]), int(r["category_id"]), r["answer"].strip().lower()) for r in csv.DictReader(f)]
+
+
+def cfg_seed(cfg: SweepConfig) -> int:
+    return int(cfg.train.get("seed") or 0)
+
+
+def answer_counts(answers: Path) -> dict:
+    """Questions asked and answered yes / no in a filled questions CSV."""
+    said = [answer for *_, answer in _answers(answers)]
+    return {"questions": len(said), "yes": said.count("yes"), "no": said.count("no")}
+
+
 def write_report(sweep: Sweep, *, teacher_maps: dict, full: float | None, students: list, variants: list,
                  losses: dict) -> dict:
     """report.json, report.md and the two plots; each entry gains its share of the teacher -> full-labels gap."""
     em = teacher_maps[sweep.cfg.teacher_loss]
     for entry in students + variants:  # (student - teacher) / (full - teacher): how much of the way to full labels
         entry["gap_share"] = gap_share(entry["map"], em, full)
+    equal = equal_epoch_lines(sweep.cfg, em, full, variants)
+    if equal is not None:
+        for entry in students + variants:
+            entry["gap_share_equal_epochs"] = gap_share(entry["map"], equal["em"], equal["full"]) \
+                if equal["em"] is not None else None
+        if equal["em"] is None or equal["full"] is None:
+            sweep.log(f"no equal-epoch gap shares: add the variants teacher+epochs:{equal['epochs']} and "
+                      f"full+epochs:{equal['epochs']} (the longest training in the report)")
     report = {
         "teachers": teacher_maps,
         "full": full,
+        **({"equal_epochs": equal} if equal is not None else {}),
         "students": students,
         "variants": variants,
         "losses": losses,
@@ -346,6 +512,21 @@ def write_report(sweep: Sweep, *, teacher_maps: dict, full: float | None, studen
     write_json(sweep.out / "report.json", report)
     write_report_files(report, sweep.out)
     return report
+
+
+def equal_epoch_lines(cfg: SweepConfig, em: float, full: float | None, variants: list) -> dict | None:
+    """The EM and full-label lines at the epochs of the longest training in the report (a model started from
+    another's weights counting both), where the report has them: the sweep's own at its epochs, else the
+    variants teacher+epochs:N and full+epochs:N. None when no variant records its epochs."""
+    epochs = cfg.train.get("epochs")
+    longest = max([v["epochs"] for v in variants if v.get("epochs") is not None], default=None)
+    if longest is None or epochs is None:
+        return None
+    longest = max(longest, epochs)
+    if longest == epochs:
+        return {"epochs": longest, "em": em, "full": full}
+    by_name = {v["variant"]: v["map"] for v in variants}
+    return {"epochs": longest, "em": by_name.get(f"teacher+epochs:{longest}"), "full": by_name.get(f"full+epochs:{longest}")}
 
 
 def gap_share(student: float, teacher: float, full: float | None) -> float | None:
@@ -359,6 +540,11 @@ def write_report_files(report: dict, out: Path) -> None:
     """report.md and the two plots, from report.json's numbers alone."""
     (out / "report.md").write_text(report_markdown(report))
     plot_figure1(report, out)
+    from spml.sweep.review_report import plot_review_gap, review_entries, review_markdown
+
+    if review_entries(report):  # the review variants' own table and plot (issue 20's measures)
+        (out / "review.md").write_text(review_markdown([report]))
+        plot_review_gap([report], out / "gap_share_vs_budget.png")
 
 
 def _fmt(value, digits=2):

@@ -19,6 +19,9 @@ BASES = {
     "init-soft": "student starts from the teacher's weights and fits its probabilities",
     "round2": "a second round: the soft student becomes the teacher of a new soft student",
     "rounds:K": "K rounds of init-soft: each round's student labels the next round and is its start",
+    "review:B[:strategy[:unit]]": "a person answers B questions per image (simulated from --gt-ann; strategy of "
+                                  "spml-review select, default uncertainty; unit pair or image), the EM teacher "
+                                  "retrained on the single positives and the answers, then init-soft from it",
     "teacher": "no student: the teacher itself, trained with the options (e.g. as many epochs as teacher + student)",
     "full": "no student: the full-label model, trained with the options (needs --gt-ann)",
 }
@@ -34,7 +37,28 @@ OPTIONS = {
     "ens:K": "labels from an ensemble of K teachers (seeds seed, seed + 1, ...), their probabilities averaged",
     "tloss:NAME": "the variant's teacher(s) trained with loss NAME instead of the sweep's",
     "tepochs:N": "the variant's teacher(s) trained N epochs",
+    "fix": "review: the answers correct the first teacher's pseudo labels (kept as verified) instead of retraining it",
+    "cal": "review: fix, and the teacher's probabilities calibrated on the answers (Platt scaling per category)",
+    "staged": "review: cal, half the budget asked at random first (the calibration's), the rest by the strategy "
+              "on the calibrated probabilities",
 }
+
+
+@dataclass(frozen=True)
+class Review:
+    """`review:B[:strategy[:unit]]`: B answers per image (a fraction allowed), chosen by spml-review select's
+    `strategy` in `unit`s; `fix`: the answers correct the first teacher's labels, else the teacher is retrained."""
+
+    per_image: float
+    strategy: str = "uncertainty"
+    unit: str = "pair"
+    fix: bool = False
+    calibrate: bool = False  # cal: fix, with the teacher's probabilities calibrated on the answers
+    staged: bool = False  # half at random first, calibrate on it, the strategy's half on calibrated probabilities
+
+    def budget(self, images: int) -> int:
+        """The number of answers for `images` images, at least one."""
+        return max(1, round(self.per_image * images))
 
 
 @dataclass(frozen=True)
@@ -47,14 +71,15 @@ class Variant:
     train: dict = field(default_factory=dict)  # TrainConfig options of the student
     teacher_loss: str | None = None  # None: the sweep's teacher
     teacher_epochs: int | None = None
+    review: Review | None = None  # base review: the questions asked and what the answers change
 
     @property
     def soft(self) -> bool:
-        return self.base in ("soft", "init-soft", "round2", "rounds")
+        return self.base in ("soft", "init-soft", "round2", "rounds", "review")
 
     @property
     def init(self) -> bool:
-        return self.base in ("init", "init-soft", "rounds")
+        return self.base in ("init", "init-soft", "rounds", "review")
 
     @property
     def file_name(self) -> str:
@@ -62,8 +87,11 @@ class Variant:
         return self.name.replace(":", "").replace("+", "_")
 
     def description(self) -> str:
-        parts = [BASES["rounds:K"].replace("K rounds", f"{self.rounds} rounds") if self.base == "rounds" else BASES[self.base]]
+        parts = [BASES["rounds:K"].replace("K rounds", f"{self.rounds} rounds") if self.base == "rounds" else
+                 _review_description(self.review) if self.base == "review" else BASES[self.base]]
         for option in self.name.split("+")[1:]:
+            if option in ("fix", "cal", "staged"):
+                continue  # part of the review's description
             key, _, value = option.partition(":")
             text = OPTIONS[f"{key}:{PLACEHOLDER[key]}" if value else key]
             text = text.replace(f" {PLACEHOLDER[key]}", f" {value}") if value else text
@@ -74,14 +102,56 @@ class Variant:
 PLACEHOLDER = {"temp": "T", "epochs": "N", "dropout": "P", "size": "N", "ens": "K", "tloss": "NAME", "tepochs": "N"}
 
 
+def _review_description(review: Review) -> str:
+    asked = (f"{review.per_image:g} answers per image from a person (simulated from --gt-ann), questions chosen by "
+             f"{review.strategy}, {'every category of a chosen image' if review.unit == 'image' else 'pair by pair'}")
+    if review.staged:
+        asked = (f"{review.per_image:g} answers per image from a person (simulated from --gt-ann): half asked at "
+                 f"random, the rest chosen by {review.strategy} on the teacher's probabilities calibrated on the "
+                 f"random half, {'every category of a chosen image' if review.unit == 'image' else 'pair by pair'}")
+    if review.calibrate:
+        return asked + (f"; the teacher's probabilities calibrated on the {'random half' if review.staged else 'answers'} "
+                        "(Platt scaling per category) and corrected by the answers, then init-soft from that teacher")
+    if review.fix:
+        return asked + "; the answers correct the teacher's pseudo labels, then init-soft from that teacher"
+    return asked + "; the EM teacher retrained on the single positives and the answers, then init-soft from it"
+
+
+def parse_review(base: str, fix: bool = False, calibrate: bool = False, staged: bool = False) -> Review:
+    """`review:B[:strategy[:unit]]` as a Review; ValueError saying what is valid otherwise."""
+    from spml.review.strategies import STRATEGIES
+
+    units = ("pair", "image")  # spml.review.select's UNITS, spelt here: that module imports file readers
+    _, *fields = base.split(":")
+    if not 1 <= len(fields) <= 3 or not fields[0]:
+        raise ValueError(f"{base!r}: expected review:B[:strategy[:unit]], B answers per image (e.g. review:0.5:random:pair)")
+    try:
+        per_image = float(fields[0])
+    except ValueError:
+        raise ValueError(f"{base!r}: expected a number of answers per image after 'review:'") from None
+    if not 0 < per_image < float("inf"):  # NaN fails too
+        raise ValueError(f"{base!r}: B, the answers per image, must be a positive number")
+    strategy = fields[1] if len(fields) > 1 else "uncertainty"
+    unit = fields[2] if len(fields) > 2 else "pair"
+    if strategy not in STRATEGIES:
+        raise ValueError(f"{base!r}: unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
+    if unit not in units:
+        raise ValueError(f"{base!r}: unknown unit {unit!r}; valid: {', '.join(units)}")
+    return Review(per_image, strategy, unit, fix or calibrate or staged, calibrate or staged, staged)
+
+
 def parse_variant(name: str) -> Variant:
     """The Variant named `name`; ValueError saying what is valid otherwise."""
     base, *options = name.strip().split("+")
-    rounds = 1
+    rounds, review = 1, None
     if base.startswith("rounds:"):
         rounds = _number(base, int, 1)
         base = "rounds"
-    elif base not in BASES or base == "rounds:K":
+    elif base == "review" or base.startswith("review:"):
+        review = parse_review(base, fix="fix" in options, calibrate="cal" in options, staged="staged" in options)
+        options = [o for o in options if o not in ("fix", "cal", "staged")]
+        base = "review"
+    elif base not in BASES or base in ("rounds:K", "review:B[:strategy[:unit]]"):
         raise ValueError(f"unknown variant {name!r}: the base must be one of {', '.join(BASES)}")
     tta, train, ensemble, teacher = "none", {}, 1, {}
     for option in options:
@@ -111,13 +181,17 @@ def parse_variant(name: str) -> Variant:
             teacher["teacher_loss"] = value
         elif key == "tepochs" and value:
             teacher["teacher_epochs"] = _number(option, int, 1)
+        elif key in ("fix", "cal", "staged") and not value:
+            raise ValueError(f"variant {name!r}: {key} is an option of review:B[:strategy[:unit]] only")
         else:
             raise ValueError(f"unknown option {option!r} in variant {name!r}; valid: {', '.join(OPTIONS)}")
     if base in ("teacher", "full") and (tta != "none" or ensemble > 1 or teacher):
         raise ValueError(f"variant {name!r}: {base} trains on the given labels, not on a teacher's")
-    if "soft_temperature" in train and base not in ("soft", "init-soft", "round2", "rounds"):
+    if "soft_temperature" in train and base not in ("soft", "init-soft", "round2", "rounds", "review"):
         raise ValueError(f"variant {name!r}: temp:T sharpens soft targets, and {base} has none")
-    return Variant(name.strip(), base, rounds, tta, ensemble, train, **teacher)
+    if base == "review" and ensemble > 1:
+        raise ValueError(f"variant {name!r}: review asks one teacher's questions; ens:K is not supported with it")
+    return Variant(name.strip(), base, rounds, tta, ensemble, train, review=review, **teacher)
 
 
 def _number(text: str, kind, low):

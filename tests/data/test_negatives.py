@@ -94,3 +94,23 @@ def test_a_repeated_images_key_means_its_last_value_negatives_included(tmp_path)
     path.write_text(f'{{"images": {first}, "categories": {json.dumps(CATS)}, "images": {second}}}')
     ds = load_coco(path)
     assert ds.negatives.tolist() == [[False, False, False], [False, False, True]]  # as json.load reads it
+
+
+def test_soft_targets_put_a_persons_no_at_zero_and_yes_at_one(tmp_path):
+    """A reviewed soft labels file: the teacher's probabilities, except where a person answered."""
+    scores = [[0.6, 0.7, 0.8], [0.2, 0.9, 0.4]]
+    images = [image(0, neg_category_ids=[10], spml_scores=scores[0]), image(1, spml_scores=scores[1])]
+    annotations = [{"id": 1, "image_id": 100, "category_id": 3, "source": "observed"},
+                   {"id": 2, "image_id": 101, "category_id": 7, "source": "verified"},
+                   {"id": 3, "image_id": 101, "category_id": 10, "source": "pseudo"}]
+    soft = load_coco(write(tmp_path, images, annotations)).soft_targets()
+    np.testing.assert_allclose(soft, [[1.0, 0.0, 0.8], [0.2, 0.9, 1.0]])
+
+
+def test_soft_targets_of_an_ignore_band_file_keep_the_teachers_probabilities(tmp_path):
+    """In a --tau-low file neg_category_ids are the teacher's confident negatives too: their targets stay as before."""
+    images = [image(0, neg_category_ids=[10], spml_scores=[0.6, 0.1, 0.8])]
+    path = tmp_path / "band.json"
+    path.write_text(json.dumps({"info": {"tau": 0.7, "tau_low": 0.3}, "images": images, "categories": CATS,
+                                "annotations": []}))
+    np.testing.assert_allclose(load_coco(path).soft_targets(), [[0.6, 0.1, 0.8]])

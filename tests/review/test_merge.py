@@ -220,3 +220,23 @@ def test_simulate_refuses_a_question_about_an_unknown_image(world, cli):
     questions = write_csv(world["tmp"] / "q.csv", [(5, CATEGORY_IDS[0], "")])
     result = cli("simulate", questions, "--truth", world["truth"], "--out", world["tmp"] / "a.csv")
     assert result.exit_code == 1 and "image 5" in result.output and not (world["tmp"] / "a.csv").exists()
+
+
+def test_the_merged_file_finds_the_observed_files_images_wherever_it_is_written(world, cli):
+    """spml-data single-positive records its images as '.' next to itself: copied as it was into a file written
+    elsewhere, that would name the merged file's folder."""
+    from spml.data.coco import load_coco
+
+    images = world["tmp"] / "data"
+    images.mkdir()
+    raw = json.loads(world["observed"].read_text())
+    raw["info"].update(images_dir=str(images), images_dir_relative=".")
+    observed = images / "sp.json"
+    observed.write_text(json.dumps(raw))
+    (world["tmp"] / "elsewhere").mkdir()
+    out = world["tmp"] / "elsewhere" / "sp2.json"
+    result = cli("merge", observed, write_csv(world["tmp"] / "a.csv", [(*unknown_pairs(world, 1)[0], "yes")]), "--out", out)
+    assert result.exit_code == 0, result.output
+    assert load_coco(out).images_dir.resolve() == images.resolve()
+    info = json.loads(out.read_text())["info"]
+    assert (info["images_dir"], info["images_dir_relative"]) == (str(images.resolve()), "../data")

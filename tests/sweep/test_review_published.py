@@ -1,0 +1,34 @@
+"""docs/review-loop, the targeted-review study: its tables and its plot are what spml's own code renders from the
+committed report.json files (spml.sweep.review_report): no number there is typed by hand. The PNG is compared byte
+for byte, as tests/sweep/test_sweep.py does: rendered with another matplotlib or FreeType it may differ."""
+
+import json
+from pathlib import Path
+
+from spml.sweep.review_report import plot_review_gap, review_markdown
+
+FOLDER = Path(__file__).resolve().parents[2] / "docs" / "review-loop"
+BEGIN, END = "<!-- table: rendered from report.json -->", "<!-- end of table -->"
+
+
+def reports() -> list[dict]:
+    paths = sorted(FOLDER.glob("seed*/report.json"))
+    assert paths, "no report.json under docs/review-loop"
+    return [json.loads(p.read_text()) for p in paths]
+
+
+def test_the_readme_table_is_rendered_from_the_reports():
+    text = (FOLDER / "README.md").read_text()
+    table = text[text.index(BEGIN) + len(BEGIN):text.index(END)]
+    assert table.strip() == review_markdown(reports()).strip()
+
+
+def test_the_plot_is_rendered_from_seed_0s_report(tmp_path):
+    """Seed 0 has every budget; the other seeds, budget 1 alone."""
+    plot_review_gap([json.loads((FOLDER / "seed0" / "report.json").read_text())], tmp_path / "gap.png")
+    assert (tmp_path / "gap.png").read_bytes() == (FOLDER / "gap_share_vs_budget.png").read_bytes()
+
+
+def test_each_seed_report_is_rendered_from_its_json():
+    for path in sorted(FOLDER.glob("seed*/report.json")):
+        assert path.with_name("review.md").read_text() == review_markdown([json.loads(path.read_text())])
