@@ -55,20 +55,31 @@ def demo(*, directory, where, seed, num_train, num_test):
     click.echo(f"next: spml-data single-positive {paths['train']} --out {paths['train'].with_name('sp_train.json')}")
 
 
+def _run_train_program(ctx, module: str, args) -> None:
+    """Training is the train stage's work, which spml/data must not import: its command runs as a program of its
+    own (its options and --help its own); progress goes straight to stderr, what it prints through our stdout.
+    The child gets SIGTERM too when we do, so a stopped command stops its training."""
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE, text=True)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum))
+    try:
+        out, _ = child.communicate()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    click.echo(out, nl=False)
+    ctx.exit(child.returncode if child.returncode >= 0 else 128 - child.returncode)  # killed by signal N: 128 + N
+
+
 @main.command(add_help_option=False, context_settings={"ignore_unknown_options": True, "help_option_names": []})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def backbone(ctx, args):
     """Pretrain a backbone on the built-in source task (other shapes than the built-in categories), the stand-in
     for ImageNet weights here; cached in spml's cache folder. Prints its path, for spml-train --weights."""
-    # Training is the train stage's work, which spml/data must not import: its command runs as a program, its
-    # options and --help its own; progress goes straight to stderr, the path through our stdout.
-    import subprocess
-    import sys
-
-    run = subprocess.run([sys.executable, "-m", "spml.train.backbone_cli", *args], stdout=subprocess.PIPE, text=True)
-    click.echo(run.stdout, nl=False)
-    ctx.exit(run.returncode)
+    _run_train_program(ctx, "spml.train.backbone_cli", args)
 
 
 @main.command(add_help_option=False, context_settings={"ignore_unknown_options": True, "help_option_names": []})
@@ -77,13 +88,7 @@ def backbone(ctx, args):
 def vlm(ctx, args):
     """Train the built-in vision-language model (a small CLIP, on captioned generated scenes), the stand-in for a
     pretrained CLIP here; cached. Prints CONFIG WEIGHTS, for --arch open_clip/CONFIG --weights WEIGHTS."""
-    # training is the train stage's work: run as a program, like backbone
-    import subprocess
-    import sys
-
-    run = subprocess.run([sys.executable, "-m", "spml.train.vlm_cli", *args], stdout=subprocess.PIPE, text=True)
-    click.echo(run.stdout, nl=False)
-    ctx.exit(run.returncode)
+    _run_train_program(ctx, "spml.train.vlm_cli", args)
 
 
 @main.command("single-positive")
@@ -162,3 +167,7 @@ def from_openimages_cmd(labels, images, classes, out):
                f"positives, {s['negatives']} verified negatives"
                + (f"; {s['missing_images']} images not in {images} left out" if s["missing_images"] else "")
                + (f"; {s['conflicts']} pairs answered both ways (the later row kept)" if s["conflicts"] else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -55,3 +55,7 @@ def main(target, *, ann, images, batch_size, out):
     click.echo(line)
     if out:
         write_json(out, report)
+
+
+if __name__ == "__main__":
+    main()

@@ -115,3 +115,7 @@ def is_onnx(path: str) -> bool:
             return f.read(1) == b"\x08"  # field 1 (ir_version), varint: how every ONNX file begins
     except OSError:
         return False
+
+
+if __name__ == "__main__":
+    main()

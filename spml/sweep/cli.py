@@ -79,3 +79,7 @@ def main(*, ann, images, val_ann, val_images, test_ann, test_images, gt_ann, tau
     best = max(report["students"], key=lambda s: s["map"])
     click.echo(f"teachers {', '.join(f'{k} {v:.2f}' for k, v in report['teachers'].items())}; best student "
                f"tau {best['tau']:g}: {best['map']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
