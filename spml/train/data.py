@@ -14,7 +14,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from spml.data.coco import CocoDataset
-from spml.data.images import ImageError, Preprocess, image_path, load_image
+from spml.data.images import ImageError, Preprocess, image_path, load_image, open_regular
 from spml.errors import SpmlError
 from spml.files import atomic_write
 from spml.train.augment import ImageAugment, draw_seed
@@ -145,8 +145,9 @@ def failures_path(out: str | os.PathLike) -> Path:
 def unreadable(dataset: CocoDataset, allow_outside: bool = False, threads: int | None = None) -> dict[int, str]:
     """{row: reason} for every image that cannot be opened: missing, outside the images folder, or a header
     Pillow cannot identify. Only the header is read (what Image.open does); pixels are decoded in training.
-    Threads, as the checks wait on the file system (a network folder most of all)."""
-    from concurrent.futures import ThreadPoolExecutor
+    Threads, as the checks wait on the file system (a network folder most of all): the labeler's daemon reader
+    pool, so a read blocked for good cannot keep an interrupt from ending the run."""
+    from spml.data.reader_pool import ReaderPool
 
     def check(row: int) -> str | None:
         try:
@@ -155,19 +156,19 @@ def unreadable(dataset: CocoDataset, allow_outside: bool = False, threads: int |
             return str(e)
         return header_error(path)
 
-    with ThreadPoolExecutor(threads or min(8, os.cpu_count() or 1)) as pool:
-        reasons = pool.map(check, range(len(dataset)), chunksize=256)
+    with ReaderPool(threads or min(8, os.cpu_count() or 1)) as pool:
+        reasons = pool.map(check, range(len(dataset)))
         return {row: reason for row, reason in enumerate(reasons) if reason is not None}
 
 
 def header_error(path: Path) -> str | None:
     """Why Pillow cannot open the image at `path` (load_image's wording), or None. Sizes are compared here
     rather than by turning Pillow's DecompressionBombWarning into an error: warning filters are not thread-safe."""
-    try:
-        with Image.open(path) as img:
+    try:  # open_regular: a FIFO or device named like an image is refused unopened, as the labeler does
+        with open_regular(path) as f, Image.open(f) as img:
             pixels = img.width * img.height
-    except FileNotFoundError:
-        return f"missing file: {path}"
+    except ImageError as e:  # missing, not a regular file, a path the OS cannot take
+        return str(e)
     except Image.DecompressionBombError as e:
         return f"image too large: {path} ({e})"
     except (OSError, SyntaxError, ValueError) as e:  # IsADirectoryError, UnidentifiedImageError, ...

@@ -3,6 +3,7 @@ header) are skipped up to --max-failed of a set, said on one line and listed in 
 refuses any, and a set none of whose images can be read is always refused."""
 
 import json
+import os
 import shutil
 
 import pytest
@@ -33,6 +34,9 @@ def broken_copy(tiny_data, tmp_path, broken: dict[int, str]):
             (images / im["file_name"]).unlink()
         elif how == "outside":
             im["file_name"] = "../elsewhere/" + im["file_name"]
+        elif how == "fifo":  # opening it would block for good: refused unopened, as the labeler does
+            (images / im["file_name"]).unlink()
+            os.mkfifo(images / im["file_name"])
         else:
             (images / im["file_name"]).unlink()
             (images / im["file_name"]).write_bytes(b"not an image at all")
@@ -98,3 +102,11 @@ def test_the_cli_options(tiny_data, tmp_path):
     result = invoke(["--ann", ann, "--images", images, "--arch", "resnet18", "--image-size", "32",
                      "--no-pretrained", "--max-failed", "0", "--out", tmp_path / "t.pt"])
     assert result.exit_code == 1 and "more than --max-failed 0 " in result.output
+
+
+def test_a_fifo_in_the_training_set_is_skipped_not_waited_on(tiny_data, tmp_path):
+    ann, images, names = broken_copy(tiny_data, tmp_path, {5: "fifo"})
+    data, lines = data_of(ann, images, tmp_path / "t.pt")
+    assert names[5] not in set(data.train_set.file_names)
+    listed = [json.loads(line) for line in failures_path(tmp_path / "t.pt").read_text().splitlines()]
+    assert [entry["reason"] for entry in listed] == [f"not an image file (a FIFO): {images / names[5]}"]
