@@ -114,7 +114,7 @@ def costs_table(reports: list[dict]) -> list[str]:
         cost = reports[0]["teachers"][name]["cost"]
         trainings = "; ".join(f"{t['what']}" + (f", {t['epochs']} epochs" if t["epochs"] else "")
                               for t in cost["teacher_trainings"]) or "none"
-        passes = f"{cost['labeling_passes']} labeling" + (f" + {cost['other_passes']} ({cost['other_passes_are']})"
+        passes = f"{cost['labeling_passes']} labeling" + (f" + {cost['other_passes']}: {cost['other_passes_are']}"
                                                            if cost["other_passes"] else "")
         teacher_steps = ("export", "train", "labeling pass")
         teacher = _mean([sum(r["teachers"][name]["cost"]["seconds"].get(s, 0) for s in teacher_steps) for r in reports])
