@@ -300,29 +300,35 @@ def soft_student(study: Study, name: str) -> dict:
             "val_map": load_checkpoint(model)["best_metric"], "epochs": cfg.student["epochs"]}
 
 
+# what each teacher trains: (what, end to end), its epochs from its checkpoint; None: nothing
+TEACHER_TRAINING = {
+    "zero-shot": None,
+    "zero-shot-calibrated": ("calibration: a temperature and a bias per class (L-BFGS)", False),
+    "vlm-linear": ("linear head on frozen cached features (EM loss)", False),
+    "cnn4-em": ("cnn4 end to end from the backbone (EM loss)", True),
+}
+# the passes of a model over the training images besides the labeling pass
+OTHER_PASSES = {"zero-shot-calibrated": "frozen logits of the single-positive images",
+                "vlm-linear": "the image tower's features of the training and validation images (cached)"}
+
+
 def cost(name: str, entry: dict, seconds: dict) -> dict:
     """What the teacher and its student cost: the trainings (what they train, how many epochs, end to end or a
     head on cached features), the passes of a model over the training images (labeling, features, calibration's
     logits), and the wall seconds of the steps measured here."""
-    trainings = {
-        "zero-shot": [],
-        "zero-shot-calibrated": [{"what": "calibration: a temperature and a bias per class (L-BFGS)", "epochs": None,
-                                  "end_to_end": False}],
-        "vlm-linear": [{"what": "linear head on frozen cached features (EM loss)",
-                        "epochs": entry.get("train", {}).get("epochs"), "end_to_end": False}],
-        "cnn4-em": [{"what": "cnn4 end to end from the backbone (EM loss)",
-                     "epochs": entry.get("train", {}).get("epochs"), "end_to_end": True}],
-    }[name]
-    passes = {"zero-shot": 0, "zero-shot-calibrated": 1, "vlm-linear": 1, "cnn4-em": 0}[name]
+    trainings = []
+    if TEACHER_TRAINING[name] is not None:
+        what, end_to_end = TEACHER_TRAINING[name]
+        epochs = entry.get("train", {}).get("epochs") if "train" in entry else None
+        trainings.append({"what": what, "epochs": epochs, "end_to_end": end_to_end})
     student = {"what": "cnn4 student end to end from the backbone (soft targets)", "epochs": entry["student"]["epochs"],
                "end_to_end": True}
     own = {k.split(": ", 1)[1]: v for k, v in seconds.items() if k.startswith(f"{name}: ")}
-    return {"teacher_trainings": trainings, "teacher_end_to_end_epochs": sum(
-                t["epochs"] or 0 for t in trainings if t["end_to_end"]),
+    return {"teacher_trainings": trainings,
+            "teacher_end_to_end_epochs": sum(t["epochs"] or 0 for t in trainings if t["end_to_end"]),
             "student_training": student, "labeling_passes": 1,
-            "other_passes": passes, "other_passes_are": {"zero-shot-calibrated": "frozen logits of the single-positive images",
-                                                         "vlm-linear": "the image tower's features of the training and validation images (cached)"}.get(name),
-            "seconds": own, "seconds_note": None if name != "cnn4-em" else "the teacher's training is the reference sweep's, not timed here"}
+            "other_passes": int(name in OTHER_PASSES), "other_passes_are": OTHER_PASSES.get(name), "seconds": own,
+            "seconds_note": "the teacher's training is the reference sweep's, not timed here" if name == "cnn4-em" else None}
 
 
 def gap_share(value: float, em: float, full: float) -> float:
