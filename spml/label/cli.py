@@ -15,7 +15,7 @@ def _tta(ctx, param, value):
     """--tta checked at the command line (a usage error, exit 2, like a bad choice)."""
     try:
         tta_views(value)
-    except SpmlError as e:
+    except SpmlError:
         raise click.BadParameter(f"{value!r}; valid: {TTA_HELP}", ctx, param) from None
     return value
 

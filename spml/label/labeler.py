@@ -21,7 +21,7 @@ from spml.data.images import ImageError, image_path, load_image
 from spml.data.reader_pool import ReaderPool
 from spml.errors import SpmlError
 from spml.label.providers import PROVIDERS, create_session
-from spml.label.tta import TILES, TTA_CROP, TTA_VIEWS, aggregate_views, tile_boxes, tile_grid, tta_views  # noqa: F401
+from spml.label.tta import TTA_CROP, aggregate_views, tile_boxes, tile_grid, tta_views
 
 
 @dataclass

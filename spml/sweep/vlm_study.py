@@ -76,8 +76,8 @@ class Study:
 
 def run_study(cfg: StudyConfig, log=print) -> dict:
     """Every step in order, each reused when its files are there; returns report.json's dict."""
-    study = start_study(cfg, log)
     references = reference_lines(Path(cfg.reference))
+    study = start_study(cfg, log)
     vlm = vlm_record(study)
     teachers = {
         "zero-shot": zero_shot_teacher(study, vlm, calibrated=False),
@@ -109,16 +109,21 @@ def start_study(cfg: StudyConfig, log) -> Study:
 
 def reference_lines(folder: Path) -> dict:
     """The cnn4 EM teacher's and full labels' test mAP at 8 and 16 epochs, from the sweep report in `folder`."""
+    from spml.data.json_stream import load_json
+
     path = folder / "report.json"
-    try:
-        report = json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.is_file():
         raise SpmlError(f"--reference {folder}: no report.json (an spml-sweep report folder)") from None
-    by_name = {v["variant"]: v["map"] for v in report.get("variants", [])}
-    epochs = report["config"]["train"].get("epochs")
+    report = load_json(path, "--reference")
+    try:
+        by_name = {v["variant"]: v["map"] for v in report.get("variants", [])}
+        epochs = report["config"]["train"]["epochs"]
+        em, full = report["teachers"]["em"], report["full"]
+    except (AttributeError, KeyError, TypeError):
+        raise SpmlError(f"{path}: not an spml-sweep report with an EM teacher, a full line and its epochs") from None
     lines = {"source": str(path.resolve()), "epochs": epochs,
-             "em": {str(epochs): report["teachers"]["em"], "16": by_name.get("teacher+epochs:16")},
-             "full": {str(epochs): report["full"], "16": by_name.get("full+epochs:16")},
+             "em": {str(epochs): em, "16": by_name.get("teacher+epochs:16")},
+             "full": {str(epochs): full, "16": by_name.get("full+epochs:16")},
              "em_checkpoint": str((folder / "teacher_em.pt").resolve()), "train": report["config"]["train"]}
     if None in (lines["em"]["16"], lines["full"]["16"], lines["full"][str(epochs)]):
         raise SpmlError(f"{path}: needs --gt-ann's full line and the variants teacher+epochs:16, full+epochs:16") from None
