@@ -5,8 +5,20 @@ from __future__ import annotations
 import click
 
 from spml.cli_util import SeveralOption, SpmlGroup, several
+from spml.errors import SpmlError
 from spml.label.api import DEFAULTS, RAY_SETTINGS
 from spml.label.providers import PROVIDERS
+from spml.label.tta import TTA_HELP, tta_views
+
+
+def _tta(ctx, param, value):
+    """--tta checked at the command line (a usage error, exit 2, like a bad choice)."""
+    try:
+        tta_views(value)
+    except SpmlError:
+        raise click.BadParameter(f"{value!r}; valid: {TTA_HELP}", ctx, param) from None
+    return value
+
 
 # the Ray options' names before the vocabulary (every Ray option is --ray-*; --workers is data-loading processes)
 RAY_RENAMED = {"--workers": "--ray-actors", "--cpus-per-worker": "--ray-cpus-per-actor",
@@ -111,9 +123,12 @@ class RequiredToLabel(SeveralOption):
               show_default=True, help="--engine ray: CPUs each actor reserves (its decoding and model threads).")
 @click.option("--ray-gpus-per-actor", type=click.FloatRange(0), default=DEFAULTS["ray_gpus_per_actor"], show_default=True,
               help="--engine ray: GPUs each actor reserves (fractions share one); with a GPU it runs on CUDA (or --provider).")
-@click.option("--tta", type=click.Choice(["none", "flip", "flip-crop"]), default=DEFAULTS["tta"], show_default=True,
+@click.option("--tta", metavar="none|flip|flip-crop|tiles:N", default=DEFAULTS["tta"], show_default=True,
+              callback=_tta,
               help="Test-time augmentation: the mean probability of each image's views (flip: and its mirror image; "
-                   "flip-crop: also the central 87.5% and its mirror), scored in the same run (2x or 4x the model's work).")
+                   "flip-crop: also the central 87.5% and its mirror), scored in the same run (2x or 4x the model's "
+                   "work); tiles:N, AEVLP's views: the whole image and an N x N grid of tiles, each category scored "
+                   "the mean of the whole image's probability and the largest tile's (N x N + 1 times the work).")
 @click.pass_context
 def main(ctx, tau, formats, **options):
     """Label the images of a COCO dataset, an image list or a folder with a teacher: pseudo multi-labels as COCO

@@ -21,6 +21,7 @@ from spml.data.images import ImageError, image_path, load_image
 from spml.data.reader_pool import ReaderPool
 from spml.errors import SpmlError
 from spml.label.providers import PROVIDERS, create_session
+from spml.label.tta import TTA_CROP, aggregate_views, tile_boxes, tile_grid, tta_views
 
 
 @dataclass
@@ -40,16 +41,10 @@ class Scores:
             yield s, self.values[s - self.start:min(s + size, rows.stop) - self.start]
 
 
-# Test-time augmentation: the views of each image scored in the same onnxruntime run, their probabilities averaged
-TTA_VIEWS = {"none": 1, "flip": 2, "flip-crop": 4}
-TTA_CROP = 0.875  # flip-crop's second pair of views: the central 87.5% of the image (each side), resized
-
-
 class PseudoLabeler:
     def __init__(self, model_path: str | os.PathLike, provider: str = "auto", batch_size: int = 32,
                  threads: int | None = None, *, allow_outside: bool = False, tta: str = "none"):
-        if tta not in TTA_VIEWS:
-            raise SpmlError(f"unknown --tta {tta!r}; valid: {', '.join(TTA_VIEWS)}") from None
+        tta_views(tta)
         self.tta = tta
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
@@ -82,10 +77,14 @@ class PseudoLabeler:
     def _decode(self, images_dir: Path, file_name: str) -> np.ndarray:
         """HWC uint8 at the model's size; with --tta, its views stacked as (V, H, W, 3)."""
         path = image_path(images_dir, file_name, self.allow_outside)
-        img = load_image(path, self.preprocess.size)
+        grid = tile_grid(self.tta)
+        img = load_image(path, self.preprocess.size * max(grid, 1))  # a tile needs the model's size in pixels
         pixels = self.preprocess.resize(img)
         if self.tta == "none":
             return pixels
+        if grid:
+            tiles = [self.preprocess.resize(img.crop(box)) for box in tile_boxes(img.width, img.height, grid)]
+            return np.stack([pixels, *tiles])
         views = [pixels, pixels[:, ::-1]]
         if self.tta == "flip-crop":
             w, h = img.size
@@ -117,10 +116,11 @@ class PseudoLabeler:
 
     def predict(self, batch_uint8: np.ndarray) -> np.ndarray:
         """Probabilities for a (B, H, W, 3) uint8 batch, or (B, V, H, W, 3) views of each image: all B x V in one
-        run, the mean of each image's V views' probabilities returned."""
+        run, each image's V views' probabilities aggregated (aggregate_views)."""
         if batch_uint8.ndim == 5:
             b, v = batch_uint8.shape[:2]
-            return self.predict(batch_uint8.reshape(b * v, *batch_uint8.shape[2:])).reshape(b, v, -1).mean(axis=1)
+            probs = self.predict(batch_uint8.reshape(b * v, *batch_uint8.shape[2:])).reshape(b, v, -1)
+            return aggregate_views(probs, self.tta)
         x = np.ascontiguousarray(self.preprocess.normalize(batch_uint8))
         if not self.io_binding:
             return self.session.run([ONNX_OUTPUT], {ONNX_INPUT: x})[0]

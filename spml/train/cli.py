@@ -34,16 +34,17 @@ def _loss_args(ctx, param, pairs):
 def _list_archs(ctx, param, value):
     if not value or ctx.resilient_parsing:
         return
+    from spml.train.clip_models import listed_clip_archs
     from spml.train.model import available_archs
 
-    click.echo("\n".join(available_archs()))
+    click.echo("\n".join(available_archs() + listed_clip_archs()))
     ctx.exit()
 
 
 @command(deprecated={flag: _as_loss_arg(flag) for flag in RETIRED_LOSS_FLAGS}, epilog=help_table())
 @click.version_option(package_name="spml", message="%(prog)s %(version)s")
 @click.option("--list-archs", is_flag=True, expose_value=False, is_eager=True, callback=_list_archs,
-              help="List every --arch name and exit.")
+              help="List every --arch name (torchvision's, spml's, open_clip's) and exit.")
 @click.option("--ann", type=click.Path(dir_okay=False), default=None, show_default="the built-in dataset",
               help="Training labels (COCO): single positives, full labels or a labels.json of spml-label, whose "
                    "teacher's recipe fills every option left unset.")

@@ -38,6 +38,20 @@ def is_clip(arch: str | None) -> bool:
     return isinstance(arch, str) and arch.startswith(PREFIX)
 
 
+CONFIG_FORM = PREFIX + "CONFIG.json"  # --arch's other open_clip form: the path of a model config file
+
+
+def listed_clip_archs() -> list[str]:
+    """spml-train --list-archs's open_clip lines: every model open_clip names (when it is installed) and the
+    config-file form, each with what it needs where it is not an arch name."""
+    form = f"{CONFIG_FORM}  (any open_clip model config file: embed_dim, vision_cfg, text_cfg; weights: --weights FILE)"
+    try:
+        import open_clip
+    except ImportError:
+        return [f"{PREFIX}NAME  (open_clip's models: pip install 'spml[clip]')", form]
+    return [PREFIX + name for name in open_clip.list_models()] + [form]
+
+
 def open_clip_module():
     try:
         import open_clip

@@ -18,6 +18,9 @@ TYPES = {"arch": str, "image_size": int, "epochs": int, "batch_size": int, "lr":
          "val_images": str}
 # fields with a real default rather than None: inherited only when the caller says they were not given
 NOT_NONE = ("mode", "linear_epochs", "flip")
+# the modes a student can train in (spml.train.trainer.MODES, spelt here: this module is torch-free); a zero-shot
+# teacher records mode "zero-shot", which describes how it was made, not a way to train its student
+TRAINING_MODES = ("end-to-end", "linear", "linear-init")
 def _of_type(value, types) -> bool:
     """isinstance, with bools apart from ints: True is no image size, and pretrained's tag is no flag."""
     types = types if isinstance(types, tuple) else (types,)
@@ -51,6 +54,8 @@ def inherit_recipe(config, explicit=(), log=print):
             continue
         value = recipe.get(key)
         if key in explicit or value is None or not _of_type(value, TYPES[key]):
+            continue
+        if key == "mode" and value not in TRAINING_MODES:
             continue
         current = getattr(config, key)
         unset = current is None or (key in NOT_NONE and current == defaults[key])

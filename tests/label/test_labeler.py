@@ -128,6 +128,44 @@ def test_tta_is_the_mean_of_the_views_in_torch(tta, tiny_data, tiny_teacher, tin
     assert json.loads(out.read_text())["info"]["tta"] == tta
 
 
+@pytest.mark.parametrize("grid", [2, 3])
+def test_tiles_score_the_mean_of_the_whole_image_and_the_best_tile(grid, tiny_data, tiny_teacher, tiny_onnx):
+    """--tta tiles:N against torch on tiles cut by hand: the image decoded at N x the model's size, the whole of it
+    and its N x N tiles of (width // N) x (height // N) pixels each resized to the model's size, a category's score
+    (p_whole + max over the tiles' p) / 2, as AEVLP aggregates its global and local views."""
+    from PIL import Image
+
+    dataset = load_coco(tiny_data["train"])
+    ckpt = load_checkpoint(tiny_teacher)
+    model = model_from_checkpoint(ckpt)
+    size = ckpt["preprocess"]["image_size"]
+    pre = Preprocess(size)
+    expected = []
+    for name in dataset.file_names:
+        img = load_image(dataset.images_dir / name, size * grid)
+        tw, th = img.width // grid, img.height // grid
+        views = [pre.normalize(np.asarray(img.resize((size, size), Image.BILINEAR)))]
+        for row in range(grid):
+            for col in range(grid):
+                tile = img.crop((col * tw, row * th, col * tw + tw, row * th + th))
+                views.append(pre.normalize(np.asarray(tile.resize((size, size), Image.BILINEAR))))
+        with torch.inference_mode():
+            p = torch.sigmoid(model(torch.from_numpy(np.stack(views)))).numpy()
+        expected.append((p[0] + p[1:].max(axis=0)) / 2)
+    got = PseudoLabeler(tiny_onnx, provider="cpu", batch_size=3, tta=f"tiles:{grid}").scores(dataset).values
+    np.testing.assert_allclose(got, np.stack(expected), atol=1e-4)
+    plain = PseudoLabeler(tiny_onnx, provider="cpu", batch_size=3).scores(dataset).values
+    assert np.abs(got - plain).max() > 1e-3  # the tiles count
+
+
+def test_an_unknown_tta_names_the_valid_ones(tiny_onnx):
+    from spml.errors import SpmlError
+
+    for bad in ("tiles:0", "tiles:9", "tiles:", "tiles:2x2", "grid"):
+        with pytest.raises(SpmlError, match="valid: none, flip, flip-crop, tiles:N"):
+            PseudoLabeler(tiny_onnx, provider="cpu", tta=bad)
+
+
 def test_a_persons_answers_survive_whatever_the_teacher_scores(tmp_path):
     from spml.label.labeler import Scores
 

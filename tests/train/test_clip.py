@@ -117,3 +117,21 @@ def test_bad_clip_training_inputs(clip_files, tiny_data):
         path = weights.with_name("visual.pt")
         torch.save(visual_only, path)
         create_model(f"open_clip/{config}", 2, weights=path, class_names=["a", "b"])
+
+
+def test_list_archs_names_open_clips_models_and_the_config_form(monkeypatch):
+    """Every model of open_clip.list_models() as open_clip/NAME, after torchvision's; the config-file form last.
+    Without open_clip, a line saying how to get its models instead of the names."""
+    import sys
+
+    from spml.train.cli import main as train_cli
+
+    lines = run(train_cli, ["--list-archs"]).splitlines()
+    listed = [line for line in lines if line.startswith("open_clip/") and " " not in line]
+    assert listed == ["open_clip/" + name for name in open_clip.list_models()]
+    assert "resnet18" in lines and lines.index("resnet18") < lines.index(listed[0])
+    assert lines[-1].startswith("open_clip/CONFIG.json ")
+    monkeypatch.setitem(sys.modules, "open_clip", None)  # import open_clip raises ImportError
+    lines = run(train_cli, ["--list-archs"]).splitlines()
+    assert not [line for line in lines if line.startswith("open_clip/") and " " not in line]
+    assert "pip install 'spml[clip]'" in lines[-2] and lines[-1].startswith("open_clip/CONFIG.json ")

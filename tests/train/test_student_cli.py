@@ -69,6 +69,18 @@ def test_linear_teacher_mode_is_inherited_unless_given(tiny_data, tmp_path, monk
     assert cfg.pretrained is True and cfg.lr is None  # the lr of the teacher's from-scratch regime is not carried over
 
 
+def test_a_zero_shot_teachers_mode_is_not_a_students(tiny_data, tmp_path, monkeypatch):
+    """spml-export --zero-shot records mode zero-shot (how the teacher was made); its labels' student trains in
+    the default mode, inheriting the rest (arch, image size)."""
+    from spml.train.recipe import TRAINING_MODES
+
+    assert TRAINING_MODES == trainer.MODES
+    labels = labels_with_teacher(tiny_data, tmp_path, mode="zero-shot", epochs=None, lr=None)
+    cfg, out = captured_config(monkeypatch, ["--ann", labels, "--loss", "bce"])
+    assert cfg.mode == "end-to-end" and cfg.arch == "mobilenet_v3_small" and cfg.image_size == 40
+    assert "inherited from the teacher" in out and "zero-shot" not in out
+
+
 def test_a_plain_coco_file_inherits_nothing(tiny_data, monkeypatch):
     cfg, out = captured_config(monkeypatch, ["--ann", tiny_data["sp"]])
     assert cfg.arch is None and cfg.epochs is None and "inherited" not in out
