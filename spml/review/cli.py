@@ -144,18 +144,28 @@ def _server_options(f):
 @click.option("--document-root", envvar="LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", default="/", show_default=True,
               show_envvar=True, help="The server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT: the tasks' local-files "
                                      "addresses are relative to it.")
-def push_cmd(folder, *, url, token, title, document_root):
+@click.option("--upload", is_flag=True, default=False, show_default=True,
+              help="Upload the images to the server (each once) instead of its local-files serving: for a server "
+                   "that does not see the images' folder.")
+@click.option("--images", type=click.Path(file_okay=False), default=None,
+              show_default="the files behind the tasks' local-files addresses",
+              help="With --upload: the folder the tasks' file names are relative to.")
+def push_cmd(folder, *, url, token, title, document_root, upload, images):
     """Create a Label Studio project from FOLDER (what spml-review select --out wrote): its labeling config, its
-    tasks with the teacher's predictions, and a local-files storage that lets the server show the images.
+    tasks with the teacher's predictions, and a local-files storage that lets the server show the images, or with
+    --upload the images themselves.
 
-    Start the server where the images are, with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and
+    For local files, start the server where the images are, with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and
     LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT above them (docs/review.md).
     """
     from spml.review.label_studio import push
 
-    p = push(folder, url=url, token=token, title=title, document_root=document_root)
+    if images is not None and not upload:
+        raise click.UsageError("--images goes with --upload (local files are found from the tasks' addresses)")
+    p = push(folder, url=url, token=token, title=title, document_root=document_root, upload=upload, images=images)
     click.echo(f"created project {p.project_id} {p.title!r}: {p.tasks} tasks with "
-               f"the teacher's predictions" + (f", images served from {p.storage_path}" if p.storage_path else ""))
+               f"the teacher's predictions" + (f", images served from {p.storage_path}" if p.storage_path else "")
+               + (f", {p.uploaded} images uploaded" if p.uploaded else ""))
     click.echo(f"answer them at {url.rstrip('/')}/projects/{p.project_id}, then: spml-review pull --label-studio "
                f"{url} --token TOKEN --project {p.project_id} --out answers.json")
 
