@@ -147,7 +147,7 @@ def sort_key(name: str):
         return (0, name)
     r = v.review
     return (1, r.per_image, r.unit != "pair", STRATEGY_ORDER.index(r.strategy) if r.strategy in STRATEGY_ORDER else 9,
-            list(USES).index(use_of(v)), r.rounds, name)
+            list(USES).index(use_of(v)), r.rounds, r.ipw, name)
 
 
 def plot_review_gap(reports: list[dict], path: Path) -> None:
@@ -163,7 +163,7 @@ def plot_review_gap(reports: list[dict], path: Path) -> None:
     for name, value in share.items():
         v = parse_variant(name)
         if v.base != "review" or value is None or v.train or v.teacher_loss or v.teacher_epochs or v.tta != "none" \
-                or v.review.rounds > 1:
+                or v.review.rounds > 1 or v.review.ipw:
             continue  # the plain review variants only: other options would mix settings in one line
         key = (v.review.unit, v.review.strategy, use_of(v))
         lines.setdefault(key, []).append((v.review.per_image, 100 * value))

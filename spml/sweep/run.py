@@ -365,7 +365,10 @@ def review_variant(sweep: Sweep, v: Variant, tau: float) -> dict:
     else:
         loss = v.teacher_loss or cfg.teacher_loss
         extra = {"epochs": v.teacher_epochs} if v.teacher_epochs else {}
-        teacher_model = sweep.train(f"teacher_{loss}_{folder.name}", str(reviewed_ann), loss, cfg.images, **extra)
+        if v.review.ipw:  # each answer weighted by 1 / its sampling weight, recorded by select
+            extra["answer_weights"] = str(folder / "selection.json")
+        teacher_model = sweep.train(f"teacher_{loss}_{folder.name}" + ("_ipw" if v.review.ipw else ""),
+                                    str(reviewed_ann), loss, cfg.images, **extra)
         teacher_onnx = exported(teacher_model)
     labels = sweep.out / f"labels_{v.file_name}.json"
     scores, calibration = scores_of(sweep, teacher_onnx, v.tta), None

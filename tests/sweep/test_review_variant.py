@@ -51,6 +51,9 @@ def test_review_options_still_reach_the_student():
     ("review:1:nearest", "unknown strategy 'nearest'; valid: random, uncertainty, weighted"),
     ("review:1:random:box", "unknown unit 'box'; valid: pair, image"),
     ("review:1:random:pair:x", "expected review:B[:strategy[:unit]]"),
+    ("review:1:random+ipw", "ipw weights a retrained teacher's answers by their sampling weights"),
+    ("review:1:weighted+fix+ipw", "ipw weights a retrained teacher's answers"),
+    ("init-soft+ipw", "ipw is an option of review"),
     ("init-soft+rounds:2", "rounds:R is an option of review:B[:strategy[:unit]] only"),
     ("review:1+staged+rounds:2+rounds:3", "rounds:R given 2 times"),
     ("review:1+rounds:0", "'rounds:0': must be at least 1"),
@@ -276,7 +279,7 @@ def rounds_sweep(tiny_data, tmp_path_factory):
     args = ["--ann", tiny_data["sp"], "--val-ann", tiny_data["val"], "--test-ann", tiny_data["test"],
             "--gt-ann", tiny_data["train"], "--tau", "0.5", "--variant-tau", "0.5", "--arch", "resnet18",
             "--image-size", "32", "--epochs", "1", "--batch-size", "16", "--no-pretrained", "--variants",
-            "review:2:uncertainty+staged+rounds:2,review:1:random+rounds:2", "--out", out]
+            "review:2:uncertainty+staged+rounds:2,review:1:random+rounds:2,review:1:weighted+ipw", "--out", out]
     result = CliRunner().invoke(sweep_cli, [str(a) for a in args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return out, {v["variant"]: v for v in json.loads((out / "report.json").read_text())["variants"]}
@@ -370,3 +373,17 @@ def test_the_review_table_gives_each_round(rounds_sweep):
     assert line == (f"review:2:uncertainty+staged+rounds:2, by round: round 1: {r1['yes']} yes / {r1['no']} no, "
                     f"student test mAP {r1['map']:.2f}; round 2: {r2['yes']} yes / {r2['no']} no, student test mAP "
                     f"{r2['map']:.2f}.")
+
+
+@pytest.mark.slow
+def test_ipw_retrains_the_teacher_with_each_answer_weighted_by_its_selection(rounds_sweep):
+    import torch
+
+    out, entries = rounds_sweep
+    folder = out / "review_teacher_em_1_weighted_pair"
+    teacher = torch.load(out / f"teacher_em_{folder.name}_ipw.pt", weights_only=True)["config"]
+    assert teacher["ann"] == str(folder / "reviewed.json") and teacher["answer_weights"] == str(folder / "selection.json")
+    assert all(q["weight"] > 0 for q in json.loads((folder / "selection.json").read_text())["questions_chosen"])
+    student = torch.load(out / "student_review1weighted_ipw.pt", weights_only=True)["config"]
+    assert student["init"] == str(out / f"teacher_em_{folder.name}_ipw.pt") and student["answer_weights"] is None
+    assert entries["review:1:weighted+ipw"]["teacher_map"] is not None
