@@ -100,8 +100,8 @@ def review_markdown(reports: list[dict]) -> str:
                      f"| {_percent(mean['equal'][name])} | {_percent(mean['share'][name])} |")
     lines += ["", "Share of the gap: (student − EM) / (full − EM) per seed, then averaged; at equal epochs against "
               f"the EM teacher and the full-label model trained {equal['epochs']} epochs (teacher+epochs:"
-              f"{equal['epochs']}, full+epochs:{equal['epochs']}), as long as the review variants' teacher and "
-              f"student together. Teacher test mAP: the retrained teacher's; '-' where the first teacher labels "
+              f"{equal['epochs']}, full+epochs:{equal['epochs']}), as long as the longest training here (a review "
+              f"variant's teacher and its student, or each of its rounds' students, together). Teacher test mAP: the retrained teacher's; '-' where the first teacher labels "
               f"(+fix). Labels: the student's labels file against the ground truth (positives above tau, verified "
               f"answers kept). Soft targets: what the student fits, on the pairs the single positives leave unknown: "
               f"their mean (the truth's share of positives there is {_truth(mean)}), their binary cross-entropy "
