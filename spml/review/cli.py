@@ -38,22 +38,57 @@ def main():
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random draws (random keys, ties).")
 @click.option("--image-url", default=None, show_default="Label Studio's local-files serving of the image's path",
               help="Prefix of each task's image address in label-studio.json (the file name is appended).")
-def select_cmd(labels, *, budget, out, strategy, unit, seed, image_url):
-    """Choose the questions to ask from LABELS, an spml-label --soft labels file.
+@click.option("--model", type=click.Path(dir_okay=False), default=None, show_default="read LABELS' scores",
+              help="The exported teacher (spml-export): score LABELS' images with it, as spml-label --soft would; "
+                   "LABELS is then the observed labels (single positives, or spml-review merge's file).")
+@click.option("--tau", type=click.FloatRange(0, 1, max_open=True), default=None,
+              show_default="required with --model; a labels file records its own",
+              help="With --model: the labeling threshold the teacher's labels will use (uncertainty ranks by it).")
+@click.option("--images", type=click.Path(file_okay=False), default=None, show_default="recorded in LABELS, else its folder",
+              help="The images folder (scored with --model, shown in Label Studio's tasks).")
+def select_cmd(labels, *, budget, out, strategy, unit, seed, image_url, model, tau, images):
+    """Choose the questions to ask from LABELS, an spml-label --soft labels file, or with --model from the
+    teacher's scores of LABELS' images (LABELS then holds what a person said).
 
     Never asks a pair that is known: annotations that are not `pseudo`, and each image's neg_category_ids.
     """
-    from spml.review.select import select_questions, write_selection
+    from spml.review.select import select_questions, select_with_model, write_selection
 
-    selection = select_questions(labels, budget=budget, strategy=strategy, unit=unit, seed=seed)
+    if model is None and tau is not None:
+        raise click.UsageError("--tau goes with --model: a labels file records the threshold it was labeled at")
+    if model is not None and tau is None:
+        raise click.UsageError("--model needs --tau, the threshold the teacher's labels will use")
+    if model is None:
+        selection = select_questions(labels, budget=budget, strategy=strategy, unit=unit, seed=seed, images=images)
+    else:
+        selection = _select_with_model(labels, model, out=out, tau=tau, budget=budget, strategy=strategy, unit=unit,
+                                       seed=seed, images=images)
     paths = write_selection(out, selection, labels=labels, strategy=strategy, unit=unit, budget=budget, seed=seed,
-                            url_prefix=image_url)
+                            url_prefix=image_url, model=model)
     stats = selection.stats
     click.echo(f"wrote {paths['questions.csv']}: {stats['questions']} questions on {stats['images_asked']} images "
                f"({strategy}, unit {unit}) of {stats['unknown_pairs']} unknown pairs; {stats['known_pairs']} known "
                f"pairs not asked")
     click.echo(f"wrote {paths['label-studio.json']} and {paths['label-studio.xml']} (Label Studio tasks and config), "
                f"{paths['selection.json']}")
+
+
+def _select_with_model(labels, model, *, out, **options):
+    """select_with_model with its scratch labels file in a folder of its own inside --out, removed after."""
+    import tempfile
+    from pathlib import Path
+
+    from spml.review.select import select_with_model
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise click.UsageError(f"--out {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise click.UsageError(f"--out {out}: cannot make the folder ({e.strerror})") from None
+    with tempfile.TemporaryDirectory(dir=out, prefix=".scores-") as scratch:
+        return select_with_model(labels, model, scratch=scratch, log=lambda m: click.echo(m, err=True), **options)
 
 
 @main.command("merge")
@@ -109,18 +144,28 @@ def _server_options(f):
 @click.option("--document-root", envvar="LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", default="/", show_default=True,
               show_envvar=True, help="The server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT: the tasks' local-files "
                                      "addresses are relative to it.")
-def push_cmd(folder, *, url, token, title, document_root):
+@click.option("--upload", is_flag=True, default=False, show_default=True,
+              help="Upload the images to the server (each once) instead of its local-files serving: for a server "
+                   "that does not see the images' folder.")
+@click.option("--images", type=click.Path(file_okay=False), default=None,
+              show_default="the files behind the tasks' local-files addresses",
+              help="With --upload: the folder the tasks' file names are relative to.")
+def push_cmd(folder, *, url, token, title, document_root, upload, images):
     """Create a Label Studio project from FOLDER (what spml-review select --out wrote): its labeling config, its
-    tasks with the teacher's predictions, and a local-files storage that lets the server show the images.
+    tasks with the teacher's predictions, and a local-files storage that lets the server show the images, or with
+    --upload the images themselves.
 
-    Start the server where the images are, with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and
+    For local files, start the server where the images are, with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and
     LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT above them (docs/review.md).
     """
     from spml.review.label_studio import push
 
-    p = push(folder, url=url, token=token, title=title, document_root=document_root)
+    if images is not None and not upload:
+        raise click.UsageError("--images goes with --upload (local files are found from the tasks' addresses)")
+    p = push(folder, url=url, token=token, title=title, document_root=document_root, upload=upload, images=images)
     click.echo(f"created project {p.project_id} {p.title!r}: {p.tasks} tasks with "
-               f"the teacher's predictions" + (f", images served from {p.storage_path}" if p.storage_path else ""))
+               f"the teacher's predictions" + (f", images served from {p.storage_path}" if p.storage_path else "")
+               + (f", {p.uploaded} images uploaded" if p.uploaded else ""))
     click.echo(f"answer them at {url.rstrip('/')}/projects/{p.project_id}, then: spml-review pull --label-studio "
                f"{url} --token TOKEN --project {p.project_id} --out answers.json")
 

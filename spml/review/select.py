@@ -4,7 +4,8 @@ The file is read twice, streamed (spml.data.json_stream), never whole: first its
 known (observed and verified positives; `pseudo` ones are the teacher's and may be asked), then its images, each
 with the teacher's probabilities (`spml_scores`, in category order) and its known negatives (`neg_category_ids`).
 Only the best candidates within the budget are kept, in a heap, so memory grows with the budget and the number of
-known pairs, not with images x categories.
+known pairs, not with images x categories. With a model (`select_with_model`), the labels file is the one the
+labeler's library call writes for the observed labels' images, so both paths choose alike.
 """
 
 from __future__ import annotations
@@ -183,8 +184,9 @@ class Selection:
 
 
 def select_questions(labels: str | os.PathLike, *, budget: int, strategy: str = "uncertainty", unit: str = "pair",
-                     seed: int = 0) -> Selection:
-    """Choose at most `budget` answers' worth of questions from the labels file (see the module's docstring)."""
+                     seed: int = 0, images: str | os.PathLike | None = None) -> Selection:
+    """Choose at most `budget` answers' worth of questions from the labels file (see the module's docstring);
+    `images`: the images folder, where not the one the file records."""
     if strategy not in STRATEGIES:
         raise SpmlError(f"unknown --strategy {strategy!r}; valid: {', '.join(STRATEGIES)}") from None
     if unit not in UNITS:
@@ -235,7 +237,37 @@ def select_questions(labels: str | os.PathLike, *, budget: int, strategy: str = 
                         f"already known") from None
     stats["questions"] = len(questions)
     stats["images_asked"] = len({q.image_id for q in questions})
-    return Selection(questions, categories, tau, resolve_images_dir(path, top), stats)
+    return Selection(questions, categories, tau, resolve_images_dir(path, top, images).resolve(), stats)
+
+
+def select_with_model(observed: str | os.PathLike, model: str | os.PathLike, *, tau: float, budget: int,
+                      strategy: str = "uncertainty", unit: str = "pair", seed: int = 0,
+                      images: str | os.PathLike | None = None, scratch: str | os.PathLike,
+                      log=lambda message: None) -> Selection:
+    """`select_questions` on the labels that `spml-label MODEL --ann OBSERVED --tau TAU --soft` writes: the images
+    of `observed` (the observed labels: single positives, verified answers) scored by `model` through spml.label's
+    own library call, into a labels file under `scratch` that the caller removes. What a person said is kept by
+    the labeler (observed positives, verified negatives) and so never asked."""
+    from spml.label.api import LabelConfig, label
+
+    refuse_pseudo_labels(Path(observed))
+    labels = Path(scratch) / "labels.json"
+    label(LabelConfig(out=str(labels), taus=(tau,), model=str(model), ann=str(observed),
+                      images=None if images is None else str(images), soft=True, keep_observed=True, progress=False),
+          log=log)
+    return select_questions(labels, budget=budget, strategy=strategy, unit=unit, seed=seed)
+
+
+def refuse_pseudo_labels(path: Path) -> None:
+    """With --model, the file is what a person said; a labels file's `pseudo` annotations would count as observed."""
+
+    def annotation(a):
+        if isinstance(a, dict) and a.get("source") == "pseudo":
+            raise SpmlError(f"{path}: has the teacher's pseudo labels; with --model, give the observed labels (the "
+                            f"single positives, or spml-review merge's file), or drop --model to read its scores") \
+                from None
+
+    _read(path, {"annotations": annotation, "images": lambda im: None})
 
 
 def _scores_of(path: Path, im: dict, num_classes: int) -> np.ndarray:
@@ -285,8 +317,10 @@ def image_url(selection: Selection, file_name: str, prefix: str | None) -> str:
 
 
 def write_selection(out: str | os.PathLike, selection: Selection, *, labels: str | os.PathLike, strategy: str,
-                    unit: str, budget: int, seed: int, url_prefix: str | None = None) -> dict[str, Path]:
-    """questions.csv, label-studio.json, label-studio.xml and selection.json in `out` (each written atomically)."""
+                    unit: str, budget: int, seed: int, url_prefix: str | None = None,
+                    model: str | os.PathLike | None = None) -> dict[str, Path]:
+    """questions.csv, label-studio.json, label-studio.xml and selection.json in `out` (each written atomically).
+    `labels`: the file select was given; `model`: the teacher that scored its images, where select did that."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SpmlError(f"--out {out}: exists and is not a folder") from None
@@ -307,6 +341,7 @@ def write_selection(out: str | os.PathLike, selection: Selection, *, labels: str
     write_json(paths["selection.json"], {
         "strategy": strategy, "unit": unit, "budget": budget, "seed": seed,
         "labels": str(Path(labels).resolve()), "labels_sha256": sha256_of(labels),
+        **({"model": str(Path(model).resolve()), "model_sha256": sha256_of(model)} if model is not None else {}),
         "tau": [float(t) for t in selection.tau], **selection.stats, "questions_chosen": chosen,
     })
     return paths

@@ -100,13 +100,33 @@ def review_markdown(reports: list[dict]) -> str:
                      f"| {_percent(mean['equal'][name])} | {_percent(mean['share'][name])} |")
     lines += ["", "Share of the gap: (student − EM) / (full − EM) per seed, then averaged; at equal epochs against "
               f"the EM teacher and the full-label model trained {equal['epochs']} epochs (teacher+epochs:"
-              f"{equal['epochs']}, full+epochs:{equal['epochs']}), as long as the review variants' teacher and "
-              f"student together. Teacher test mAP: the retrained teacher's; '-' where the first teacher labels "
+              f"{equal['epochs']}, full+epochs:{equal['epochs']}), as long as the longest training here (a review "
+              f"variant's teacher and its student, or each of its rounds' students, together). Teacher test mAP: the retrained teacher's; '-' where the first teacher labels "
               f"(+fix). Labels: the student's labels file against the ground truth (positives above tau, verified "
               f"answers kept). Soft targets: what the student fits, on the pairs the single positives leave unknown: "
               f"their mean (the truth's share of positives there is {_truth(mean)}), their binary cross-entropy "
               f"against the truth, and their mAP as a ranking of those pairs.", ""]
+    lines += _rounds_lines(reports, wanted)
     return "\n".join(lines)
+
+
+def _rounds_lines(reports: list[dict], names: list[str]) -> list[str]:
+    """For the variants asked in rounds (+rounds:R): each round's answers and its student's test mAP (or its
+    retrained teacher's), means over the reports."""
+    out = []
+    for name in names:
+        if parse_variant(name).base != "review" or parse_variant(name).review.rounds == 1:
+            continue
+        per_report = [next(e for e in r["variants"] if e["variant"] == name)["review_rounds"] for r in reports]
+        parts = []
+        for k in range(len(per_report[0])):
+            rounds = [p[k] for p in per_report]
+            model = "student" if "map" in rounds[0] else "teacher"
+            parts.append(f"round {k + 1}: {_mean([r['yes'] for r in rounds]):,.0f} yes / "
+                         f"{_mean([r['no'] for r in rounds]):,.0f} no, {model} test mAP "
+                         f"{_fmt(_mean([r.get('map', r.get('teacher_map')) for r in rounds]))}")
+        out.append(f"{name}, by round: " + "; ".join(parts) + ".")
+    return out + [""] if out else []
 
 
 USES = {"retrain": ("retrain the teacher", "s", "--"), "fix": ("correct the labels (fix)", "o", "-"),
@@ -127,7 +147,7 @@ def sort_key(name: str):
         return (0, name)
     r = v.review
     return (1, r.per_image, r.unit != "pair", STRATEGY_ORDER.index(r.strategy) if r.strategy in STRATEGY_ORDER else 9,
-            list(USES).index(use_of(v)), name)
+            list(USES).index(use_of(v)), r.rounds, r.ipw, name)
 
 
 def plot_review_gap(reports: list[dict], path: Path) -> None:
@@ -142,7 +162,8 @@ def plot_review_gap(reports: list[dict], path: Path) -> None:
     lines: dict[tuple, list] = {}
     for name, value in share.items():
         v = parse_variant(name)
-        if v.base != "review" or value is None or v.train or v.teacher_loss or v.teacher_epochs or v.tta != "none":
+        if v.base != "review" or value is None or v.train or v.teacher_loss or v.teacher_epochs or v.tta != "none" \
+                or v.review.rounds > 1 or v.review.ipw:
             continue  # the plain review variants only: other options would mix settings in one line
         key = (v.review.unit, v.review.strategy, use_of(v))
         lines.setdefault(key, []).append((v.review.per_image, 100 * value))

@@ -252,6 +252,8 @@ def chain_epochs(v: Variant, epochs: int | None) -> int | None:
     own = v.train.get("epochs", epochs)
     if v.base in ("teacher", "full") or not v.init:
         return own
+    if v.base == "review" and v.review.fix:  # each round's student starts from the last: all count
+        return (v.teacher_epochs or epochs) + own * v.review.rounds
     return (v.teacher_epochs or epochs) + own * v.rounds
 
 
@@ -351,6 +353,8 @@ def review_variant(sweep: Sweep, v: Variant, tau: float) -> dict:
     cfg = sweep.cfg
     if not cfg.gt_ann:
         raise SpmlError(f"variant {v.name}: needs --gt-ann (the answers are simulated from it)") from None
+    if v.review.rounds > 1:
+        return review_rounds(sweep, v, tau)
     first = variant_teacher(sweep, v)
     first_onnx = sweep.onnx if first == sweep.teacher else exported(first)
     folder = sweep.out / (f"review_{first.stem}_{v.review.per_image:g}_{v.review.strategy}_{v.review.unit}"
@@ -361,7 +365,10 @@ def review_variant(sweep: Sweep, v: Variant, tau: float) -> dict:
     else:
         loss = v.teacher_loss or cfg.teacher_loss
         extra = {"epochs": v.teacher_epochs} if v.teacher_epochs else {}
-        teacher_model = sweep.train(f"teacher_{loss}_{folder.name}", str(reviewed_ann), loss, cfg.images, **extra)
+        if v.review.ipw:  # each answer weighted by 1 / its sampling weight, recorded by select
+            extra["answer_weights"] = str(folder / "selection.json")
+        teacher_model = sweep.train(f"teacher_{loss}_{folder.name}" + ("_ipw" if v.review.ipw else ""),
+                                    str(reviewed_ann), loss, cfg.images, **extra)
         teacher_onnx = exported(teacher_model)
     labels = sweep.out / f"labels_{v.file_name}.json"
     scores, calibration = scores_of(sweep, teacher_onnx, v.tta), None
@@ -380,6 +387,91 @@ def review_variant(sweep: Sweep, v: Variant, tau: float) -> dict:
     if teacher_onnx != sweep.onnx:
         entry["teacher_map"] = sweep.test_map(teacher_onnx)
     return entry
+
+
+def review_rounds(sweep: Sweep, v: Variant, tau: float) -> dict:
+    """`review:...+rounds:R`: the budget asked in R rounds, each round's questions chosen by the model updated on
+    every answer so far, never asking a pair answered before. With fix, cal or staged, round k's labels are the
+    scores of round k-1's model (the first teacher's for k = 1; calibrated on round k's own answers, which that
+    model has not trained on) corrected by every answer so far, and round k's student starts from round k-1's
+    model: the last round's student is the variant's, its epochs those of the whole chain. Without, the EM teacher
+    is retrained on every answer so far after each round, and the last one is init-soft's teacher. The report
+    entry of the last round's student, with each round's answers and test mAP under `review_rounds`."""
+    cfg, review = sweep.cfg, v.review
+    first = variant_teacher(sweep, v)
+    model, onnx = first, sweep.onnx if first == sweep.teacher else exported(first)
+    base = sweep.out / (f"review_{first.stem}_{review.per_image:g}_{review.strategy}_{review.unit}"
+                        + ("_staged" if review.staged else "") + f"_rounds{review.rounds}")
+    try:
+        budgets = review.round_budgets(len(sweep.sp))
+    except ValueError as e:
+        raise SpmlError(f"variant {v.name}: {e}") from None
+    observed, rounds, calibration = Path(cfg.ann), [], None
+    for k, budget in enumerate(budgets, start=1):
+        folder, last = base / f"round{k}", k == len(budgets)
+        scores = scores_of(sweep, onnx, v.tta)
+        observed, counts = ask_round(sweep, v, folder, (onnx, scores), observed=observed, tau=tau,
+                                     budget=budget)
+        if not review.fix:  # retrain on every answer so far; the last teacher is init-soft's
+            loss = v.teacher_loss or cfg.teacher_loss
+            extra = {"epochs": v.teacher_epochs} if v.teacher_epochs else {}
+            model = sweep.train(f"teacher_{loss}_{base.name}_r{k}", str(observed), loss, cfg.images, **extra)
+            onnx = exported(model)
+            rounds.append({"round": k, **counts, "teacher_map": sweep.test_map(onnx)})
+            if not last:
+                continue
+            scores = scores_of(sweep, onnx, v.tta)
+        elif review.calibrate:  # on this round's random half (staged) or answers: fresh to the model that scored
+            scores, calibration = calibrated_scores(sweep, folder / "stage1" if review.staged else folder, scores)
+        name = v.file_name if last else f"{v.file_name}_r{k}"
+        labels = sweep.out / f"labels_{name}.json"
+        if not labels.exists():
+            write_labels_file(sweep, labels, scores, onnx, tau=tau, dataset=load_coco(observed, cfg.images), soft=True,
+                              tta=v.tta)
+        entry = student(sweep, name, labels, **v.train, soft_targets=True, init=str(model))
+        if review.fix:
+            rounds.append({"round": k, **counts, "map": entry["map"]})
+            model = sweep.out / f"student_{name}.pt"  # the next round's scorer and starting point
+            onnx = exported(model) if not last else onnx
+    entry["answers"] = {key: sum(r[key] for r in rounds) for key in ("questions", "yes", "no")}
+    entry["review_rounds"] = rounds
+    entry["soft_targets"] = soft_target_quality(labels, cfg.gt_ann, sweep.sp)
+    if calibration is not None:
+        entry["calibration"] = calibration  # the last round's
+    if not review.fix:
+        entry["teacher_map"] = rounds[-1]["teacher_map"]
+    return entry
+
+
+def ask_round(sweep: Sweep, v: Variant, folder: Path, scorer: tuple, *, observed: Path, tau: float,
+              budget: int) -> tuple[Path, dict]:
+    """One round of `review_rounds` in `folder`: the scorer's (onnx, scores) soft labels of `observed`, whose
+    answered pairs are known and not asked again; `budget` questions (staged: half at random, the rest on the
+    probabilities calibrated on that half), answered and merged into `observed`. The merged file and the counts."""
+    cfg, review = sweep.cfg, v.review
+    onnx, scores = scorer
+    source = folder / "labels_soft.json"
+    if not source.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        write_labels_file(sweep, source, scores, onnx, tau=tau, dataset=load_coco(observed, cfg.images), soft=True,
+                          tta=v.tta)
+    if not review.staged:
+        reviewed = ask(sweep, folder, source, observed, budget=budget, strategy=review.strategy, unit=review.unit)
+        counts = answer_counts(folder / "answers.csv")
+    else:
+        first = ask(sweep, folder / "stage1", source, observed, budget=budget // 2, strategy="random", unit=review.unit)
+        calibrated = folder / "labels_calibrated.json"
+        if not calibrated.exists():
+            values, _ = calibrated_scores(sweep, folder / "stage1", scores)
+            write_labels_file(sweep, calibrated, values, onnx, tau=0.5, dataset=load_coco(first, cfg.images),
+                              soft=True, tta=v.tta)
+        reviewed = ask(sweep, folder, calibrated, first, budget=budget - budget // 2, strategy=review.strategy,
+                       unit=review.unit)
+        counts = {k: a + b for (k, a), b in zip(answer_counts(folder / "stage1" / "answers.csv").items(),
+                                                 answer_counts(folder / "answers.csv").values())}
+    sweep.log(f"review {folder.parent.name} {folder.name}: {counts['questions']} answers, {counts['yes']} yes, "
+              f"{counts['no']} no")
+    return reviewed, counts
 
 
 def review_answers(sweep: Sweep, v: Variant, folder: Path, teacher_onnx: Path, *, tau: float) -> tuple[Path, dict]:

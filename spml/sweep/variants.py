@@ -1,10 +1,13 @@
 """The student variants of spml-sweep, by name: a base, then options joined by '+'.
 
     soft  init-soft  rounds:3  init-soft+tta  rounds:3+strong+epochs:16  init-soft+temp:0.5
+    review:1:uncertainty:pair+staged  review:1:uncertainty:pair+staged+rounds:2
 
 A base says where the student's labels come from and where it starts; an option adds noise to its training
 (Noisy Student's) or to the labels (test-time augmentation, sharpening). `rounds:K` is K rounds of init-soft:
 round k's student labels the images for round k+1 and is its starting point, the options kept on every round.
+After a review base, the option `rounds:R` is something else, and only there: the review's budget asked in R
+rounds of questions (the base comes first, so `rounds:K` as a base and `+rounds:R` as an option never meet).
 Torch-free, so spml-sweep --help and its validation need no torch."""
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ OPTIONS = {
     "cal": "review: fix, and the teacher's probabilities calibrated on the answers (Platt scaling per category)",
     "staged": "review: cal, half the budget asked at random first (the calibration's), the rest by the strategy "
               "on the calibrated probabilities",
+    "ipw": "review, retrained, strategy weighted: each answer's loss in the retrained teacher weighted by 1 / the "
+           "weight it was sampled with (inverse probability weighting: undoes the selection)",
+    "rounds:R": "review only (as a base, rounds:K is K rounds of init-soft): the budget asked in R rounds, each "
+                "round's questions chosen by the model updated on every answer so far (fix, cal, staged: round k's "
+                "student, init-soft from round k-1's, its calibration fitted on round k's own fresh answers; "
+                "retrain: the teacher retrained on them); every round's training counts in the epochs",
 }
 
 
@@ -55,10 +64,19 @@ class Review:
     fix: bool = False
     calibrate: bool = False  # cal: fix, with the teacher's probabilities calibrated on the answers
     staged: bool = False  # half at random first, calibrate on it, the strategy's half on calibrated probabilities
+    rounds: int = 1  # the budget asked in this many rounds, each on the model updated with the answers so far
+    ipw: bool = False  # the retrained teacher weights each answer by 1 / its sampling weight
 
     def budget(self, images: int) -> int:
         """The number of answers for `images` images, at least one."""
         return max(1, round(self.per_image * images))
+
+    def round_budgets(self, images: int) -> list[int]:
+        """The budget split over the rounds, as evenly as whole answers allow (each at least one)."""
+        total = self.budget(images)
+        if total < self.rounds:
+            raise ValueError(f"{total} answers cannot be asked in {self.rounds} rounds")
+        return [total * k // self.rounds - total * (k - 1) // self.rounds for k in range(1, self.rounds + 1)]
 
 
 @dataclass(frozen=True)
@@ -90,7 +108,7 @@ class Variant:
         parts = [BASES["rounds:K"].replace("K rounds", f"{self.rounds} rounds") if self.base == "rounds" else
                  _review_description(self.review) if self.base == "review" else BASES[self.base]]
         for option in self.name.split("+")[1:]:
-            if option in ("fix", "cal", "staged"):
+            if option in ("fix", "cal", "staged", "ipw") or (self.base == "review" and option.startswith("rounds:")):
                 continue  # part of the review's description
             key, _, value = option.partition(":")
             text = OPTIONS[f"{key}:{PLACEHOLDER[key]}" if value else key]
@@ -109,6 +127,14 @@ def _review_description(review: Review) -> str:
         asked = (f"{review.per_image:g} answers per image from a person (simulated from --gt-ann): half asked at "
                  f"random, the rest chosen by {review.strategy} on the teacher's probabilities calibrated on the "
                  f"random half, {'every category of a chosen image' if review.unit == 'image' else 'pair by pair'}")
+    if review.rounds > 1:
+        asked += (f"; in {review.rounds} rounds, each chosen by the model updated on the answers so far ("
+                  + ("round k-1's student, init-soft, its probabilities calibrated on round k's fresh answers"
+                     if review.calibrate else "round k-1's student, init-soft" if review.fix else
+                     "the teacher retrained on them") + ")")
+    if review.ipw:
+        return asked + ("; the EM teacher retrained on the single positives and the answers, each answer weighted by "
+                        "1 / its sampling weight, then init-soft from it")
     if review.calibrate:
         return asked + (f"; the teacher's probabilities calibrated on the {'random half' if review.staged else 'answers'} "
                         "(Platt scaling per category) and corrected by the answers, then init-soft from that teacher")
@@ -117,7 +143,8 @@ def _review_description(review: Review) -> str:
     return asked + "; the EM teacher retrained on the single positives and the answers, then init-soft from it"
 
 
-def parse_review(base: str, fix: bool = False, calibrate: bool = False, staged: bool = False) -> Review:
+def parse_review(base: str, fix: bool = False, calibrate: bool = False, staged: bool = False, *,
+                 rounds: int = 1, ipw: bool = False) -> Review:
     """`review:B[:strategy[:unit]]` as a Review; ValueError saying what is valid otherwise."""
     from spml.review.strategies import STRATEGIES
 
@@ -137,7 +164,10 @@ def parse_review(base: str, fix: bool = False, calibrate: bool = False, staged: 
         raise ValueError(f"{base!r}: unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
     if unit not in units:
         raise ValueError(f"{base!r}: unknown unit {unit!r}; valid: {', '.join(units)}")
-    return Review(per_image, strategy, unit, fix or calibrate or staged, calibrate or staged, staged)
+    if ipw and (strategy != "weighted" or fix or calibrate or staged or rounds > 1):
+        raise ValueError(f"{base!r}: ipw weights a retrained teacher's answers by their sampling weights: strategy "
+                         "weighted, without fix, cal, staged or rounds")
+    return Review(per_image, strategy, unit, fix or calibrate or staged, calibrate or staged, staged, rounds, ipw)
 
 
 def parse_variant(name: str) -> Variant:
@@ -148,8 +178,12 @@ def parse_variant(name: str) -> Variant:
         rounds = _number(base, int, 1)
         base = "rounds"
     elif base == "review" or base.startswith("review:"):
-        review = parse_review(base, fix="fix" in options, calibrate="cal" in options, staged="staged" in options)
-        options = [o for o in options if o not in ("fix", "cal", "staged")]
+        asked_in = [o for o in options if o.startswith("rounds:")]
+        if len(asked_in) > 1:
+            raise ValueError(f"variant {name!r}: rounds:R given {len(asked_in)} times")
+        review = parse_review(base, fix="fix" in options, calibrate="cal" in options, staged="staged" in options,
+                              rounds=_number(asked_in[0], int, 1) if asked_in else 1, ipw="ipw" in options)
+        options = [o for o in options if o not in ("fix", "cal", "staged", "ipw", *asked_in)]
         base = "review"
     elif base not in BASES or base in ("rounds:K", "review:B[:strategy[:unit]]"):
         raise ValueError(f"unknown variant {name!r}: the base must be one of {', '.join(BASES)}")
@@ -181,8 +215,11 @@ def parse_variant(name: str) -> Variant:
             teacher["teacher_loss"] = value
         elif key == "tepochs" and value:
             teacher["teacher_epochs"] = _number(option, int, 1)
-        elif key in ("fix", "cal", "staged") and not value:
+        elif key in ("fix", "cal", "staged", "ipw") and not value:
             raise ValueError(f"variant {name!r}: {key} is an option of review:B[:strategy[:unit]] only")
+        elif key == "rounds":
+            raise ValueError(f"variant {name!r}: +rounds:R is an option of review:B[:strategy[:unit]] only (its "
+                             "questions in R rounds); K rounds of init-soft are the base rounds:K")
         else:
             raise ValueError(f"unknown option {option!r} in variant {name!r}; valid: {', '.join(OPTIONS)}")
     if base in ("teacher", "full") and (tta != "none" or ensemble > 1 or teacher):

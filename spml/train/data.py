@@ -42,7 +42,9 @@ class ImageLabels(Dataset):
                  negatives: np.ndarray | None = None):
         self.dataset = dataset
         self.targets = torch.as_tensor(targets, dtype=torch.float32)
-        self.known = None if known is None else torch.as_tensor(known, dtype=torch.bool)
+        # a bool mask, or float loss weights (--answer-weights: the losses average by it)
+        self.known = None if known is None else torch.as_tensor(
+            known, dtype=torch.float32 if np.asarray(known).dtype.kind == "f" else torch.bool)
         self.negatives = None if negatives is None else torch.as_tensor(negatives, dtype=torch.bool)
         self.preprocess = preprocess
         self.augment = ImageAugment(augment or ("flip" if flip else "none"), preprocess.size)

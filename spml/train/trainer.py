@@ -48,6 +48,9 @@ class TrainConfig:
     weights: str | None = None  # a local state dict of `arch` (ImageNet weights from elsewhere)
     prompts: str | None = None  # open_clip/ archs: a file of prompt templates for the zero-shot head; None: spml's ensemble
     init: str | None = None  # start from an spml checkpoint of the same arch and categories (student from teacher)
+    # an spml-review selection.json of the `weighted` strategy: each answered pair's loss weighted by 1 / the weight
+    # it was sampled with (normalised to mean 1 over the answers), which undoes the selection (inverse probability)
+    answer_weights: str | None = None
     mode: str = "end-to-end"  # end-to-end | linear (frozen backbone, cached features) | linear-init (linear, then end-to-end)
     linear_epochs: int = 25  # linear-init: epochs of the linear phase (Cole et al.: 25)
     soft_targets: bool = False  # fit the teacher's probabilities of an `spml-label --soft` file, not its 0/1 labels
@@ -474,12 +477,46 @@ def build_data(cfg: TrainConfig, log=print, d: Dist = Dist()) -> Data:
     unknown = train_set.unknown_mask()
     if unknown is not None:
         log(f"ignoring {int(unknown.sum())} labels marked unknown (not_exhaustive_category_ids)")
-    train = ImageLabels(train_set, training_targets(cfg, train_set, log), None if unknown is None else ~unknown,
+    known = None if unknown is None else ~unknown
+    if cfg.answer_weights:
+        weights = answer_weight_matrix(cfg, train_set)
+        log(f"answers weighted by 1 / their sampling weight ({cfg.answer_weights}): from {weights.min():.3g} to "
+            f"{weights.max():.3g}")
+        known = weights if known is None else weights * known
+    train = ImageLabels(train_set, training_targets(cfg, train_set, log), known,
                         preprocess, seed=cfg.seed, allow_outside=cfg.allow_outside, augment=cfg.augment,
                         negatives=train_set.negatives)
     val = (ImageLabels(val_set, val_set.positives[:, val_cols], None, preprocess, allow_outside=cfg.allow_outside)
            if val_set else None)
     return Data(train_set, val_set, train, val, preprocess)
+
+
+WEIGHTED_LOSSES = ("em", "an", "wan", "bce", "an-ls", "epr")  # their entries are averaged by losses._mean(., known)
+
+
+def answer_weight_matrix(cfg: TrainConfig, train_set: CocoDataset) -> np.ndarray:
+    """(N, L) float32 loss weights: 1, and for each pair of the selection file's questions 1 / its sampling weight,
+    scaled so that the answered pairs' weights average 1 (their share of the loss is unchanged, only spread back
+    over the scores the selection under-sampled). The losses' known mask carries them (a weighted mean)."""
+    from spml.data.json_stream import load_json
+
+    if cfg.loss not in WEIGHTED_LOSSES or cfg.mix_prob:
+        raise SpmlError(f"--answer-weights: only with the losses {', '.join(WEIGHTED_LOSSES)} and no mixing "
+                        f"(loss {cfg.loss})") from None
+    selection = load_json(cfg.answer_weights, "selection")
+    chosen = selection.get("questions_chosen") if isinstance(selection, dict) else None
+    if not isinstance(chosen, list) or not chosen or not all(isinstance(q, dict) and isinstance(q.get("weight"), (int, float))
+                                                             and q["weight"] > 0 for q in chosen):
+        raise SpmlError(f"{cfg.answer_weights}: not a selection.json of spml-review select --strategy weighted (each "
+                        f"question with its positive sampling weight)") from None
+    row, column = {i: n for n, i in enumerate(train_set.image_ids)}, train_set.column_of()
+    inverse = np.array([1.0 / q["weight"] for q in chosen])
+    inverse /= inverse.mean()
+    weights = np.ones((len(train_set), len(train_set.categories)), dtype=np.float32)
+    for q, w in zip(chosen, inverse):
+        if q.get("image_id") in row and q.get("category_id") in column:  # an image dropped as unreadable: no weight
+            weights[row[q["image_id"]], column[q["category_id"]]] = w
+    return weights
 
 
 def training_targets(cfg: TrainConfig, train_set: CocoDataset, log=print) -> np.ndarray:

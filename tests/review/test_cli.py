@@ -98,3 +98,24 @@ def test_push_to_no_server_is_one_line(tmp_path):
     assert result.exit_code != 0
     assert result.output.startswith("Error: creating the project: cannot reach Label Studio at http://127.0.0.1:9 (")
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_push_upload_finds_every_image_before_it_creates_anything(tmp_path):
+    """--upload reads --images/file_name, or the file behind a local-files address; an address of its own
+    (select --image-url) needs --images; --images alone is refused."""
+    review = tmp_path / "review"
+    review.mkdir()
+    tasks = [{"data": {"image": "https://example.invalid/a.png", "file_name": name}} for name in ("a.png", "b.png")]
+    (review / "label-studio.json").write_text(json.dumps(tasks))
+    (review / "label-studio.xml").write_text("<View/>")
+    (tmp_path / "a.png").write_bytes(b"png")
+    server = ["--label-studio", "http://127.0.0.1:9", "--token", "t"]
+    cases = [(["--upload"], "Error: --upload: the tasks' images are addresses of their own (select --image-url); "
+                            "pass --images, the folder of their file names"),
+             (["--upload", "--images", str(tmp_path)], f"Error: --images {tmp_path}: no file 'b.png' (a task's "
+                                                       "data.file_name)"),
+             (["--images", str(tmp_path)], "Error: --images goes with --upload (local files are found from the "
+                                           "tasks' addresses)")]
+    for args, message in cases:
+        result = CliRunner().invoke(main, ["push", str(review), *server, *args])
+        assert result.exit_code != 0 and result.output.strip().splitlines()[-1] == message, result.output

@@ -42,19 +42,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
-    """A Label Studio server serving local files below tmp_path's parent (Label Studio connects no storage at its
-    document root itself): (url, token, document root)."""
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A Label Studio server for the module's tests, serving local files below the tests' temporary folders
+    (Label Studio connects no storage at its document root itself): (url, token, document root)."""
     import httpx
 
+    tmp_path = tmp_path_factory.mktemp("server")
+    root = tmp_path_factory.getbasetemp()  # every test's tmp_path is below it
     executable = label_studio_executable()
     port, token = free_port(), secrets.token_hex(20)
     env = {**os.environ,
            "LABEL_STUDIO_BASE_DATA_DIR": str(tmp_path / "label-studio-data"),
            "LABEL_STUDIO_USERNAME": "reviewer@example.com", "LABEL_STUDIO_PASSWORD": secrets.token_hex(12),
            "LABEL_STUDIO_USER_TOKEN": token, "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
-           "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true", "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(tmp_path.parent),
+           "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true", "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(root),
            "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true", "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": ""}
     log = tmp_path / "label-studio.log"
     with open(log, "wb") as out:
@@ -76,7 +78,7 @@ def server(tmp_path):
             if time.monotonic() > deadline:
                 pytest.fail(f"label-studio not answering after {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
             time.sleep(2)
-        yield url, token, tmp_path.parent
+        yield url, token, root
     finally:
         _kill_group(proc)
 
@@ -124,10 +126,7 @@ def test_push_answer_pull_merge_round_trip(world, cli, server, monkeypatch):
 
     r = cli("push", review, "--label-studio", url, "--token", token, "--project", "round trip")
     assert r.exit_code == 0, r.output
-    project = json.loads(httpx.get(f"{url}/api/projects", headers=auth, timeout=60).text)
-    project = project.get("results", project)
-    assert [p["title"] for p in project] == ["round trip"]
-    project_id = project[0]["id"]
+    project_id = _project_id(url, auth, "round trip")
 
     tasks = _tasks(url, auth, project_id)
     assert len(tasks) == 14
@@ -182,6 +181,56 @@ def test_push_answer_pull_merge_round_trip(world, cli, server, monkeypatch):
     assert sum(expected.values()) and not all(expected.values())  # both answers were given
     kept = {(a["image_id"], a["category_id"]) for a in after["annotations"] if a.get("source") != "verified"}
     assert kept == {(a["image_id"], a["category_id"]) for a in before["annotations"]}
+
+
+def test_push_upload_sends_the_images_and_each_task_shows_its_own(world, cli, server, monkeypatch):
+    """--upload: the server shows its own copy of each image, uploaded once, with no local-files storage; from the
+    tasks' local-files addresses, or from --images and the file names when select wrote addresses of its own."""
+    import httpx
+
+    url, token, _ = server
+    auth = {"Authorization": f"Token {token}"}
+    images = write_images(world)
+    folder = world["tmp"] / "images"
+    folder.mkdir()
+    for name, data in images.items():  # a second copy, for --images: the one the tasks' addresses name is not read
+        (folder / name).write_bytes(data)
+    monkeypatch.delenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", raising=False)  # absolute local-files addresses
+    cases = {"uploaded": [], "uploaded from --images": ["--image-url", "https://example.invalid/img/"]}
+    for title, select_args in cases.items():
+        review = world["tmp"] / title.replace(" ", "_")
+        r = cli("select", world["labels"], "--budget", 20, "--strategy", "random", "--out", review, *select_args)
+        assert r.exit_code == 0, r.output
+        push_args = ["--images", folder] if "--images" in title else []
+        r = cli("push", review, "--label-studio", url, "--token", token, "--project", title, "--upload", *push_args)
+        assert r.exit_code == 0, r.output
+        project_id = _project_id(url, auth, title)
+        tasks = _tasks(url, auth, project_id)
+        questions = json.loads((review / "label-studio.json").read_text())
+        assert sorted((t["data"]["image_id"], t["data"]["category_id"]) for t in tasks) == \
+            sorted((q["data"]["image_id"], q["data"]["category_id"]) for q in questions)
+        distinct = {q["data"]["file_name"] for q in questions}
+        assert f"{len(distinct)} images uploaded" in r.output and len(distinct) < len(questions)
+        addresses = {}
+        for task in tasks:
+            address = task["data"]["image"]
+            assert address.startswith("/data/upload/")
+            addresses.setdefault(task["data"]["file_name"], set()).add(address)
+            shown = httpx.get(url + address, headers=auth, timeout=60)
+            assert shown.status_code == 200 and shown.content == images[task["data"]["file_name"]]
+        assert all(len(a) == 1 for a in addresses.values())  # one upload per image, shared by its tasks
+        storages = httpx.get(f"{url}/api/storages/localfiles", params={"project": project_id}, headers=auth,
+                             timeout=60).json()
+        assert storages == []
+
+
+def _project_id(url: str, auth: dict, title: str) -> int:
+    import httpx
+
+    projects = json.loads(httpx.get(f"{url}/api/projects", headers=auth, timeout=60).text)
+    projects = projects.get("results", projects)
+    (project,) = [p for p in projects if p["title"] == title]
+    return project["id"]
 
 
 def _tasks(url: str, auth: dict, project_id: int) -> list[dict]:

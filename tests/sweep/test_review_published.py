@@ -32,3 +32,18 @@ def test_the_plot_is_rendered_from_seed_0s_report(tmp_path):
 def test_each_seed_report_is_rendered_from_its_json():
     for path in sorted(FOLDER.glob("seed*/report.json")):
         assert path.with_name("review.md").read_text() == review_markdown([json.loads(path.read_text())])
+
+
+ROUNDS = FOLDER / "rounds"
+ROUNDS_BEGIN, ROUNDS_END = "<!-- rounds table: rendered from rounds/seed*/report.json -->", "<!-- end of rounds table -->"
+
+
+def test_the_rounds_comparison_is_rendered_from_its_reports():
+    """The budget asked in rounds is compared in reports of its own (their longest training, and so their equal-epoch
+    lines, is longer than the main study's): rounds/review.md and the README's rounds table are rendered from them."""
+    paths = sorted(ROUNDS.glob("seed*/report.json"))
+    assert len(paths) == 3
+    table = review_markdown([json.loads(p.read_text()) for p in paths])
+    assert (ROUNDS / "review.md").read_text() == table
+    text = (FOLDER / "README.md").read_text()
+    assert text[text.index(ROUNDS_BEGIN) + len(ROUNDS_BEGIN):text.index(ROUNDS_END)].strip() == table.strip()

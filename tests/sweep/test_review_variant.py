@@ -24,6 +24,18 @@ def test_review_names(name, review):
     assert (v.base, v.review, v.soft, v.init) == ("review", review, True, True)
 
 
+def test_rounds_after_a_review_base_are_the_reviews_and_the_base_rounds_stays_init_softs():
+    v = parse_variant("review:1:uncertainty:pair+staged+rounds:2")
+    assert v.review == Review(1.0, "uncertainty", "pair", True, True, True, rounds=2) and v.rounds == 1
+    assert parse_variant("rounds:2+epochs:4").rounds == 2 and parse_variant("rounds:2").review is None
+    assert v.file_name == "review1uncertaintypair_staged_rounds2"
+
+
+@pytest.mark.parametrize("rounds, images, budgets", [(2, 1280, [640, 640]), (3, 10, [3, 3, 4]), (1, 5, [5])])
+def test_the_budget_is_split_over_the_rounds(rounds, images, budgets):
+    assert Review(1.0, rounds=rounds).round_budgets(images) == budgets
+
+
 def test_review_options_still_reach_the_student():
     v = parse_variant("review:1:random+fix+epochs:4+tloss:gr")
     assert v.train == {"epochs": 4} and v.teacher_loss == "gr" and v.review.fix
@@ -39,6 +51,12 @@ def test_review_options_still_reach_the_student():
     ("review:1:nearest", "unknown strategy 'nearest'; valid: random, uncertainty, weighted"),
     ("review:1:random:box", "unknown unit 'box'; valid: pair, image"),
     ("review:1:random:pair:x", "expected review:B[:strategy[:unit]]"),
+    ("review:1:random+ipw", "ipw weights a retrained teacher's answers by their sampling weights"),
+    ("review:1:weighted+fix+ipw", "ipw weights a retrained teacher's answers"),
+    ("init-soft+ipw", "ipw is an option of review"),
+    ("init-soft+rounds:2", "rounds:R is an option of review:B[:strategy[:unit]] only"),
+    ("review:1+staged+rounds:2+rounds:3", "rounds:R given 2 times"),
+    ("review:1+rounds:0", "'rounds:0': must be at least 1"),
     ("init-soft+fix", "fix is an option of review"),
     ("review:1+ens:2", "ens:K is not supported"),
 ])
@@ -69,6 +87,9 @@ def test_the_budget_counts_answers(per_image, images, answers):
     ("review:1+fix+epochs:4", 12),
     ("init-soft", 16), ("soft", 8), ("tau", None),
     ("rounds:3", 32),                    # teacher, then three students each started from the last
+    ("review:1+staged+rounds:2", 24),    # the first teacher 8, then each round's student started from the last
+    ("review:1+fix+rounds:3", 32),
+    ("review:1+rounds:2", 16),           # retrained teachers start afresh: the last one 8, its student 8
     ("teacher+epochs:16", 16), ("full", 8),
 ])
 def test_chain_epochs(name, epochs):
@@ -248,3 +269,121 @@ def test_the_soft_targets_distance_from_the_truth(review_sweep, tiny_data):
     assert entry["soft_targets"]["mean_target"] == pytest.approx(t.mean(), abs=1e-5)
     assert entry["soft_targets"]["truth_rate"] == pytest.approx(y.mean())
     assert entry["soft_targets"]["bce"] == pytest.approx(-(y * np.log(t) + (1 - y) * np.log(1 - t)).mean(), abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def rounds_sweep(tiny_data, tmp_path_factory):
+    from spml.sweep.cli import main as sweep_cli
+
+    out = tmp_path_factory.mktemp("rounds_sweep")
+    args = ["--ann", tiny_data["sp"], "--val-ann", tiny_data["val"], "--test-ann", tiny_data["test"],
+            "--gt-ann", tiny_data["train"], "--tau", "0.5", "--variant-tau", "0.5", "--arch", "resnet18",
+            "--image-size", "32", "--epochs", "1", "--batch-size", "16", "--no-pretrained", "--variants",
+            "review:2:uncertainty+staged+rounds:2,review:1:random+rounds:2,review:1:weighted+ipw", "--out", out]
+    result = CliRunner().invoke(sweep_cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out, {v["variant"]: v for v in json.loads((out / "report.json").read_text())["variants"]}
+
+
+def _pairs(rows) -> set:
+    return {(i, c) for i, c, _ in rows}
+
+
+@pytest.mark.slow
+def test_staged_rounds_ask_new_questions_of_the_last_rounds_student(rounds_sweep, tiny_data):
+    import torch
+
+    out, entries = rounds_sweep
+    entry = entries["review:2:uncertainty+staged+rounds:2"]
+    base = out / "review_teacher_em_2_uncertainty_pair_staged_rounds2"
+    images, truth = len(load_coco(tiny_data["sp"])), truth_pairs(tiny_data["train"])
+    asked = {(k, stage): questions_of(base / f"round{k}" / stage) for k in (1, 2) for stage in ("stage1", ".")}
+    assert [len(a) for a in asked.values()] == [images // 2] * 4  # 2 per image in 2 rounds, each half at random
+    every = [p for a in asked.values() for p in _pairs(a)]
+    assert len(set(every)) == len(every)  # nothing asked twice, in a round or across them
+    assert all(answer == ("yes" if (i, c) in truth else "no") for a in asked.values() for i, c, answer in a)
+    yes = sum(a == "yes" for rows in asked.values() for *_, a in rows)
+    assert entry["answers"] == {"questions": 2 * images, "yes": yes, "no": 2 * images - yes}
+    assert [r["round"] for r in entry["review_rounds"]] == [1, 2] and entry["review_rounds"][-1]["map"] == entry["map"]
+    # round 1 scored by the teacher, round 2 by round 1's student; every answer so far is known in round 2
+    scorer = [json.loads((base / f"round{k}" / "labels_soft.json").read_text())["info"]["model"] for k in (1, 2)]
+    first_student = out / "student_review2uncertainty_staged_rounds2_r1.pt"
+    assert scorer == [str((out / "teacher.onnx").resolve()), str(first_student.with_suffix(".onnx").resolve())]
+    merged = json.loads((base / "round2" / "reviewed.json").read_text())
+    verified = {(a["image_id"], a["category_id"]) for a in merged["annotations"] if a.get("source") == "verified"}
+    negatives = {(im["id"], c) for im in merged["images"] for c in im.get("neg_category_ids", [])}
+    answered = {(i, c): a == "yes" for rows in asked.values() for i, c, a in rows}
+    assert verified == {p for p, y in answered.items() if y} and negatives == {p for p, y in answered.items() if not y}
+    # each round's student starts from the last: the epochs of the chain
+    configs = [torch.load(p, weights_only=True)["config"] for p in
+               (first_student, out / "student_review2uncertainty_staged_rounds2.pt")]
+    assert [c["init"] for c in configs] == [str(out / "teacher_em.pt"), str(first_student)]
+    assert configs[1]["ann"] == str(out / "labels_review2uncertainty_staged_rounds2.json")
+    assert entry["epochs"] == 3
+
+
+@pytest.mark.slow
+def test_staged_rounds_calibrate_on_the_rounds_own_random_half(rounds_sweep):
+    from sklearn.linear_model import LogisticRegression
+
+    from spml.review.calibrate import RIDGE
+
+    out, entries = rounds_sweep
+    entry = entries["review:2:uncertainty+staged+rounds:2"]
+    folder = out / "review_teacher_em_2_uncertainty_pair_staged_rounds2" / "round2"
+    scored = json.loads((folder / "labels_soft.json").read_text())  # round 1's student's probabilities
+    categories = [c["id"] for c in scored["categories"]]
+    p_of = {(im["id"], c): im["spml_scores"][j] for im in scored["images"] for j, c in enumerate(categories)}
+    first = questions_of(folder / "stage1")
+    p = np.clip([p_of[i, c] for i, c, _ in first], 1e-6, 1 - 1e-6)
+    fit = LogisticRegression(C=1 / RIDGE, max_iter=10000, tol=1e-10).fit(np.log(p / (1 - p))[:, None],
+                                                                           [a == "yes" for *_, a in first])
+    for a, b in entry["calibration"]:  # too few answers for a category's own fit: the pooled one
+        assert (a, b) == pytest.approx((fit.coef_[0, 0], fit.intercept_[0]), abs=0.02)
+
+
+@pytest.mark.slow
+def test_retrain_rounds_retrain_the_teacher_on_every_answer_so_far(rounds_sweep):
+    import torch
+
+    out, entries = rounds_sweep
+    entry = entries["review:1:random+rounds:2"]
+    base = out / "review_teacher_em_1_random_pair_rounds2"
+    teachers = [out / f"teacher_em_{base.name}_r{k}.pt" for k in (1, 2)]
+    configs = [torch.load(t, weights_only=True)["config"] for t in teachers]
+    assert [c["ann"] for c in configs] == [str(base / f"round{k}" / "reviewed.json") for k in (1, 2)]
+    assert [c["init"] for c in configs] == [None, None]  # afresh: only the last one's epochs count
+    scorer = json.loads((base / "round2" / "labels_soft.json").read_text())["info"]["model"]
+    assert scorer == str(teachers[0].with_suffix(".onnx").resolve())
+    student = torch.load(out / "student_review1random_rounds2.pt", weights_only=True)["config"]
+    assert student["init"] == str(teachers[1]) and entry["epochs"] == 2
+    assert not _pairs(questions_of(base / "round1")) & _pairs(questions_of(base / "round2"))
+    assert [r["teacher_map"] for r in entry["review_rounds"]][-1] == entry["teacher_map"]
+
+
+@pytest.mark.slow
+def test_the_review_table_gives_each_round(rounds_sweep):
+    from spml.sweep.review_report import review_markdown
+
+    out, entries = rounds_sweep
+    report = json.loads((out / "report.json").read_text())
+    line = next(x for x in review_markdown([report]).splitlines()
+                if x.startswith("review:2:uncertainty+staged+rounds:2, by round:"))
+    r1, r2 = entries["review:2:uncertainty+staged+rounds:2"]["review_rounds"]
+    assert line == (f"review:2:uncertainty+staged+rounds:2, by round: round 1: {r1['yes']} yes / {r1['no']} no, "
+                    f"student test mAP {r1['map']:.2f}; round 2: {r2['yes']} yes / {r2['no']} no, student test mAP "
+                    f"{r2['map']:.2f}.")
+
+
+@pytest.mark.slow
+def test_ipw_retrains_the_teacher_with_each_answer_weighted_by_its_selection(rounds_sweep):
+    import torch
+
+    out, entries = rounds_sweep
+    folder = out / "review_teacher_em_1_weighted_pair"
+    teacher = torch.load(out / f"teacher_em_{folder.name}_ipw.pt", weights_only=True)["config"]
+    assert teacher["ann"] == str(folder / "reviewed.json") and teacher["answer_weights"] == str(folder / "selection.json")
+    assert all(q["weight"] > 0 for q in json.loads((folder / "selection.json").read_text())["questions_chosen"])
+    student = torch.load(out / "student_review1weighted_ipw.pt", weights_only=True)["config"]
+    assert student["init"] == str(out / f"teacher_em_{folder.name}_ipw.pt") and student["answer_weights"] is None
+    assert entries["review:1:weighted+ipw"]["teacher_map"] is not None
