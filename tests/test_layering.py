@@ -44,6 +44,9 @@ ALLOWED = {
     ("eval", "spml.label.labeler"):
         "an .onnx model is scored by the labeler's onnxruntime session, so spml-eval's mAP is of exactly the "
         "probabilities spml-label thresholds (same preprocessing, same providers)",
+    ("review", "spml.label.api"):
+        "spml-review select --model scores the images through the labeler's library call (torch-free), so the "
+        "questions are chosen from exactly the probabilities spml-label --soft writes",
     ("train", "spml.eval.metrics"):
         "the trainer keeps the epoch with the best validation mAP: the same function spml-eval reports, so the "
         "number the checkpoint was chosen by is the number the user is shown (numpy only; no stage code)",
