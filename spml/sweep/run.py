@@ -448,29 +448,40 @@ def ask_round(sweep: Sweep, v: Variant, folder: Path, scorer: tuple, *, observed
     """One round of `review_rounds` in `folder`: the scorer's (onnx, scores) soft labels of `observed`, whose
     answered pairs are known and not asked again; `budget` questions (staged: half at random, the rest on the
     probabilities calibrated on that half), answered and merged into `observed`. The merged file and the counts."""
-    cfg, review = sweep.cfg, v.review
+    cfg = sweep.cfg
     onnx, scores = scorer
     source = folder / "labels_soft.json"
     if not source.exists():
         folder.mkdir(parents=True, exist_ok=True)
         write_labels_file(sweep, source, scores, onnx, tau=tau, dataset=load_coco(observed, cfg.images), soft=True,
                           tta=v.tta)
-    if not review.staged:
-        reviewed = ask(sweep, folder, source, observed, budget=budget, strategy=review.strategy, unit=review.unit)
-        counts = answer_counts(folder / "answers.csv")
-    else:
-        first = ask(sweep, folder / "stage1", source, observed, budget=budget // 2, strategy="random", unit=review.unit)
-        calibrated = folder / "labels_calibrated.json"
-        if not calibrated.exists():
-            values, _ = calibrated_scores(sweep, folder / "stage1", scores)
-            write_labels_file(sweep, calibrated, values, onnx, tau=0.5, dataset=load_coco(first, cfg.images),
-                              soft=True, tta=v.tta)
-        reviewed = ask(sweep, folder, calibrated, first, budget=budget - budget // 2, strategy=review.strategy,
-                       unit=review.unit)
-        counts = {k: a + b for (k, a), b in zip(answer_counts(folder / "stage1" / "answers.csv").items(),
-                                                 answer_counts(folder / "answers.csv").values())}
+    reviewed, counts = ask_budget(sweep, v, folder, source=source, observed=observed, scores=lambda: scores,
+                                  onnx=onnx, budget=budget)
     sweep.log(f"review {folder.parent.name} {folder.name}: {counts['questions']} answers, {counts['yes']} yes, "
               f"{counts['no']} no")
+    return reviewed, counts
+
+
+def ask_budget(sweep: Sweep, v: Variant, folder: Path, *, source: Path, observed: Path, scores, onnx: Path,
+               budget: int) -> tuple[Path, dict]:
+    """`budget` questions on the soft labels `source` of `observed`, answered and merged into it (folder/reviewed):
+    by the variant's strategy, or staged: half at random (folder/stage1), the other half by the strategy on the
+    probabilities (`scores()`, computed only when needed) calibrated on that half. The merged file and the counts
+    (questions, yes, no) of both stages."""
+    cfg, review = sweep.cfg, v.review
+    if not review.staged:
+        reviewed = ask(sweep, folder, source, observed, budget=budget, strategy=review.strategy, unit=review.unit)
+        return reviewed, answer_counts(folder / "answers.csv")
+    first = ask(sweep, folder / "stage1", source, observed, budget=budget // 2, strategy="random", unit=review.unit)
+    calibrated = folder / "labels_calibrated.json"
+    if not calibrated.exists():
+        values, _ = calibrated_scores(sweep, folder / "stage1", scores())
+        write_labels_file(sweep, calibrated, values, onnx, tau=0.5, dataset=load_coco(first, cfg.images), soft=True,
+                          tta=v.tta)
+    reviewed = ask(sweep, folder, calibrated, first, budget=budget - budget // 2, strategy=review.strategy,
+                   unit=review.unit)
+    counts = {k: a + b for (k, a), b in zip(answer_counts(folder / "stage1" / "answers.csv").items(),
+                                             answer_counts(folder / "answers.csv").values())}
     return reviewed, counts
 
 
@@ -485,21 +496,9 @@ def review_answers(sweep: Sweep, v: Variant, folder: Path, teacher_onnx: Path, *
     if not source.exists():
         write_labels_file(sweep, source, scores_of(sweep, teacher_onnx, v.tta), teacher_onnx, tau=tau, soft=True,
                           tta=v.tta)
-    budget = review.budget(len(sweep.sp))
-    if not review.staged:
-        reviewed = ask(sweep, folder, source, Path(cfg.ann), budget=budget, strategy=review.strategy, unit=review.unit)
-        counts = answer_counts(folder / "answers.csv")
-    else:
-        first = ask(sweep, folder / "stage1", source, Path(cfg.ann), budget=budget // 2, strategy="random", unit=review.unit)
-        calibrated = folder / "labels_calibrated.json"
-        if not calibrated.exists():
-            scores, _ = calibrated_scores(sweep, folder / "stage1", scores_of(sweep, teacher_onnx, v.tta))
-            write_labels_file(sweep, calibrated, scores, teacher_onnx, tau=0.5, dataset=load_coco(first, cfg.images),
-                              soft=True, tta=v.tta)
-        reviewed = ask(sweep, folder, calibrated, first, budget=budget - budget // 2, strategy=review.strategy,
-                       unit=review.unit)
-        counts = {k: a + b for (k, a), b in zip(answer_counts(folder / "stage1" / "answers.csv").items(),
-                                                 answer_counts(folder / "answers.csv").values())}
+    reviewed, counts = ask_budget(sweep, v, folder, source=source, observed=Path(cfg.ann),
+                                  scores=lambda: scores_of(sweep, teacher_onnx, v.tta), onnx=teacher_onnx,
+                                  budget=review.budget(len(sweep.sp)))
     sweep.log(f"review {folder.name}: {counts['questions']} answers, {counts['yes']} yes, {counts['no']} no")
     return reviewed, counts
 
