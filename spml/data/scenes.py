@@ -68,7 +68,7 @@ SCENES = {
                {"bark": 8, "leaves": 7, "moss": 4, "mud": 3, "fur": 1.5, "grass": 1.5}),
 }
 OUT_OF_CONTEXT = 0.08  # an object drawn from all categories, not the scene's
-NUM_OBJECTS_P = np.array([0.08, 0.17, 0.25, 0.25, 0.15, 0.10])  # 1..6 objects
+NUM_OBJECTS_P = np.array([0.05, 0.15, 0.25, 0.27, 0.18, 0.10])  # 1..6 objects, of distinct categories
 MIN_VISIBLE = 0.3  # an object hidden under more than 70% by later ones is dropped
 
 
@@ -105,7 +105,7 @@ def _texture(rng: np.random.Generator, kind: str, h: int, w: int, angle: float) 
     """A texture's mixing weight between the category's two colours, in [0, 1]; periods of 6-14 px, so that
     the pattern survives the 3-4x downscale to a 32-px input."""
     u, v = _rotated_coords(h, w, angle)
-    s = rng.uniform(0.85, 1.2)  # the texture's scale varies a little per object
+    s = rng.uniform(1.1, 1.5)  # the texture's scale varies a little per object
     if kind == "blades":  # grass: tall thin strokes
         return _noise(rng, h, w, 7 * s, 1.5 * s) ** 1.5
     if kind == "speckle":  # sand, snow: a gentle field with grains
@@ -196,8 +196,14 @@ def _sample_labels(rng: np.random.Generator, scene: str) -> list[int]:
     p = np.array(list(weights.values()), dtype=np.float64)
     p /= p.sum()
     k = int(rng.choice(len(NUM_OBJECTS_P), p=NUM_OBJECTS_P)) + 1
-    return [int(rng.integers(len(CATEGORIES))) if rng.random() < OUT_OF_CONTEXT else inside[int(rng.choice(len(inside), p=p))]
-            for _ in range(k)]
+    labels: list[int] = []
+    for _ in range(4 * k):  # distinct categories: a repeat would add an object and no positive
+        j = int(rng.integers(len(CATEGORIES))) if rng.random() < OUT_OF_CONTEXT else inside[int(rng.choice(len(inside), p=p))]
+        if j not in labels:
+            labels.append(j)
+        if len(labels) == k:
+            break
+    return labels
 
 
 def _background(rng: np.random.Generator, scene: str, w: int, h: int) -> np.ndarray:
@@ -217,7 +223,7 @@ def draw_image(rng: np.random.Generator, config: ScenesConfig = ScenesConfig()) 
     drawn = []
     for k, j in enumerate(_sample_labels(rng, scene)):
         _, _, kind, col_a, col_b, elongation, angle = CATEGORIES[j]
-        r = rng.uniform(0.17, 0.3) * min(w, h)
+        r = rng.uniform(0.16, 0.27) * min(w, h)
         cx, cy = rng.uniform(r * 0.5, w - r * 0.5), rng.uniform(r * 0.5, h - r * 0.5)
         mask = _blob_mask(rng, w, h, cx=cx, cy=cy, r=r, elongation=elongation)
         box = mask.getbbox()

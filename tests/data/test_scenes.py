@@ -91,10 +91,10 @@ def test_positives_per_image_and_a_long_tail(scenes):
     y, _ = _label_matrix(scenes[1]["train"])
     per_image = y.sum(1)
     assert per_image.min() >= 1  # the single-positive protocol needs one; the last object drawn always shows
-    assert 2.0 <= per_image.mean() <= 3.5 and per_image.max() >= 4
+    assert 2.5 <= per_image.mean() <= 4.0 and per_image.max() >= 5  # seed 0, 1280 images: 3.32 (the shapes: 3.15)
     freq = np.sort(y.mean(0))[::-1]
     assert (freq > 0).all()  # every category occurs
-    assert freq[0] > 5 * freq[-1]  # a long tail (seed 0, 1280 images: 21% of the images to 2.5%)
+    assert freq[0] > 4 * freq[-1]  # a long tail (seed 0, 1280 images: 28% of the images to 5.2%)
 
 
 def test_deterministic_by_seed(tmp_path):
@@ -112,7 +112,7 @@ def test_co_occurrence_is_group_wise_where_the_shapes_are_pairwise(scenes, shape
     # the shapes: a few companion pairs (star-crescent, cross-bar, ...), each category one partner at most;
     # the scenes: each category goes with a group, and the groups are cliques, so partners are partners' partners
     assert g_shapes.sum(1).mean() <= 1.0 and _clustering(g_shapes) <= 0.2
-    assert g_scenes.sum(1).mean() >= 2.5 and _clustering(g_scenes) >= 0.4  # measured: 2.9 and 0.52 (seed 0, all 1280: 4.5, 0.69)
+    assert g_scenes.sum(1).mean() >= 2.5 and _clustering(g_scenes) >= 0.4  # measured: 4.1 and 0.68 (seed 0, all 1280: 4.5, 0.65)
     # and the measured groups are the generator's scenes: most measured partners share a scene
     scene_of = {n: {s for s, spec in SCENES.items() if n in spec[3]} for n in names}
     pairs = list(zip(*np.nonzero(np.triu(g_scenes))))
