@@ -112,7 +112,7 @@ def test_co_occurrence_is_group_wise_where_the_shapes_are_pairwise(scenes, shape
     # the shapes: a few companion pairs (star-crescent, cross-bar, ...), each category one partner at most;
     # the scenes: each category goes with a group, and the groups are cliques, so partners are partners' partners
     assert g_shapes.sum(1).mean() <= 1.0 and _clustering(g_shapes) <= 0.2
-    assert g_scenes.sum(1).mean() >= 2.5 and _clustering(g_scenes) >= 0.4  # measured: 4.1 and 0.68 (seed 0, all 1280: 4.5, 0.65)
+    assert g_scenes.sum(1).mean() >= 2.5 and _clustering(g_scenes) >= 0.4  # measured: 4.1, 0.68 (seed 1, 320 images)
     # and the measured groups are the generator's scenes: most measured partners share a scene
     scene_of = {n: {s for s, spec in SCENES.items() if n in spec[3]} for n in names}
     pairs = list(zip(*np.nonzero(np.triu(g_scenes))))

@@ -18,7 +18,7 @@ def _report(seed, *, em24, full24, full64=None, **candidates):
     variants = [{"variant": "teacher+epochs:24", "map": em24}, {"variant": "full+epochs:24", "map": full24}]
     if full64 is not None:
         variants.append({"variant": "full+epochs:24+size:64", "map": full64})
-    variants += [{"variant": names[k], "map": v} for k, v in candidates.items()]
+    variants += [{"variant": names[k], "map": v, "teacher_map": v - 1} for k, v in candidates.items()]
     return {"teachers": {"an": 50.0, "em": 55.0}, "full": 62.0, "variants": variants,
             "config": {"train": {"seed": seed}}}
 
@@ -28,9 +28,9 @@ def test_shares_and_means_as_worked_out_by_hand():
                _report(1, em24=62.0, full24=72.0, gr=64.0, gr64=67.0, em_soft=61.0)]  # no 64-px full line
     text = recipe_markdown({"toy": reports})
     # gr: +5.00 and +2.00 over EM 24 -> shares 50.0% and 20.0%, mean +3.50 and 35.0%
-    assert "| `init-soft+tloss:gr+tepochs:16` | +5.00, +2.00 | +3.50 | 50.0%, 20.0% | 35.0% | - |" in text
+    assert "| `init-soft+tloss:gr+tepochs:16` | 63.50 | +5.00, +2.00 | +3.50 | 50.0%, 20.0% | 35.0% | - |" in text
     # gr64: 60%, 50% against full 24 at 32 px; against full at 64 px seed 0 only: (66 - 60) / (68 - 60) = 75%
-    assert "| `init-soft+tloss:gr+tepochs:16+size:64` | +6.00, +5.00 | +5.50 | 60.0%, 50.0% | 55.0% | 75.0% (1 seed) |" in text
+    assert "| `init-soft+tloss:gr+tepochs:16+size:64` | 65.50 | +6.00, +5.00 | +5.50 | 60.0%, 50.0% | 55.0% | 75.0% (1 seed) |" in text
     assert "| full labels at 64 px (`full+epochs:24+size:64`) | 24 | 68.00 | - | 68.00 (1 seed) |" in text
     assert "| EM teacher | 8 | 55.00 | 55.00 | 55.00 |" in text
 
