@@ -14,7 +14,7 @@ BEGIN, END = "<!-- tables: rendered from report.json -->", "<!-- end of tables -
 
 def _report(seed, *, em24, full24, full64=None, **candidates):
     names = {"em_soft": "init-soft+tepochs:16", "gr": "init-soft+tloss:gr+tepochs:16",
-             "gr64": "init-soft+tloss:gr+tepochs:16+size:64"}
+             "gr64": "init-soft+tloss:gr+tepochs:16+size:64", "em64": "init-soft+tepochs:16+size:64"}
     variants = [{"variant": "teacher+epochs:24", "map": em24}, {"variant": "full+epochs:24", "map": full24}]
     if full64 is not None:
         variants.append({"variant": "full+epochs:24+size:64", "map": full64})
@@ -33,12 +33,16 @@ def test_shares_and_means_as_worked_out_by_hand():
     assert "| `init-soft+tloss:gr+tepochs:16+size:64` | 65.50 | +6.00, +5.00 | +5.50 | 60.0%, 50.0% | 55.0% | 75.0% (1 seed) |" in text
     assert "| full labels at 64 px (`full+epochs:24+size:64`) | 24 | 68.00 | - | 68.00 (1 seed) |" in text
     assert "| EM teacher | 8 | 55.00 | 55.00 | 55.00 |" in text
+    assert "| `init-soft+tepochs:16+size:64` | - | -, - | - | -, - | - | - |" in text  # in neither report
 
 
 def test_the_verdict_needs_a_win_on_every_dataset():
     a = [_report(0, em24=60.0, full24=70.0, gr=65.0, gr64=61.0, em_soft=59.0)]
     b = [_report(0, em24=60.0, full24=70.0, gr=59.0, gr64=62.0, em_soft=58.0)]
     assert verdict({"a": a, "b": b}) == ["init-soft+tloss:gr+tepochs:16+size:64"]
+    b_em64 = [_report(0, em24=60.0, full24=70.0, gr=59.0, gr64=62.0, em_soft=58.0, em64=63.0)]
+    a_em64 = [_report(0, em24=60.0, full24=70.0, gr=65.0, gr64=61.0, em_soft=59.0, em64=62.0)]
+    assert verdict({"a": a_em64, "b": b_em64}) == ["init-soft+tepochs:16+size:64", "init-soft+tloss:gr+tepochs:16+size:64"]
     assert verdict({"a": a}) == ["init-soft+tloss:gr+tepochs:16", "init-soft+tloss:gr+tepochs:16+size:64"]
     assert verdict({"b": [_report(0, em24=60.0, full24=70.0, gr=59.0, gr64=60.0, em_soft=58.0)]}) == []
     assert "on a and b: **none**." in recipe_markdown({"a": a, "b": [_report(0, em24=60.0, full24=70.0, gr=59.0)]})
