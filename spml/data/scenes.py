@@ -81,7 +81,7 @@ class ScenesConfig:
     seed: int = 0
 
 
-def _noise(rng: np.random.Generator, h: int, w: int, cell_y: float, cell_x: float | None = None) -> np.ndarray:
+def _noise(rng: np.random.Generator, h: int, w: int, *, cell_y: float, cell_x: float | None = None) -> np.ndarray:
     """Value noise in [0, 1]: a random grid with one value per cell, bicubically interpolated."""
     cell_x = cell_y if cell_x is None else cell_x
     gh, gw = int(h / cell_y) + 3, int(w / cell_x) + 3
@@ -90,8 +90,8 @@ def _noise(rng: np.random.Generator, h: int, w: int, cell_y: float, cell_x: floa
     return np.clip(big[int(cell_y): int(cell_y) + h, int(cell_x): int(cell_x) + w], 0, 1)
 
 
-def _fractal(rng: np.random.Generator, h: int, w: int, cell: float, octaves: int = 3) -> np.ndarray:
-    total = sum(0.5 ** k * _noise(rng, h, w, max(1.0, cell / 2 ** k)) for k in range(octaves))
+def _fractal(rng: np.random.Generator, h: int, w: int, *, cell: float, octaves: int = 3) -> np.ndarray:
+    total = sum(0.5 ** k * _noise(rng, h, w, cell_y=max(1.0, cell / 2 ** k)) for k in range(octaves))
     return total / sum(0.5 ** k for k in range(octaves))
 
 
@@ -101,53 +101,53 @@ def _rotated_coords(h: int, w: int, angle_deg: float) -> tuple[np.ndarray, np.nd
     return xx * math.cos(a) + yy * math.sin(a), -xx * math.sin(a) + yy * math.cos(a)
 
 
-def _texture(rng: np.random.Generator, kind: str, h: int, w: int, angle: float) -> np.ndarray:
+def _texture(rng: np.random.Generator, kind: str, h: int, w: int, *, angle: float) -> np.ndarray:
     """A texture's mixing weight between the category's two colours, in [0, 1]; periods of 6-14 px, so that
     the pattern survives the 3-4x downscale to a 32-px input."""
     u, v = _rotated_coords(h, w, angle)
     s = rng.uniform(1.1, 1.5)  # the texture's scale varies a little per object
     if kind == "blades":  # grass: tall thin strokes
-        return _noise(rng, h, w, 7 * s, 1.5 * s) ** 1.5
+        return _noise(rng, h, w, cell_y=7 * s, cell_x=1.5 * s) ** 1.5
     if kind == "speckle":  # sand, snow: a gentle field with grains
-        return np.clip(0.7 * _fractal(rng, h, w, 10 * s) + 0.5 * (rng.random((h, w)) < 0.15), 0, 1)
+        return np.clip(0.7 * _fractal(rng, h, w, cell=10 * s) + 0.5 * (rng.random((h, w)) < 0.15), 0, 1)
     if kind == "waves":
-        warp = _fractal(rng, h, w, 12)
+        warp = _fractal(rng, h, w, cell=12)
         return 0.5 + 0.5 * np.sin(2 * math.pi * (v + 6 * warp) / (8 * s))
     if kind == "bricks":
         bh, bw = 7 * s, 14 * s
         row = np.floor(v / bh)
         mortar = ((v % bh) < 1.6) | (((u + (row % 2) * bw / 2) % bw) < 1.6)
-        shade = 0.15 * _noise(rng, h, w, 5)
+        shade = 0.15 * _noise(rng, h, w, cell_y=5)
         return np.where(mortar, 1.0, shade)
     if kind == "blobs":  # leaves: two-tone blobs
-        return (_noise(rng, h, w, 4 * s) > 0.5).astype(np.float32) * 0.8 + 0.2 * _noise(rng, h, w, 2)
+        return (_noise(rng, h, w, cell_y=4 * s) > 0.5).astype(np.float32) * 0.8 + 0.2 * _noise(rng, h, w, cell_y=2)
     if kind == "coarse":  # stone: large patches, strong contrast
-        return _fractal(rng, h, w, 16 * s) ** 1.3
+        return _fractal(rng, h, w, cell=16 * s) ** 1.3
     if kind == "grain":  # wood: warped rings
-        warp = _fractal(rng, h, w, 20)
+        warp = _fractal(rng, h, w, cell=20)
         return (0.5 + 0.5 * np.sin(2 * math.pi * (v + 10 * warp) / (7 * s))) ** 2
     if kind == "soft":  # cloud, mud: smooth, low-frequency
-        return _fractal(rng, h, w, 20 * s, octaves=2)
+        return _fractal(rng, h, w, cell=20 * s, octaves=2)
     if kind == "strokes":  # fur: short strokes along one direction
-        return _noise(rng, h, w, 1.5 * s, 6 * s)
+        return _noise(rng, h, w, cell_y=1.5 * s, cell_x=6 * s)
     if kind == "tiles":
         p = 11 * s
         grout = ((u % p) < 1.6) | ((v % p) < 1.6)
-        return np.where(grout, 0.0, 0.8 + 0.2 * _noise(rng, h, w, p))
+        return np.where(grout, 0.0, 0.8 + 0.2 * _noise(rng, h, w, cell_y=p))
     if kind == "slats":  # fence: boards with dark gaps
-        return np.where((u % (11 * s)) < 3.5 * s, 0.0, 0.7 + 0.3 * _noise(rng, h, w, 8, 2))
+        return np.where((u % (11 * s)) < 3.5 * s, 0.0, 0.7 + 0.3 * _noise(rng, h, w, cell_y=8, cell_x=2))
     if kind == "bark":  # deep vertical furrows
-        return _noise(rng, h, w, 12 * s, 2.5 * s) ** 0.7
+        return _noise(rng, h, w, cell_y=12 * s, cell_x=2.5 * s) ** 0.7
     if kind == "fine":  # carpet, moss, concrete: fine grain, little structure
-        return 0.6 * _noise(rng, h, w, 1.5) + 0.4 * _noise(rng, h, w, 6 * s)
+        return 0.6 * _noise(rng, h, w, cell_y=1.5) + 0.4 * _noise(rng, h, w, cell_y=6 * s)
     if kind == "plaid":
         p = 12 * s
         return 0.5 * ((u % p) < p / 3) + 0.5 * ((v % p) < p / 3)
     if kind == "cracks":  # ice: a light sheet with thin dark lines
-        n = _fractal(rng, h, w, 12 * s)
+        n = _fractal(rng, h, w, cell=12 * s)
         return np.clip(np.abs(n - 0.5) * 12, 0, 1) * 0.9
     if kind == "pebbles":
-        n = _noise(rng, h, w, 4.5 * s)
+        n = _noise(rng, h, w, cell_y=4.5 * s)
         return np.clip((n - 0.35) * 3, 0, 1)
     if kind == "stripes":  # rope: tight diagonal twists
         return 0.5 + 0.5 * np.sin(2 * math.pi * u / (6 * s))
@@ -155,7 +155,7 @@ def _texture(rng: np.random.Generator, kind: str, h: int, w: int, angle: float) 
         p = 7 * s
         return (((u % p) < 0.45 * p) | ((v % p) < 0.45 * p)).astype(np.float32)
     if kind == "veins":  # marble: white with thin warped veins
-        warp = _fractal(rng, h, w, 16)
+        warp = _fractal(rng, h, w, cell=16)
         return np.abs(np.sin(2 * math.pi * (u + v + 25 * warp) / (30 * s))) ** 0.25
     if kind == "weave":
         p = 8 * s
@@ -210,7 +210,7 @@ def _background(rng: np.random.Generator, scene: str, w: int, h: int) -> np.ndar
     top, bottom = _jitter(rng, SCENES[scene][1]), _jitter(rng, SCENES[scene][2])
     horizon = rng.uniform(0.3, 0.7)
     t = np.clip((np.linspace(0, 1, h, dtype=np.float32) - horizon) * 6 + 0.5, 0, 1)[:, None, None]
-    arr = top * (1 - t) + bottom * t + (_fractal(rng, h, w, 24)[:, :, None] - 0.5) * 40
+    arr = top * (1 - t) + bottom * t + (_fractal(rng, h, w, cell=24)[:, :, None] - 0.5) * 40
     return np.broadcast_to(arr, (h, w, 3)).astype(np.float32)
 
 
@@ -231,7 +231,7 @@ def draw_image(rng: np.random.Generator, config: ScenesConfig = ScenesConfig()) 
             continue
         x0, y0, x1, y1 = box
         theta = rng.uniform(0, 180) if angle is None else angle + rng.normal(0, 8)
-        t = _texture(rng, kind, y1 - y0, x1 - x0, theta)[:, :, None]
+        t = _texture(rng, kind, y1 - y0, x1 - x0, angle=theta)[:, :, None]
         patch = _jitter(rng, col_a) * (1 - t) + _jitter(rng, col_b) * t
         alpha = np.asarray(mask.filter(ImageFilter.GaussianBlur(0.7)), np.float32)[y0:y1, x0:x1, None] / 255
         canvas[y0:y1, x0:x1] = canvas[y0:y1, x0:x1] * (1 - alpha) + patch * alpha
