@@ -14,6 +14,7 @@ def main():
 
     \b
       spml-data demo --out data/                 # the built-in dataset
+      spml-data demo --dataset scenes --out d2/  # the second one: textured stuff in scene types
       spml-data demo --where                     # where spml-train and spml-eval find it by default
       spml-data single-positive data/instances_train.json --out data/sp.json
       spml-data backbone                         # a pretrained stand-in: spml-train --weights $(spml-data backbone)
@@ -33,23 +34,32 @@ def main():
 @click.option("--num-train", default=1600, show_default=True, type=click.IntRange(5),
               help="Images of the official train split (80% train, 20% val).")
 @click.option("--num-test", default=800, show_default=True, type=click.IntRange(1), help="Test images.")
-def demo(*, directory, where, seed, num_train, num_test):
-    """Write the built-in dataset to --out: JPEG images and instances_{train,val,test}.json (full labels,
+@click.option("--dataset", type=click.Choice(["shapes", "scenes"]), default="shapes", show_default=True,
+              help="shapes: 10 flat-coloured shapes, pairs that co-occur; scenes: 24 textured categories in 6 "
+                   "scene types (spml/data/scenes.py).")
+def demo(*, directory, where, seed, num_train, num_test, dataset):
+    """Write a built-in dataset to --out: JPEG images and instances_{train,val,test}.json (full labels,
     bboxes, gappy category ids). With --where, show the copy in spml's cache instead."""
     if where:
         from spml.files import cache_dir
 
-        root = cache_dir() / "demo"
+        root = cache_dir() / ("demo" if dataset == "shapes" else "scenes")
+        maker = "spml-train" if dataset == "shapes" else "spml.data.scenes.builtin_scenes()"
         for split in ("train", "val", "test"):
             path = root / f"instances_{split}.json"
-            click.echo(f"{split}: {path}" + ("" if path.exists() else " (created on first use by spml-train)"))
+            click.echo(f"{split}: {path}" + ("" if path.exists() else f" (created on first use by {maker})"))
         click.echo(f"images: {root / 'images'}  (set SPML_CACHE to move it)")
         return
     if directory is None:
         raise click.UsageError("Missing option '--out' (or --where to show the built-in copy).")
-    from spml.data.demo import DemoConfig, make_demo
+    if dataset == "scenes":
+        from spml.data.scenes import ScenesConfig, make_scenes
 
-    paths = make_demo(directory, DemoConfig(num_train=num_train, num_test=num_test, seed=seed))
+        paths = make_scenes(directory, ScenesConfig(num_train=num_train, num_test=num_test, seed=seed))
+    else:
+        from spml.data.demo import DemoConfig, make_demo
+
+        paths = make_demo(directory, DemoConfig(num_train=num_train, num_test=num_test, seed=seed))
     for split, path in paths.items():
         click.echo(f"{split}: {path}")
     click.echo(f"next: spml-data single-positive {paths['train']} --out {paths['train'].with_name('sp_train.json')}")

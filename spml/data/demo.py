@@ -183,29 +183,30 @@ def draw_image(rng: np.random.Generator, config: DemoConfig = DemoConfig()) -> t
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB"), objects
 
 
-def _coco(images: list[dict], annotations: list[dict], split: str, categories=CATEGORIES) -> dict:
+def _coco(images: list[dict], annotations: list[dict], split: str, categories=CATEGORIES, *,
+          name: str = "spml built-in dataset", supercategory: str = "shape") -> dict:
     return {
-        "info": {"description": f"spml built-in dataset, {split} split", "version": "1", "images_dir": "."},
+        "info": {"description": f"{name}, {split} split", "version": "1", "images_dir": "."},
         "licenses": [],
         "images": images,
         "annotations": annotations,
-        "categories": [{"id": cid, "name": name, "supercategory": "shape"} for cid, name, _ in categories],
+        "categories": [{"id": c[0], "name": c[1], "supercategory": supercategory} for c in categories],
     }
 
 
-def make_demo(root: str | Path, config: DemoConfig = DemoConfig()) -> dict[str, Path]:
-    """Write the built-in dataset under `root`: images/{train,test}/*.jpg and instances_{train,val,test}.json
-    (val is a 20% hold-out of the train images, with full labels, for model choice). Returns the json paths."""
+def write_dataset(root: str | Path, draw, categories, *, num_train: int, num_test: int, rng: np.random.Generator,
+                  name: str = "spml built-in dataset", supercategory: str = "shape") -> dict[str, Path]:
+    """The writer every built-in dataset shares: `draw(rng)` makes one image and its objects as (category index,
+    [x, y, w, h]); writes images/{train,test}/*.jpg and instances_{train,val,test}.json (val is a 20% hold-out of
+    the train images, with full labels, for model choice), gappy image ids. Returns the json paths."""
     root = Path(root)
-    rng = np.random.default_rng(config.seed)
-    categories = SOURCE_CATEGORIES if config.source else CATEGORIES
     records: dict[str, tuple[list, list]] = {}
     ann_id = 1
-    for part, count, id0 in (("train", config.num_train, 1), ("test", config.num_test, 100001)):
+    for part, count, id0 in (("train", num_train, 1), ("test", num_test, 100001)):
         (root / "images" / part).mkdir(parents=True, exist_ok=True)
         images, anns = [], []
         for k in range(count):
-            img, objects = draw_image(rng, config)
+            img, objects = draw(rng)
             image_id = id0 + 7 * k  # gappy image ids too
             file_name = f"images/{part}/{image_id:06d}.jpg"
             img.save(root / file_name, quality=int(rng.integers(80, 96)))
@@ -226,8 +227,16 @@ def make_demo(root: str | Path, config: DemoConfig = DemoConfig()) -> dict[str, 
     paths = {}
     for split, (images, anns) in splits.items():
         paths[split] = root / f"instances_{split}.json"
-        write_json(paths[split], _coco(images, anns, split, categories))
+        write_json(paths[split], _coco(images, anns, split, categories, name=name, supercategory=supercategory))
     return paths
+
+
+def make_demo(root: str | Path, config: DemoConfig = DemoConfig()) -> dict[str, Path]:
+    """Write the built-in dataset under `root`: images/{train,test}/*.jpg and instances_{train,val,test}.json
+    (val is a 20% hold-out of the train images, with full labels, for model choice). Returns the json paths."""
+    categories = SOURCE_CATEGORIES if config.source else CATEGORIES
+    return write_dataset(root, lambda rng: draw_image(rng, config), categories, num_train=config.num_train,
+                         num_test=config.num_test, rng=np.random.default_rng(config.seed))
 
 
 def builtin_dataset() -> dict[str, Path]:
