@@ -45,7 +45,7 @@ class DemoConfig:
     source: bool = False  # the source task's categories (SOURCE_CATEGORIES), uniform, no companions
 
 
-def _hsv_to_rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
+def hsv_to_rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
     h = (h % 360) / 60.0
     c = v * s
     x = c * (1 - abs(h % 2 - 1))
@@ -139,8 +139,8 @@ def _sample_labels(rng: np.random.Generator, source: bool = False) -> list[int]:
 
 
 def _background(rng: np.random.Generator, w: int, h: int) -> Image.Image:
-    c0 = np.array(_hsv_to_rgb(rng.uniform(0, 360), rng.uniform(0, 0.5), rng.uniform(0.2, 0.9)), np.float32)
-    c1 = np.array(_hsv_to_rgb(rng.uniform(0, 360), rng.uniform(0, 0.5), rng.uniform(0.2, 0.9)), np.float32)
+    c0 = np.array(hsv_to_rgb(rng.uniform(0, 360), rng.uniform(0, 0.5), rng.uniform(0.2, 0.9)), np.float32)
+    c1 = np.array(hsv_to_rgb(rng.uniform(0, 360), rng.uniform(0, 0.5), rng.uniform(0.2, 0.9)), np.float32)
     t = np.linspace(0, 1, w, dtype=np.float32)[None, :, None] * np.ones((h, 1, 1), np.float32)
     if rng.random() < 0.5:
         t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None] * np.ones((1, w, 1), np.float32)
@@ -148,7 +148,7 @@ def _background(rng: np.random.Generator, w: int, h: int) -> Image.Image:
     img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(img)
     for _ in range(int(rng.integers(1, 5))):  # clutter that is not a category
-        color = _hsv_to_rgb(rng.uniform(0, 360), rng.uniform(0, 1), rng.uniform(0.1, 1))
+        color = hsv_to_rgb(rng.uniform(0, 360), rng.uniform(0, 1), rng.uniform(0.1, 1))
         x0, y0 = rng.uniform(0, w), rng.uniform(0, h)
         if rng.random() < 0.5:
             draw.line([x0, y0, x0 + rng.normal(0, w / 3), y0 + rng.normal(0, h / 3)], fill=color, width=int(rng.integers(1, 4)))
@@ -174,9 +174,9 @@ def draw_image(rng: np.random.Generator, config: DemoConfig = DemoConfig()) -> t
         if box is None:
             continue
         if rng.random() < 0.85:  # the category's hue, jittered; otherwise any colour
-            color = _hsv_to_rgb(hue + rng.normal(0, 12), rng.uniform(0.6, 1), rng.uniform(0.6, 1))
+            color = hsv_to_rgb(hue + rng.normal(0, 12), rng.uniform(0.6, 1), rng.uniform(0.6, 1))
         else:
-            color = _hsv_to_rgb(rng.uniform(0, 360), rng.uniform(0.2, 1), rng.uniform(0.3, 1))
+            color = hsv_to_rgb(rng.uniform(0, 360), rng.uniform(0.2, 1), rng.uniform(0.3, 1))
         img.paste(color, (0, 0), mask.filter(ImageFilter.GaussianBlur(0.6)))
         objects.append((j, [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])]))
     arr = np.asarray(img, dtype=np.float32) + rng.normal(0, rng.uniform(3, 10), size=(h, w, 3))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from spml.data.demo import _hsv_to_rgb, write_dataset
+from spml.data.demo import hsv_to_rgb, write_dataset
 
 # (COCO-style gappy id, name, texture, colour a (h, s, v), colour b (h, s, v), elongation, texture angle in degrees
 # or None for any); colour families overlap on purpose, so the texture has to decide
@@ -165,7 +165,7 @@ def _texture(rng: np.random.Generator, kind: str, h: int, w: int, *, angle: floa
 
 def _jitter(rng: np.random.Generator, hsv: tuple[float, float, float]) -> np.ndarray:
     h, s, v = hsv
-    return np.array(_hsv_to_rgb(h + rng.normal(0, 8), min(1.0, s * rng.uniform(0.8, 1.2)),
+    return np.array(hsv_to_rgb(h + rng.normal(0, 8), min(1.0, s * rng.uniform(0.8, 1.2)),
                                 min(1.0, v * rng.uniform(0.85, 1.15))), np.float32)
 
 
