@@ -17,14 +17,15 @@ import click
 from spml.cli_util import command
 
 EPOCHS = 24
-EM_LINE, FULL_LINE, FULL_LINE_64 = f"teacher+epochs:{EPOCHS}", f"full+epochs:{EPOCHS}", f"full+epochs:{EPOCHS}+size:64"
-# (what it is, variant, the full-label line at its input size besides the 32-px one)
+EM_LINE, FULL_LINE = f"teacher+epochs:{EPOCHS}", f"full+epochs:{EPOCHS}"
+EM_LINE_64, FULL_LINE_64 = f"teacher+epochs:{EPOCHS}+size:64", f"full+epochs:{EPOCHS}+size:64"
+# (what it is, variant, the EM and full-label lines at its input size besides the 32-px ones)
 CANDIDATES = [
     ("EM teacher 16 epochs, soft student 8", "init-soft+tepochs:16", None),
     ("GR teacher 16 epochs, soft student 8", "init-soft+tloss:gr+tepochs:16", None),
-    ("GR teacher 16 epochs, soft student 8 at 64 px", "init-soft+tloss:gr+tepochs:16+size:64", FULL_LINE_64),
+    ("GR teacher 16 epochs, soft student 8 at 64 px", "init-soft+tloss:gr+tepochs:16+size:64", (EM_LINE_64, FULL_LINE_64)),
     # the control: is it the GR teacher or the 64-px student?
-    ("EM teacher 16 epochs, soft student 8 at 64 px", "init-soft+tepochs:16+size:64", FULL_LINE_64),
+    ("EM teacher 16 epochs, soft student 8 at 64 px", "init-soft+tepochs:16+size:64", (EM_LINE_64, FULL_LINE_64)),
 ]
 DATASETS = {"shapes": "spml/data/demo.py: 10 flat-coloured shapes, pairs that co-occur",
             "scenes": "spml/data/scenes.py: 24 textured categories, group-wise co-occurrence in 6 scene types"}
@@ -61,20 +62,22 @@ def _over(values) -> str:
 
 def candidate_rows(reports: list[dict]) -> list[dict]:
     """Per candidate: its test mAP per seed, its teacher's, its difference to the EM line, its shares of the gap
-    (against the 32-px full line, and against the full line at its own input size where it has one)."""
+    (against the 32-px lines; against the 32-px EM line and the full line at its own input size; and against both
+    lines at its own input size, where it has them)."""
     em = [_variant_map(r, EM_LINE) for r in reports]
     full = [_variant_map(r, FULL_LINE) for r in reports]
     rows = []
-    for label, variant, own_full in CANDIDATES:
+    for label, variant, own_lines in CANDIDATES:
         maps = [_variant_map(r, variant) for r in reports]
-        own = [_variant_map(r, own_full) for r in reports] if own_full else None
+        own_em, own = ([[_variant_map(r, line) for r in reports] for line in own_lines] if own_lines
+                       else (None, None))
         rows.append({
             "label": label, "variant": variant, "maps": maps,
             "teacher": [_variant_map(r, variant, "teacher_map") for r in reports],
             "vs_em": [None if m is None or e is None else m - e for m, e in zip(maps, em)],
             "share": [_share(m, e, f) for m, e, f in zip(maps, em, full)],
             "share_own": [_share(m, e, f) for m, e, f in zip(maps, em, own)] if own else None,
-            "own_full": own_full,
+            "share_size": [_share(m, e, f) for m, e, f in zip(maps, own_em, own)] if own else None,
         })
     return rows
 
@@ -94,20 +97,22 @@ def dataset_markdown(name: str, reports: list[dict]) -> str:
     line("full labels", 8, [r.get("full") for r in reports])
     line(f"**EM teacher** (`{EM_LINE}`)", EPOCHS, [_variant_map(r, EM_LINE) for r in reports])
     line(f"**full labels** (`{FULL_LINE}`)", EPOCHS, [_variant_map(r, FULL_LINE) for r in reports])
+    line(f"EM teacher at 64 px (`{EM_LINE_64}`)", EPOCHS, [_variant_map(r, EM_LINE_64) for r in reports])
     line(f"full labels at 64 px (`{FULL_LINE_64}`)", EPOCHS, [_variant_map(r, FULL_LINE_64) for r in reports])
     rows = candidate_rows(reports)
     for row in rows:
         line(f"{row['label']} (`{row['variant']}`)", "16 + 8", row["maps"])
     lines += ["", f"| candidate | its teacher alone (16 epochs), mean | vs EM {EPOCHS}, per seed "
                   f"| mean vs EM {EPOCHS} | share of the gap, per seed | mean share "
-                  f"| mean share against full at its input size |", "|---|---|---|---|---|---|---|"]
+                  f"| mean share against full at its input size | mean share, EM and full both at its input size |",
+              "|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        own = "-" if row["share_own"] is None else f"{_pct(_mean(row['share_own']))}{_over(row['share_own'])}"
+        own, size = ("-" if row[k] is None else f"{_pct(_mean(row[k]))}{_over(row[k])}" for k in ("share_own", "share_size"))
         lines.append(f"| `{row['variant']}` | {_fmt(_mean(row['teacher']))}{_over(row['teacher'])} | "
                      + ", ".join(_fmt(v, sign=True) for v in row["vs_em"])
                      + f" | {_fmt(_mean(row['vs_em']), sign=True)}{_over(row['vs_em'])} | "
                      + ", ".join(_pct(v) for v in row["share"]) + f" | {_pct(_mean(row['share']))}{_over(row['share'])} "
-                     f"| {own} |")
+                     f"| {own} | {size} |")
     return "\n".join(lines + [""])
 
 
@@ -131,8 +136,8 @@ def recipe_markdown(datasets: dict[str, list[dict]]) -> str:
                  + (", ".join(f"`{w}`" for w in winners) if winners else "**none**") + ".")
     parts.append(f"Share of the gap: (candidate − EM {EPOCHS}) / (full {EPOCHS} − EM {EPOCHS}) per seed, then "
                  f"averaged; a candidate's epochs count its teacher's and its student's (16 + 8). The 64-px "
-                 f"candidates are also measured against full labels at 64 px, {EPOCHS} epochs. '-': not in that "
-                 f"seed's report.")
+                 f"candidates are also measured against full labels at 64 px, and against EM and full labels both at 64 px, "
+                 f"{EPOCHS} epochs. '-': not in that seed's report.")
     return "\n\n".join(parts) + "\n"
 
 
