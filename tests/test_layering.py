@@ -47,6 +47,9 @@ ALLOWED = {
     ("review", "spml.label.api"):
         "spml-review select --model scores the images through the labeler's library call (torch-free), so the "
         "questions are chosen from exactly the probabilities spml-label --soft writes",
+    ("review", "spml.label.labeler"):
+        "spml-review calibrate writes its calibrated labels through spml-label's own writer (label_scores), which "
+        "takes the probabilities as the labeler's Scores: one writer for every labels file, not a second one",
     ("train", "spml.eval.metrics"):
         "the trainer keeps the epoch with the best validation mAP: the same function spml-eval reports, so the "
         "number the checkpoint was chosen by is the number the user is shown (numpy only; no stage code)",

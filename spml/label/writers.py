@@ -20,6 +20,8 @@ from spml.errors import SpmlError
 from spml.files import atomic_write, remove_temps, sha256_of
 from spml.label.labeler import Scores, threshold
 
+SCORE_DECIMALS = 5  # a soft labels file's `spml_scores`: what a student fits and spml-review calibrate reads
+
 
 def created_time() -> str:
     """Now, or $SOURCE_DATE_EPOCH where set (reproducible files, as in reproducible builds)."""
@@ -144,7 +146,7 @@ def image_records(dataset: CocoDataset, blocks, *, tau_low: float | None, soft: 
                 im["neg_category_ids"] = [cat_ids[j] for j in np.flatnonzero(negative[k])]
                 im["not_exhaustive_category_ids"] = [cat_ids[j] for j in np.flatnonzero(~negative[k] & ~positives[k])]
             if soft:
-                im["spml_scores"] = [round(float(v), 5) for v in values[k]]
+                im["spml_scores"] = [round(float(v), SCORE_DECIMALS) for v in values[k]]
             yield im
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from spml.cli_util import group, version
+from spml.cli_util import group, several, version
 
 STRATEGY_NAMES = ("random", "uncertainty", "weighted")  # spml.review.strategies.STRATEGIES, without importing numpy
 
@@ -18,6 +18,7 @@ def main():
       spml-review select labels.json --budget 500 --out review/         # questions.csv, label-studio.{json,xml}
       spml-review merge sp.json review/questions.csv --out sp2.json     # after a person filled `answer`
       spml-review simulate review/questions.csv --truth instances_train.json --out answers.csv
+      spml-review calibrate labels.json --answers review/ --out calibrated.json  # Platt scaling on the answers
       spml-review push review/ --label-studio http://localhost:8080 --token T      # a Label Studio project
       spml-review pull --label-studio http://localhost:8080 --token T --project 1 --out answers.json
     """
@@ -126,6 +127,32 @@ def simulate_cmd(questions, *, truth, out, error_rate, seed):
 
     s = simulate_answers(questions, truth, out, error_rate=error_rate, seed=seed)
     click.echo(f"wrote {out}: {s['questions']} answers, {s['yes']} yes and {s['no']} no ({s['flipped']} flipped)")
+
+
+@main.command("calibrate")
+@version
+@click.argument("labels", type=click.Path(dir_okay=False))
+@several("--answers", type=click.Path(file_okay=False), required=True,
+         help="A folder spml-review select --out wrote, its questions.csv answered (or an answers.csv beside it); "
+              "repeat or separate by commas for several.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="The calibrated soft labels file.")
+@click.option("--tau", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5, show_default=True,
+              help="The labeling threshold of the calibrated probabilities (chances a person says yes).")
+def calibrate_cmd(labels, *, answers, out, tau):
+    """Calibrate LABELS, an spml-label --soft file, on a person's answers: per category, a logistic fit of the
+    answer on the teacher's logit (Platt scaling; `weighted` answers by 1 / their sampling weight) maps every
+    probability to the chance a person would say yes (docs/review.md).
+
+    OUT has LABELS' images and observed labels, the calibrated probabilities, the pseudo labels at --tau and the
+    maps in info.calibration. Fit it on answers to questions drawn at random (or `weighted`): answers chosen by
+    uncertainty cover one band of scores only.
+    """
+    from spml.review.calibrate import calibrate_labels
+
+    s = calibrate_labels(labels, answers, out, tau=tau)
+    click.echo(f"wrote {out}: {s.images} images calibrated on {s.answers} answers ({s.yes} yes, {s.answers - s.yes} "
+               f"no); {s.own_fits} of {len(s.maps)} categories fitted on their own answers, the others on all pooled; "
+               f"{s.pseudo_positives} pseudo positives at tau {tau:g}")
 
 
 def _server_options(f):

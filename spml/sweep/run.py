@@ -540,23 +540,18 @@ def soft_target_quality(labels: Path, gt_ann: str, sp: CocoDataset) -> dict:
 
 
 def calibrated_scores(sweep: Sweep, folder: Path, scores) -> tuple:
-    """The teacher's `scores` calibrated on the answers in `folder` (spml.review.calibrate: per category Platt
-    scaling, weighted answers by 1 / their sampling weight); the maps as [a, b] per category."""
+    """The teacher's `scores` calibrated on the answers in `folder` (spml.review.calibrate, as spml-review
+    calibrate does: per category Platt scaling, weighted answers by 1 / their sampling weight, on the scores at the
+    precision a labels file keeps); the maps as [a, b] per category."""
     from spml.label.labeler import Scores
-    from spml.review.calibrate import calibrate, calibration_maps
+    from spml.label.writers import SCORE_DECIMALS
+    from spml.review.calibrate import calibrate, fit_answered, read_answered
 
-    chosen = json.loads((folder / "selection.json").read_text())["questions_chosen"]
-    answered = {(i, c): answer == "yes" for i, c, answer in _answers(folder / "answers.csv")}
-    row, column = {i: n for n, i in enumerate(sweep.sp.image_ids)}, sweep.sp.column_of()
-    rows = np.array([row[q["image_id"]] for q in chosen])
-    columns = np.array([column[q["category_id"]] for q in chosen])
-    yes = np.array([answered[q["image_id"], q["category_id"]] for q in chosen])
-    weights = np.array([1.0 / q["weight"] for q in chosen]) if all("weight" in q for q in chosen) else None
-    values = scores.values
-    try:
-        maps = calibration_maps(values[rows - scores.start, columns], columns, yes, values.shape[1], weights=weights)
-    except ValueError as e:
-        raise SpmlError(f"{folder}: {e}") from None
+    # the scores as the soft labels file records them: the numbers spml-review calibrate reads, so that the
+    # loop typed as commands writes the sweep's labels (a change below 1e-5 of each probability)
+    values = np.round(scores.values.astype(np.float64), SCORE_DECIMALS).astype(np.float32)
+    maps = fit_answered(values, read_answered([folder]), image_ids=sweep.sp.image_ids[scores.start:][:len(values)],
+                        category_ids=sweep.sp.category_ids, where=str(folder))
     return Scores(calibrate(values, maps), scores.failures, scores.seconds, scores.start), maps.tolist()
 
 

@@ -14,8 +14,8 @@ from spml.review.cli import main
 COMMANDS = [("spml-review", main)] + [(f"spml-review {n}", c) for n, c in main.commands.items()]
 
 
-def test_the_three_commands_exist():
-    assert set(main.commands) == {"select", "merge", "simulate", "push", "pull"}
+def test_the_review_commands_exist():
+    assert set(main.commands) == {"select", "merge", "simulate", "calibrate", "push", "pull"}
 
 
 @pytest.mark.parametrize("name,cmd", COMMANDS, ids=[n for n, _ in COMMANDS])

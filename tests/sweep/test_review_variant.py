@@ -251,6 +251,71 @@ def test_staged_asks_half_at_random_and_calibrates_on_that_half(review_sweep, ti
 
 
 @pytest.mark.slow
+def test_the_staged_loop_as_commands_writes_the_sweeps_student_labels(review_sweep, tiny_data, tmp_path):
+    """`+staged` typed as docs/review.md gives it: spml-label --soft, half the budget at random, calibrate on its
+    answers, the other half by uncertainty on the calibrated file, merge, calibrate again at tau: the student's
+    labels file the sweep wrote (the same labels; probabilities to the 5 decimals the file keeps)."""
+    from spml.label.cli import main as label_cli
+    from spml.review.cli import main as review_cli
+
+    out, report = review_sweep
+    sweep = out / "review_teacher_em_1_uncertainty_pair_staged"
+    seed = json.loads((sweep / "stage1" / "selection.json").read_text())["seed"]
+    budget = len(load_coco(tiny_data["sp"]))
+
+    def run(cli, *args):
+        result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+
+    def review(*args):
+        run(review_cli, *args)
+
+    soft, stage1, stage2 = tmp_path / "soft.json", tmp_path / "stage1", tmp_path / "stage2"
+    run(label_cli, out / "teacher.onnx", "--ann", tiny_data["sp"], "--soft", "--tau", "0.5", "--out", soft)
+    review("select", soft, "--strategy", "random", "--budget", budget // 2, "--seed", seed, "--out", stage1)
+    review("simulate", stage1 / "questions.csv", "--truth", tiny_data["train"], "--out", stage1 / "answers.csv")
+    review("merge", soft, stage1 / "answers.csv", "--out", tmp_path / "soft1.json")
+    review("calibrate", tmp_path / "soft1.json", "--answers", stage1, "--out", tmp_path / "calibrated.json")
+    review("select", tmp_path / "calibrated.json", "--strategy", "uncertainty", "--budget", budget - budget // 2,
+           "--seed", seed, "--out", stage2)
+    review("simulate", stage2 / "questions.csv", "--truth", tiny_data["train"], "--out", stage2 / "answers.csv")
+    review("merge", tmp_path / "soft1.json", stage2 / "answers.csv", "--out", tmp_path / "soft2.json")
+    review("calibrate", tmp_path / "soft2.json", "--answers", stage1, "--tau", "0.5", "--out", tmp_path / "student.json")
+
+    assert questions_of(stage1) == questions_of(sweep / "stage1") and questions_of(stage2) == questions_of(sweep)
+    mine = json.loads((tmp_path / "student.json").read_text())
+    theirs = json.loads((out / "labels_review1uncertainty_staged.json").read_text())
+    entry = next(v for v in report["variants"] if v["variant"] == "review:1:uncertainty+staged")
+    # both fit the scores at the file's 5 decimals (unrounded, the tiny teacher's slope moves by 1e-3)
+    assert np.array(mine["info"]["calibration"]["maps"]) == pytest.approx(np.array(entry["calibration"]), abs=1e-6)
+    # and sklearn's logistic regression on the same answers, with spml's small ridge on slope and intercept (the
+    # tiny teacher's logits span +-0.2, where it matters): too few answers for a category's own fit, all pooled
+    from sklearn.linear_model import LogisticRegression
+
+    from spml.review.calibrate import RIDGE
+
+    teacher = json.loads(soft.read_text())
+    categories = [c["id"] for c in teacher["categories"]]
+    p_of = {(im["id"], c): im["spml_scores"][j] for im in teacher["images"] for j, c in enumerate(categories)}
+    answers = questions_of(stage1)
+    x = np.log(np.clip([p_of[i, c] for i, c, _ in answers], 1e-6, 1 - 1e-6))
+    x = x - np.log1p(-np.exp(x))
+    fit = LogisticRegression(C=1 / RIDGE, fit_intercept=False, tol=1e-12, max_iter=10000)
+    fit.fit(np.stack([x, np.ones_like(x)], 1), [a == "yes" for *_, a in answers])
+    for a, b in mine["info"]["calibration"]["maps"]:
+        assert (a, b) == pytest.approx(tuple(fit.coef_[0]), abs=1e-4)
+    assert [im["id"] for im in mine["images"]] == [im["id"] for im in theirs["images"]]
+    # the same numbers through the same writer
+    assert np.array([im["spml_scores"] for im in mine["images"]]) == \
+        pytest.approx(np.array([im["spml_scores"] for im in theirs["images"]]), abs=1e-6)
+    labels = lambda f: {(a["image_id"], a["category_id"], a["source"]) for a in f["annotations"]}  # noqa: E731
+    negatives = lambda f: {(im["id"], c) for im in f["images"] for c in im.get("neg_category_ids", [])}  # noqa: E731
+    assert labels(mine) == labels(theirs) and negatives(mine) == negatives(theirs)
+    assert load_coco(tmp_path / "student.json").soft_targets() == \
+        pytest.approx(load_coco(out / "labels_review1uncertainty_staged.json").soft_targets(), abs=1e-6)
+
+
+@pytest.mark.slow
 def test_the_soft_targets_distance_from_the_truth(review_sweep, tiny_data):
     out, report = review_sweep
     entry = report["variants"][1]  # review:0.5:uncertainty+fix
