@@ -33,7 +33,7 @@ def main():
               help="Folder for questions.csv, label-studio.json, label-studio.xml and selection.json.")
 @click.option("--strategy", type=click.Choice(STRATEGY_NAMES), default="uncertainty", show_default=True,
               help="random: the baseline; uncertainty: nearest the labeling threshold tau; weighted: sampled with "
-                   "chances growing near tau, weights recorded (docs/review.md).")
+                   "chances growing near tau, weights recorded (docs/review/index.md).")
 @click.option("--unit", type=click.Choice(["pair", "image"]), default="pair", show_default=True,
               help="pair: one (image, category) question at a time; image: every unknown category of each chosen image.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random draws (random keys, ties).")
@@ -141,7 +141,7 @@ def simulate_cmd(questions, *, truth, out, error_rate, seed):
 def calibrate_cmd(labels, *, answers, out, tau):
     """Calibrate LABELS, an spml-label --soft file, on a person's answers: per category, a logistic fit of the
     answer on the teacher's logit (Platt scaling; `weighted` answers by 1 / their sampling weight) maps every
-    probability to the chance a person would say yes (docs/review.md).
+    probability to the chance a person would say yes (docs/review/index.md).
 
     OUT has LABELS' images and observed labels, the calibrated probabilities, the pseudo labels at --tau and the
     maps in info.calibration. Fit it on answers to questions drawn at random (or `weighted`): answers chosen by
@@ -183,7 +183,7 @@ def push_cmd(folder, *, url, token, title, document_root, upload, images):
     --upload the images themselves.
 
     For local files, start the server where the images are, with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and
-    LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT above them (docs/review.md).
+    LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT above them (docs/review/index.md).
     """
     from spml.review.label_studio import push
 

@@ -252,7 +252,7 @@ def test_staged_asks_half_at_random_and_calibrates_on_that_half(review_sweep, ti
 
 @pytest.mark.slow
 def test_the_staged_loop_as_commands_writes_the_sweeps_student_labels(review_sweep, tiny_data, tmp_path):
-    """`+staged` typed as docs/review.md gives it: spml-label --soft, half the budget at random, calibrate on its
+    """`+staged` typed as docs/review/index.md gives it: spml-label --soft, half the budget at random, calibrate on its
     answers, the other half by uncertainty on the calibrated file, merge, calibrate again at tau: the student's
     labels file the sweep wrote (the same labels; probabilities to the 5 decimals the file keeps)."""
     from spml.label.cli import main as label_cli

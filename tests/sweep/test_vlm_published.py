@@ -19,11 +19,11 @@ def test_the_readme_tables_are_rendered_from_the_reports():
 
 
 def test_the_reports_reference_lines_are_the_review_studys_sweeps():
-    """The EM and full-label lines the shares are taken against are those of docs/review-loop's sweep of the same
+    """The EM and full-label lines the shares are taken against are those of docs/review's sweep of the same
     seed (the same data, the pretrained regime), at 8 epochs and at 16."""
     for seed in (0, 1, 2):
         report = json.loads((FOLDER / f"seed{seed}" / "report.json").read_text())
-        sweep = json.loads((FOLDER.parent / "review-loop" / f"seed{seed}" / "report.json").read_text())
+        sweep = json.loads((FOLDER.parent / "review" / f"seed{seed}" / "report.json").read_text())
         by_name = {v["variant"]: v["map"] for v in sweep["variants"]}
         assert report["references"]["em"] == {"8": sweep["teachers"]["em"], "16": by_name["teacher+epochs:16"]}
         assert report["references"]["full"] == {"8": sweep["full"], "16": by_name["full+epochs:16"]}
