@@ -49,6 +49,9 @@ def test_the_verdict_needs_a_win_on_every_dataset():
     a_em64 = [_report(0, em24=60.0, full24=70.0, gr=65.0, gr64=61.0, em_soft=59.0, em64=62.0)]
     assert verdict({"a": a_em64, "b": b_em64}) == ["init-soft+tepochs:16+size:64", "init-soft+tloss:gr+tepochs:16+size:64"]
     assert verdict({"a": a}) == ["init-soft+tloss:gr+tepochs:16", "init-soft+tloss:gr+tepochs:16+size:64"]
+    # the EM line at 64 px, where measured, is what a 64-px candidate must beat: 61 < 62 leaves it out
+    a_size = [_report(0, em24=60.0, full24=70.0, full64=71.0, em24_64=62.0, gr=65.0, gr64=61.0, em_soft=59.0)]
+    assert verdict({"a": a_size}) == ["init-soft+tloss:gr+tepochs:16"]
     assert verdict({"b": [_report(0, em24=60.0, full24=70.0, gr=59.0, gr64=60.0, em_soft=58.0)]}) == []
     assert "on a and b: **none**." in recipe_markdown({"a": a, "b": [_report(0, em24=60.0, full24=70.0, gr=59.0)]})
 
