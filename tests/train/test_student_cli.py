@@ -129,9 +129,9 @@ def test_where_the_builtin_dataset_is(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_recommended_recipe_as_typed(tiny_data, tmp_path):
+def test_gr_ensemble_soft_labels_and_a_larger_student_as_typed(tiny_data, tmp_path):
     """GR teachers of two seeds, one ensemble model, soft labels (the ensemble's train set, recorded in it), and a
-    student at a larger size from the first teacher: the commands of the README's recommended recipe."""
+    student at a larger size from the first teacher: the commands of docs/recipe's 64-px GR candidate."""
     from click.testing import CliRunner
 
     from spml.export.cli import main as export_cli
