@@ -241,12 +241,17 @@ def make_demo(root: str | Path, config: DemoConfig = DemoConfig()) -> dict[str, 
 
 def builtin_dataset() -> dict[str, Path]:
     """The built-in dataset in spml's cache folder, created on first use."""
+    return cached_dataset("demo", make_demo)
+
+
+def cached_dataset(folder: str, make) -> dict[str, Path]:
+    """The instances files of a generated dataset in spml's cache folder/`folder`, made by `make(root)` on first use."""
     from spml.files import cache_dir
 
-    root = cache_dir() / "demo"
+    root = cache_dir() / folder
     paths = {s: root / f"instances_{s}.json" for s in ("train", "val", "test")}
     if not all(p.exists() for p in paths.values()):
-        make_demo(root)
+        make(root)
     return paths
 
 

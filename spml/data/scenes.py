@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from spml.data.demo import hsv_to_rgb, write_dataset
+from spml.data.demo import cached_dataset, hsv_to_rgb, write_dataset
 
 # (COCO-style gappy id, name, texture, colour a (h, s, v), colour b (h, s, v), elongation, texture angle in degrees
 # or None for any); colour families overlap on purpose, so the texture has to decide
@@ -260,10 +260,4 @@ def make_scenes(root: str | Path, config: ScenesConfig = ScenesConfig()) -> dict
 
 def builtin_scenes() -> dict[str, Path]:
     """The scenes dataset in spml's cache folder, created on first use (as `builtin_dataset` is for the shapes)."""
-    from spml.files import cache_dir
-
-    root = cache_dir() / "scenes"
-    paths = {s: root / f"instances_{s}.json" for s in ("train", "val", "test")}
-    if not all(p.exists() for p in paths.values()):
-        make_scenes(root)
-    return paths
+    return cached_dataset("scenes", make_scenes)
