@@ -66,6 +66,12 @@ def remove_temps(path: str | os.PathLike) -> None:
             tmp.unlink()
 
 
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """`text` written to `path` atomically (a report table, a rendered page)."""
+    with atomic_write(path) as f:
+        f.write(text)
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
     with atomic_write(path) as f:
         json.dump(obj, f)

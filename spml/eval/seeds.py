@@ -67,12 +67,11 @@ def seeds_markdown(reports: list[dict], teacher: str = "em") -> str:
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the table here (and print it).")
 def main(reports, teacher, out):
     from spml.data.json_stream import load_json
-    from spml.files import atomic_write
+    from spml.files import write_text
 
     text = seeds_markdown([load_json(p, "report") for p in reports], teacher)
     if out:
-        with atomic_write(out) as f:
-            f.write(text)
+        write_text(out, text)
     click.echo(text)
 
 

@@ -163,12 +163,11 @@ def load_folder(folder: str | Path) -> list[dict]:
 @click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the tables here (and print them).")
 def main(folders, out):
-    from spml.files import atomic_write
+    from spml.files import write_text
 
     text = recipe_markdown({Path(f).name: load_folder(f) for f in folders})
     if out:
-        with atomic_write(out) as f:
-            f.write(text)
+        write_text(out, text)
     click.echo(text)
 
 

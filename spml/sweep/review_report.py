@@ -197,13 +197,12 @@ def plot_review_gap(reports: list[dict], path: Path) -> None:
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write the plot here (PNG).")
 def main(reports, out, plot):
     from spml.data.json_stream import load_json
-    from spml.files import atomic_write
+    from spml.files import write_text
 
     loaded = [load_json(p, "report") for p in reports]
     text = review_markdown(loaded)
     if out:
-        with atomic_write(out) as f:
-            f.write(text)
+        write_text(out, text)
     if plot:
         plot_review_gap(loaded, Path(plot))
     click.echo(text)

@@ -157,12 +157,11 @@ def vlm_markdown(reports: list[dict]) -> str:
 def main(reports, out):
     """Render the study's tables from its report.json files (one per seed)."""
     from spml.data.json_stream import load_json
-    from spml.files import atomic_write
+    from spml.files import write_text
 
     text = vlm_markdown([load_json(p, "report") for p in reports])
     if out:
-        with atomic_write(out) as f:
-            f.write(text)
+        write_text(out, text)
     click.echo(text, nl=False)
 
 
