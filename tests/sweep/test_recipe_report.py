@@ -65,3 +65,19 @@ def test_the_published_tables_are_rendered_from_the_reports():
         datasets[name] = [json.loads(p.read_text()) for p in paths]
     text = (FOLDER / "README.md").read_text()
     assert text[text.index(BEGIN) + len(BEGIN):text.index(END)].strip() == recipe_markdown(datasets).strip()
+
+
+def test_the_command_prints_and_writes_the_tables(tmp_path):
+    from click.testing import CliRunner
+
+    from spml.sweep.recipe_report import load_folder, main
+
+    out = tmp_path / "tables.md"
+    result = CliRunner().invoke(main, [str(FOLDER / "shapes"), str(FOLDER / "scenes"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    expected = recipe_markdown({n: load_folder(FOLDER / n) for n in ("shapes", "scenes")})
+    assert out.read_text() == expected
+    assert result.output.strip() == expected.strip()
+    result = CliRunner().invoke(main, [str(tmp_path), "--out", str(tmp_path / "none.md")])  # no seed*/report.json
+    assert result.exit_code == 1 and "no seed*/report.json there" in result.output
+    assert not (tmp_path / "none.md").exists()
