@@ -77,6 +77,9 @@ def _list_archs(ctx, param, value):
               help="Fit the teacher's probabilities of a labels file written with spml-label --soft.")
 @click.option("--soft-temperature", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
               help="--soft-targets: fit sigmoid(logit(p) / T) of the teacher's probabilities p; T < 1 sharpens them.")
+@click.option("--answer-weights", type=click.Path(dir_okay=False), default=None, show_default="none",
+              help="A selection.json of spml-review select --strategy weighted: each answered pair's loss weighted by "
+                   "1 / its sampling weight, which undoes the selection (losses em, an, wan, bce, an-ls, epr).")
 @click.option("--augment", type=click.Choice(["none", "flip", "strong"]), default=None, show_default="flip",
               help="Training noise per image: flip (horizontal); strong: RandomResizedCrop, flip and TrivialAugmentWide, "
                    "plus mixup/cutmix of the batches for bce losses (a noisy student).")

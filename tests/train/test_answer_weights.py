@@ -75,3 +75,25 @@ def test_what_cannot_be_weighted_is_refused_in_one_line(tiny_data, tmp_path, sel
         path.write_text(json.dumps(change.pop("selection")))
     with pytest.raises(SpmlError, match=message.replace("(", r"\(").replace(")", r"\)")):
         data_of(tiny_data, tmp_path, answer_weights=str(path), **change)
+
+
+def test_spml_train_takes_the_weights_from_the_command_line(tiny_data, tmp_path, selection):
+    """--answer-weights reaches the trainer: the log names the weights' span (1/SAMPLED scaled to mean 1), and a
+    file that is not a weighted selection is one error line."""
+    from click.testing import CliRunner
+
+    from spml.train.cli import main
+
+    path, *_ = selection
+    common = ["--ann", str(tiny_data["sp"]), "--arch", "cnn4", "--image-size", "32", "--no-pretrained", "--epochs", "1",
+              "--batch-size", "8", "--loss", "em"]
+    result = CliRunner().invoke(main, [*common, "--answer-weights", str(path), "--out", str(tmp_path / "t.pt")])
+    assert result.exit_code == 0, result.output
+    inverse = 1 / np.array(SAMPLED)
+    low, high = inverse.min() / inverse.mean(), inverse.max() / inverse.mean()
+    assert f"from {low:.3g} to {high:.3g}" in result.output
+    bad = tmp_path / "plain.json"
+    bad.write_text(json.dumps({"questions_chosen": [{"image_id": 1, "category_id": 1}]}))
+    result = CliRunner().invoke(main, [*common, "--answer-weights", str(bad), "--out", str(tmp_path / "u.pt")])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].startswith("Error:") and "not a selection.json" in result.output
