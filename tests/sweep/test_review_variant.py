@@ -109,18 +109,24 @@ def test_equal_epoch_lines_are_the_references_of_the_longest_training():
         {"epochs": 8, "em": 63.0, "full": 70.0}
 
 
-@pytest.fixture(scope="module")
-def review_sweep(tiny_data, tmp_path_factory):
+def tiny_sweep(tiny_data, out, variants: str) -> dict:
+    """spml-sweep on the tiny data (1-epoch resnet18 at 32 px, tau 0.5) with `variants`, into `out`: its report."""
     from spml.sweep.cli import main as sweep_cli
 
-    out = tmp_path_factory.mktemp("review_sweep")
     args = ["--ann", tiny_data["sp"], "--val-ann", tiny_data["val"], "--test-ann", tiny_data["test"],
             "--gt-ann", tiny_data["train"], "--tau", "0.5", "--variant-tau", "0.5", "--arch", "resnet18",
-            "--image-size", "32", "--epochs", "1", "--batch-size", "16", "--no-pretrained", "--variants",
-            "review:1:random,review:0.5:uncertainty+fix,review:1:uncertainty+staged,teacher+epochs:2,full+epochs:2", "--out", out]
+            "--image-size", "32", "--epochs", "1", "--batch-size", "16", "--no-pretrained", "--variants", variants,
+            "--out", out]
     result = CliRunner().invoke(sweep_cli, [str(a) for a in args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return out, json.loads((out / "report.json").read_text())
+    return json.loads((out / "report.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def review_sweep(tiny_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("review_sweep")
+    return out, tiny_sweep(tiny_data, out, "review:1:random,review:0.5:uncertainty+fix,review:1:uncertainty+staged,"
+                                           "teacher+epochs:2,full+epochs:2")
 
 
 def truth_pairs(path) -> set:
@@ -338,16 +344,10 @@ def test_the_soft_targets_distance_from_the_truth(review_sweep, tiny_data):
 
 @pytest.fixture(scope="module")
 def rounds_sweep(tiny_data, tmp_path_factory):
-    from spml.sweep.cli import main as sweep_cli
-
     out = tmp_path_factory.mktemp("rounds_sweep")
-    args = ["--ann", tiny_data["sp"], "--val-ann", tiny_data["val"], "--test-ann", tiny_data["test"],
-            "--gt-ann", tiny_data["train"], "--tau", "0.5", "--variant-tau", "0.5", "--arch", "resnet18",
-            "--image-size", "32", "--epochs", "1", "--batch-size", "16", "--no-pretrained", "--variants",
-            "review:2:uncertainty+staged+rounds:2,review:1:random+rounds:2,review:1:weighted+ipw", "--out", out]
-    result = CliRunner().invoke(sweep_cli, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return out, {v["variant"]: v for v in json.loads((out / "report.json").read_text())["variants"]}
+    report = tiny_sweep(tiny_data, out, "review:2:uncertainty+staged+rounds:2,review:1:random+rounds:2,"
+                                        "review:1:weighted+ipw")
+    return out, {v["variant"]: v for v in report["variants"]}
 
 
 def _pairs(rows) -> set:
